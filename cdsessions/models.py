@@ -1,0 +1,220 @@
+"""The Session API's data, as frozen msgspec Structs with the wire's snake_case names.
+
+Response models are permissive on purpose: unknown fields are ignored and unknown enum values
+are kept as their string, so a new GPU type or a new server field never breaks a user's code.
+Every datetime handed out is timezone-aware UTC (the live server sends ``timeout_end`` naive,
+meaning UTC).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from msgspec.structs import force_setattr
+
+__all__ = [
+    "CreateSessionBody",
+    "CreateSessionResponse",
+    "DeleteSessionResponse",
+    "ExtendSessionResponse",
+    "GPUEventModel",
+    "GPUProviderType",
+    "HTTPValidationError",
+    "MachineGPU",
+    "Session",
+    "ValidationError",
+]
+
+
+class _OpenStrEnum(enum.StrEnum):
+    """A string enum that accepts values it does not know yet.
+
+    ``MachineGPU("X9")`` returns a member whose value is ``"X9"`` (``is_known`` is False) instead
+    of raising, so msgspec decodes a GPU added to the server after this release, and re-encodes
+    it unchanged. Unknown members are not cached, so hostile input cannot grow the class.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        return self._value_ in type(self)._value2member_map_
+
+
+class MachineGPU(_OpenStrEnum):
+    """GPU types. The list grows on the server; unknown values decode (``is_known`` False)."""
+
+    CPU = "CPU"
+    T4 = "T4"
+    L4 = "L4"
+    A10G = "A10G"
+    L40S = "L40S"
+    A100 = "A100"
+    A100_80GB = "A100-80GB"
+    H100 = "H100"
+    H200 = "H200"
+    B200 = "B200"
+
+
+class GPUProviderType(_OpenStrEnum):
+    RUNPOD = "runpod"
+    MODAL = "modal"
+    COMFY_DEPLOY = "comfy-deploy"
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # the live server's naive timestamps mean UTC
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _normalise_datetimes(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value.tzinfo is not UTC:
+            force_setattr(obj, name, _as_utc(value))
+
+
+def _mask(url: str | None) -> str:
+    # A session URL is a public tunnel with no auth of its own: never print it whole.
+    return "None" if url is None else "'<redacted url>'"
+
+
+class CreateSessionBody(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``create`` sends. ``timeout`` is in minutes (the server turns None or 0 into 15).
+
+    ``wait_for_server=True`` makes the server answer only once ComfyUI is up (up to ~10 min)
+    and the response then carries the ``url``.
+    """
+
+    machine_id: str
+    gpu: MachineGPU | None = None
+    timeout: int | None = None
+    wait_for_server: bool = False
+
+
+class CreateSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"CreateSessionResponse(session_id={self.session_id!r}, url={_mask(self.url)})"
+
+
+class DeleteSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+    success: bool
+
+
+class ExtendSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The live ``POST /session/{id}/increase-timeout`` answer (not in the seed)."""
+
+    message: str | None = None
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """One session, as ``get`` and ``list`` return it.
+
+    Decodes both the seed's 3-field ``Session`` and the live server's ``SessionResponse``: the
+    fields the seed lacks are optional here. ``url`` is None until ComfyUI is up.
+    ``org_id`` is whatever the server sent (the live server sends the string ``"None"`` for
+    personal accounts). ``gpu`` is a plain string on the live server.
+    """
+
+    session_id: str
+    gpu_event_id: str
+    url: str | None = None
+    id: str | None = None
+    gpu: str | None = None
+    created_at: datetime | None = None
+    timeout: int | None = None
+    timeout_end: datetime | None = None
+    machine_id: str | None = None
+    machine_version_id: str | None = None
+    status: str | None = None
+    user_id: str | None = None
+    org_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _normalise_datetimes(self, ("created_at", "timeout_end"))
+
+    @property
+    def ready(self) -> bool:
+        """True once the server has a tunnel URL for ComfyUI."""
+        return self.url is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(session_id={self.session_id!r}, gpu={self.gpu!r}, "
+            f"status={self.status!r}, url={_mask(self.url)}, timeout_end={self.timeout_end!r})"
+        )
+
+
+class GPUEventModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A list element as the seed documents it (the live server sends :class:`Session`)."""
+
+    id: str
+    user_id: str
+    org_id: str | None
+    machine_id: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    gpu: MachineGPU | None
+    gpu_provider: GPUProviderType
+    ws_gpu: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    session_timeout: int | None = None
+    session_id: str | None = None
+    modal_function_id: str | None = None
+    tunnel_url: str | None = None
+    cost_item_title: str | None = None
+    cost: float | None = None
+
+    def __post_init__(self) -> None:
+        _normalise_datetimes(self, ("start_time", "end_time", "created_at", "updated_at"))
+
+    def to_session(self) -> Session:
+        """The same session in the shape ``list`` hands out."""
+        return Session(
+            session_id=self.session_id if self.session_id is not None else self.id,
+            gpu_event_id=self.id,
+            url=self.tunnel_url,
+            gpu=None if self.gpu is None else self.gpu.value,
+            created_at=self.created_at if self.created_at is not None else self.start_time,
+            timeout=self.session_timeout,
+            machine_id=self.machine_id,
+            user_id=self.user_id,
+            org_id=self.org_id,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"GPUEventModel(id={self.id!r}, session_id={self.session_id!r}, gpu={self.gpu!r}, "
+            f"gpu_provider={self.gpu_provider!r}, tunnel_url={_mask(self.tunnel_url)})"
+        )
+
+
+class ValidationError(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a 422 body (FastAPI's shape). ``input`` and ``ctx`` are kept as sent."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class HTTPValidationError(msgspec.Struct, frozen=True, kw_only=True):
+    detail: list[ValidationError] = msgspec.field(default_factory=list)

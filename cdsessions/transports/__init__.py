@@ -1,0 +1,24 @@
+"""Transports: the only parts of cdsessions that do I/O.
+
+``Urllib3Transport`` is imported lazily, so ``import cdsessions`` does not pay for urllib3
+until a real HTTP call is made.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cdsessions.transports.base import Transport
+
+if TYPE_CHECKING:
+    from cdsessions.transports.urllib3_transport import Urllib3Transport
+
+__all__ = ["Transport", "Urllib3Transport"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Urllib3Transport":
+        from cdsessions.transports.urllib3_transport import Urllib3Transport
+
+        return Urllib3Transport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
