@@ -96,12 +96,19 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients in fault tests hang up on purpose; a broken pipe here is expected.
+        return
+
+
 @contextmanager
 def serve(script: Script) -> Iterator[LoopbackServer]:
     """Run a scripted server on a free port of 127.0.0.1 for the duration of the block."""
     state = LoopbackServer(script)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
+    httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
     state.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
