@@ -3,6 +3,8 @@
 Every operation returns a ``returns`` ``Result``: ``Success(value)`` or ``Failure(ApiError)``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from cdsessions._version import __version__
 from cdsessions.client import SessionsClient
 from cdsessions.errors import (
@@ -14,6 +16,7 @@ from cdsessions.errors import (
     ValidationFailed,
     ValidationItem,
 )
+from cdsessions.lifecycle import NotReady, OpenSession, SessionGone, SessionScope
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -26,22 +29,37 @@ from cdsessions.models import (
     Session,
     ValidationError,
 )
+from cdsessions.retry import RetryPolicy
 from cdsessions.timeouts import Timeout
+
+if TYPE_CHECKING:
+    from cdsessions.fake_service import FakeService
+    from cdsessions.transports.cassette import CassetteError, CassetteTransport
+    from cdsessions.transports.fake import FakeTransport
 
 __all__ = [
     "ApiError",
+    "CassetteError",
+    "CassetteTransport",
     "CreateSessionBody",
     "CreateSessionResponse",
     "DecodeFailed",
     "DeleteSessionResponse",
     "ExtendSessionResponse",
+    "FakeService",
+    "FakeTransport",
     "GPUEventModel",
     "GPUProviderType",
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
     "MachineGPU",
+    "NotReady",
+    "OpenSession",
+    "RetryPolicy",
     "Session",
+    "SessionGone",
+    "SessionScope",
     "SessionsClient",
     "Timeout",
     "TransportFailed",
@@ -50,3 +68,20 @@ __all__ = [
     "ValidationItem",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The fake is for tests and demos: loaded only when asked for.
+    if name == "FakeService":
+        from cdsessions.fake_service import FakeService
+
+        return FakeService
+    if name == "FakeTransport":
+        from cdsessions.transports.fake import FakeTransport
+
+        return FakeTransport
+    if name in ("CassetteTransport", "CassetteError"):  # PyYAML is needed only on load
+        from cdsessions.transports import cassette
+
+        return getattr(cassette, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
 import os
+import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Final, TypeAlias, TypeVar
 
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions import builders, decoding
+from cdsessions import builders, decoding, lifecycle, observe
 from cdsessions._version import __version__
-from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.errors import ApiError, InvalidRequest, TransportFailed
 from cdsessions.http import HttpRequest, HttpResponse
 from cdsessions.models import (
     CreateSessionBody,
@@ -28,8 +30,18 @@ from cdsessions.models import (
     ExtendSessionResponse,
     Session,
 )
+from cdsessions.observe import AttemptFinished, AttemptStarted, Observer
+from cdsessions.retry import (
+    DEFAULT_RETRY,
+    OperationKind,
+    RetryPolicy,
+    Send,
+    Wait,
+    plan,
+    policy_from,
+)
 from cdsessions.servers import is_loopback, resolve_server
-from cdsessions.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout
+from cdsessions.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
 from cdsessions.transports.base import Transport
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
@@ -66,8 +78,16 @@ class SessionsClient:
     :class:`~cdsessions.transports.Urllib3Transport` created on first use and closed by
     :meth:`close`; a transport you pass in is yours, and is never closed here.
 
-    Configuration problems (no key, an unusable server) come back from each call as an
-    :class:`~cdsessions.errors.InvalidRequest`, never as an exception.
+    Configuration problems (no key, an unusable server, timeout or retry policy) come back from
+    each call as an :class:`~cdsessions.errors.InvalidRequest`, never as an exception.
+
+    ``timeout`` is a :class:`~cdsessions.Timeout` or seconds for connect and read alike; its
+    ``total`` (120 s by default) bounds the whole call, retries and waits included. ``retry`` is a
+    :class:`~cdsessions.RetryPolicy` (the default retries get, list and cancel; create and
+    extend only when the request never reached the server or got a 429), or False for none.
+    Both can be overridden per call. ``observers`` are functions called with an
+    :class:`~cdsessions.observe.AttemptStarted` before and an
+    :class:`~cdsessions.observe.AttemptFinished` after every attempt.
     """
 
     def __init__(
@@ -81,13 +101,19 @@ class SessionsClient:
         max_connections: int = 10,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
+        retry: RetryPolicy | bool | None = None,
+        observers: Iterable[Observer] = (),
     ) -> None:
         self._bearer = bearer
         self._server = server
         self._base_url = resolve_server(server)
         self._transport = transport
         self._owns_transport = transport is None
-        self._timeout = Timeout.of(timeout, DEFAULT_TIMEOUT)
+        # Checked here, reported by each call: a constructor that raises would be an exception
+        # for a configuration mistake.
+        self._timeout = timeout_from(timeout, DEFAULT_TIMEOUT)
+        self._retry = policy_from(retry, DEFAULT_RETRY)
+        self._observers: tuple[Observer, ...] = (observe.log_event, *observers)
         self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
         self._allow_insecure_http = allow_insecure_http
@@ -97,10 +123,15 @@ class SessionsClient:
     # -- operations ------------------------------------------------------------------------
 
     def get(
-        self, session_id: str, *, timeout: Timeout | float | None = None
+        self,
+        session_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Result[Session, ApiError]:
         """One session. A 404 means unknown, ended, or another account's."""
-        return self._call(builders.build_get(session_id), _decode_with(decoding.SESSION), timeout)
+        built = builders.build_get(session_id)
+        return self._call(built, _decode_with(decoding.SESSION), timeout, kind="get", retry=retry)
 
     def cancel(
         self,
@@ -108,13 +139,20 @@ class SessionsClient:
         wait_for_shutdown: bool = False,
         *,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Result[DeleteSessionResponse, ApiError]:
         """Stop a session (and its billing). ``wait_for_shutdown`` waits for the machine to stop."""
         built = builders.build_cancel(session_id, wait_for_shutdown)
-        return self._call(built, _decode_with(decoding.DELETED), timeout)
+        return self._call(
+            built, _decode_with(decoding.DELETED), timeout, kind="cancel", retry=retry
+        )
 
     def list(
-        self, machine_id: str | None = None, *, timeout: Timeout | float | None = None
+        self,
+        machine_id: str | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Result[builtins.list[Session], ApiError]:
         """Live sessions of the account, or of one machine. Always a list of :class:`Session`,
         whether the server answers in the live shape or the seed's ``GPUEventModel`` shape."""
@@ -123,24 +161,75 @@ class SessionsClient:
             decoding.decode_session_list,
             timeout,
             max_bytes=MAX_LIST_BYTES,
+            kind="list",
+            retry=retry,
         )
 
     def create(
-        self, body: CreateSessionBody, *, timeout: Timeout | float | None = None
+        self,
+        body: CreateSessionBody,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Result[CreateSessionResponse, ApiError]:
         """Start a paid session. With ``wait_for_server=True`` the read timeout is at least
-        11 minutes, since the server may take 10 to answer."""
-        chosen = Timeout.of(timeout, self._timeout)
-        if isinstance(body, CreateSessionBody) and body.wait_for_server is True:
-            chosen = chosen.at_least(CREATE_AND_WAIT_READ)
-        return self._call(builders.build_create(body), _decode_with(decoding.CREATED), chosen)
+        11 minutes, since the server may take 10 to answer.
+
+        Never repeated once the request may have reached the server (a retry could start a
+        second paid session) unless ``retry=RetryPolicy(allow_duplicates=True)``."""
+        waits = isinstance(body, CreateSessionBody) and body.wait_for_server is True
+        return self._call(
+            builders.build_create(body),
+            _decode_with(decoding.CREATED),
+            timeout,
+            kind="create",
+            retry=retry,
+            min_read=CREATE_AND_WAIT_READ if waits else None,
+        )
 
     def extend(
-        self, session_id: str, minutes: int, *, timeout: Timeout | float | None = None
+        self,
+        session_id: str,
+        minutes: int,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Result[ExtendSessionResponse, ApiError]:
-        """Add ``minutes`` to a live session's timeout (live server only)."""
+        """Add ``minutes`` to a live session's timeout (live server only). Repeated, like
+        create, only when the request surely never reached the server or got a 429."""
         built = builders.build_extend(session_id, minutes)
-        return self._call(built, _decode_with(decoding.EXTENDED), timeout)
+        return self._call(
+            built, _decode_with(decoding.EXTENDED), timeout, kind="extend", retry=retry
+        )
+
+    # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
+
+    def wait_until_ready(
+        self,
+        session_id: str,
+        *,
+        timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
+        on_poll: lifecycle.OnPoll | None = None,
+    ) -> Result[Session, ApiError]:
+        """Poll :meth:`get` (1 s apart at first, then up to 4 s) until the session's ``url`` is
+        set. Fails with :class:`~cdsessions.lifecycle.SessionGone` on a 404 and
+        :class:`~cdsessions.lifecycle.NotReady` after ``timeout`` seconds."""
+        return lifecycle.wait_until_ready(self.get, session_id, timeout=timeout, on_poll=on_poll)
+
+    def session(
+        self,
+        body: CreateSessionBody,
+        *,
+        wait: bool = True,
+        ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
+        on_poll: lifecycle.OnPoll | None = None,
+    ) -> lifecycle.SessionScope:
+        """A context manager that creates a session, waits until it is ready (unless
+        ``wait=False``) and always cancels it on exit, exceptions and Ctrl-C included.
+        ``with client.session(body) as started`` gives ``Result[OpenSession, ApiError]``."""
+        return lifecycle.SessionScope(
+            self, body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll
+        )
 
     # -- the shell -------------------------------------------------------------------------
 
@@ -151,20 +240,101 @@ class SessionsClient:
         timeout: Timeout | float | None,
         *,
         max_bytes: int = MAX_OBJECT_BYTES,
+        kind: OperationKind | None = None,
+        retry: RetryPolicy | bool | None = None,
+        min_read: float | None = None,
     ) -> Result[T, ApiError]:
+        """Build, then send (retrying as the policy decides), then decode."""
         prepared = built.bind(self._prepare)
         if not isinstance(prepared, Success):
             return Failure(prepared.failure())
         request = prepared.unwrap()
-        sent = self._transport_for_use().send(
-            request,
-            timeout=Timeout.of(timeout, self._timeout),
-            max_response_bytes=self._max_response_bytes or max_bytes,
-            operation=request.operation,
-        )
+        settings = self._settings(request.operation, timeout, retry, max_bytes)
+        if not isinstance(settings, Success):
+            return Failure(settings.failure())
+        chosen_timeout, policy, limit = settings.unwrap()
+        if min_read is not None:
+            chosen_timeout = chosen_timeout.at_least(min_read)
+        sent = self._exchange(request, kind or _kind_of(request), policy, chosen_timeout, limit)
         if not isinstance(sent, Success):
             return Failure(sent.failure())
         return decode(sent.unwrap(), request.operation)
+
+    def _settings(
+        self,
+        operation: str,
+        timeout: object,
+        retry: object,
+        max_bytes: int,
+    ) -> Result[tuple[Timeout, RetryPolicy, int], InvalidRequest]:
+        """This call's timeout, retry policy and body cap: the call's own, else the client's."""
+        default_timeout = self._timeout.alt(
+            lambda problem: InvalidRequest(operation, "timeout", problem)
+        )
+        if not isinstance(default_timeout, Success):
+            return Failure(default_timeout.failure())
+        chosen_timeout = timeout_from(timeout, default_timeout.unwrap())
+        if not isinstance(chosen_timeout, Success):
+            return Failure(InvalidRequest(operation, "timeout", chosen_timeout.failure()))
+        default_policy = self._retry.alt(
+            lambda problem: InvalidRequest(operation, "retry", problem)
+        )
+        if not isinstance(default_policy, Success):
+            return Failure(default_policy.failure())
+        policy = policy_from(retry, default_policy.unwrap())
+        if not isinstance(policy, Success):
+            return Failure(InvalidRequest(operation, "retry", policy.failure()))
+        limit = self._max_response_bytes
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            problem = "max_response_bytes must be a whole number of bytes ≥ 1"
+            return Failure(InvalidRequest(operation, "max_response_bytes", problem))
+        return Success((chosen_timeout.unwrap(), policy.unwrap(), limit or max_bytes))
+
+    def _exchange(
+        self,
+        request: HttpRequest,
+        kind: OperationKind,
+        policy: RetryPolicy,
+        timeout: Timeout,
+        max_bytes: int,
+    ) -> Result[HttpResponse, TransportFailed]:
+        """Drive :func:`~cdsessions.retry.plan`: every decision is made there; this only sends,
+        sleeps and tells the observers."""
+        transport = self._transport_for_use()
+        shown = request.redacted()
+        steps = plan(
+            policy,
+            kind,
+            timeout,
+            clock=time.monotonic,
+            wallclock=time.time,
+            unit=random.random,
+        )
+        step = next(steps)
+        while True:
+            if isinstance(step, Wait):
+                time.sleep(step.seconds)
+                step = steps.send(None)
+            elif isinstance(step, Send):
+                observe.notify(self._observers, AttemptStarted(shown, step.attempt))
+                started = time.monotonic()
+                outcome = transport.send(
+                    request,
+                    timeout=step.timeout,
+                    max_response_bytes=max_bytes,
+                    operation=request.operation,
+                )
+                elapsed = time.monotonic() - started
+                attempt = step.attempt
+                step = steps.send(outcome)
+                retry_in = step.seconds if isinstance(step, Wait) else None
+                finished = AttemptFinished(shown, attempt, outcome, elapsed, retry_in)
+                observe.notify(self._observers, finished)
+            else:
+                steps.close()
+                return step.outcome
 
     def _prepare(self, request: HttpRequest) -> Result[HttpRequest, InvalidRequest]:
         """The request with server and headers, or why it must not be sent."""
@@ -236,6 +406,14 @@ class SessionsClient:
 
     def __repr__(self) -> str:
         return f"SessionsClient(server={self._server!r})"
+
+
+def _kind_of(request: HttpRequest) -> OperationKind:
+    """For a request whose caller named no kind: GET only reads; anything else that is not a
+    DELETE is treated like create, the most careful choice."""
+    if request.method == "GET":
+        return "list" if request.path == "/sessions" else "get"
+    return "cancel" if request.method == "DELETE" else "create"
 
 
 def _decode_with(decoder: msgspec.json.Decoder[T]) -> _Decoder[T]:

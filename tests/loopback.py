@@ -6,6 +6,8 @@ assert what went over the wire and how many requests the server saw.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ class Received:
     target: str  # the raw request-target, e.g. "/api/session/a%2Fb?x=1"
     headers: dict[str, str]
     body: bytes
+    peer: str = ""  # the client's "host:port": one value per TCP connection it used
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Raw:
     delay: float = 0.0
     # Called with the socket's file after ``data``: for trickling or half-written bodies.
     then: Callable[[object], None] | None = None
+    reset: bool = False  # end with a TCP reset (RST) instead of an orderly close
 
 
 Script = Callable[[Received], Reply | Raw]
@@ -70,7 +74,8 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            received = Received(self.command, self.path, dict(self.headers.items()), body)
+            peer = "{}:{}".format(*self.client_address[:2])
+            received = Received(self.command, self.path, dict(self.headers.items()), body, peer)
             server.record(received)
             reply = server.script(received)
             time.sleep(reply.delay)
@@ -79,6 +84,12 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 if reply.then is not None:
                     reply.then(self.wfile)
+                if reply.reset:  # linger 0: closing now sends RST, not FIN
+                    linger = struct.pack("ii", 1, 0)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.rfile.close()  # the files hold the socket open; close them first
+                    self.wfile.close()
+                    self.connection.close()
                 self.close_connection = True
                 return
             self.send_response(reply.status)

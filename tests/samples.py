@@ -36,7 +36,10 @@ DELETED = '{"success": true}'
 
 NOT_FOUND = '{"detail":"GPUEvent not found"}'
 UNAUTHORIZED = '{"detail":"Invalid or missing token"}'
-TOO_MANY = '{"detail":"You can only have 5 live sessions per machine"}'
+TOO_MANY = (
+    '{"detail":"You have reached the maximum number of concurrent sessions. '
+    'Please close some sessions and try again."}'
+)
 MACHINE_NOT_FOUND = '{"detail":"Machine not found"}'
 UNPROCESSABLE_MISSING = (
     '{"detail":[{"type":"missing","loc":["body","machine_id"],"msg":"Field required","input":{}}]}'

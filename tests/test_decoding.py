@@ -100,7 +100,7 @@ def test_list_that_matches_neither_shape_reports_the_live_contract_path() -> Non
     [
         (404, samples.NOT_FOUND, "GPUEvent not found"),
         (401, samples.UNAUTHORIZED, "Invalid or missing token"),
-        (400, samples.TOO_MANY, "You can only have 5 live sessions per machine"),
+        (400, samples.TOO_MANY, "You have reached the maximum number of concurrent sessions"),
         (403, '{"detail":"Insufficient balance for requested operation"}', "Insufficient balance"),
     ],
 )

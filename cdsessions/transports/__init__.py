@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from cdsessions.transports.base import Transport
 
 if TYPE_CHECKING:
+    from cdsessions.transports.cassette import CassetteError, CassetteTransport
+    from cdsessions.transports.fake import FakeTransport
     from cdsessions.transports.urllib3_transport import Urllib3Transport
 
-__all__ = ["Transport", "Urllib3Transport"]
+__all__ = ["CassetteError", "CassetteTransport", "FakeTransport", "Transport", "Urllib3Transport"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +23,12 @@ def __getattr__(name: str) -> Any:
         from cdsessions.transports.urllib3_transport import Urllib3Transport
 
         return Urllib3Transport
+    if name == "FakeTransport":
+        from cdsessions.transports.fake import FakeTransport
+
+        return FakeTransport
+    if name in ("CassetteTransport", "CassetteError"):
+        from cdsessions.transports import cassette
+
+        return getattr(cassette, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

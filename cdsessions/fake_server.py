@@ -1,0 +1,216 @@
+"""The fake ComfyDeploy served over real HTTP on the loopback interface.
+
+The same :class:`~cdsessions.fake_service.FakeService` that ``FakeTransport`` calls in memory,
+behind a stdlib ``http.server``: for integration tests that need a real socket (and for the
+``cdsessions fake-server`` and ``cdsessions demo`` commands). The API lives under ``/api``, like
+the ``"local"`` server (``http://localhost:3011/api``).
+
+In a test::
+
+    from cdsessions import SessionsClient
+    from cdsessions.fake_server import serve_in_thread
+
+    with serve_in_thread() as base_url:  # a free port on 127.0.0.1
+        with SessionsClient("any-key", server=base_url) as client:
+            ...
+
+It binds loopback addresses only: the fake accepts any key, so it has no business on a network.
+Each request can be logged as one line (method, path, status, milliseconds): never headers,
+bodies, query strings or session urls.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Final
+from urllib.parse import parse_qsl
+
+from cdsessions.fake_service import FakeService
+from cdsessions.http import HttpRequest, HttpResponse
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_PORT",
+    "FakeHTTPServer",
+    "is_loopback_host",
+    "make_server",
+    "run",
+    "serve_in_thread",
+]
+
+DEFAULT_PORT: Final = 3011
+API_PREFIX: Final = "/api"
+#: Request bodies are tiny JSON objects; anything larger is refused unread.
+MAX_REQUEST_BYTES: Final = 1024 * 1024
+
+Log = Callable[[str], None]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _json_reply(status: int, body: bytes) -> HttpResponse:
+    return HttpResponse(status, (("content-type", "application/json"),), body)
+
+
+class FakeHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server holding the :class:`FakeService` it serves."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    # Many clients connect at once in load tests; the default backlog of 5 would drop SYNs.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], service: FakeService, log: Log | None) -> None:
+        self.service = service
+        self.log = log
+        super().__init__(address, _Handler)
+
+    @property
+    def base_url(self) -> str:
+        host = str(self.server_address[0])
+        port = self.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}{API_PREFIX}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as urllib3 pools expect
+    server_version = "cdsessions-fake"
+    sys_version = ""
+    timeout = 30  # an idle keep-alive connection does not hold a thread forever
+    server: FakeHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; with Nagle's algorithm the second waits for
+        # the client's delayed ACK, adding ~40 ms to every request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _handle(self) -> None:
+        started = time.perf_counter()
+        path, _, query = self.path.partition("?")
+        response = self._answer(path, query)
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        if self.server.log is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            # Path only: the query may carry anything, and headers carry the key.
+            self.server.log(f"{self.command} {path} {response.status} {elapsed:.1f}ms")
+
+    def _answer(self, path: str, query: str) -> HttpResponse:
+        length_text = self.headers.get("Content-Length")
+        try:
+            length = int(length_text) if length_text else 0
+        except ValueError:
+            self.close_connection = True
+            return _json_reply(400, b'{"detail":"Invalid Content-Length"}')
+        if length > MAX_REQUEST_BYTES or length < 0:
+            self.close_connection = True
+            return _json_reply(413, b'{"detail":"Request body too large"}')
+        body = self.rfile.read(length) if length else None
+        if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
+            return _json_reply(404, b'{"detail":"Not Found"}')
+        request = HttpRequest(
+            method=self.command,
+            path=path[len(API_PREFIX) :] or "/",
+            query=tuple(parse_qsl(query, keep_blank_values=True)),
+            headers=tuple(self.headers.items()),
+            body=body,
+            base_url=self.server.base_url,
+        )
+        return self.server.service.handle(request)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
+
+    def log_message(self, format: str, *args: object) -> None:
+        # http.server's own lines would print the request line (query included); ours suffice.
+        return
+
+
+def make_server(
+    service: FakeService | None = None,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    log: Log | None = None,
+) -> FakeHTTPServer:
+    """A bound (not yet serving) server. Raises ``ValueError`` for a non-loopback ``host`` and
+    ``OSError`` when the port cannot be bound."""
+    if not is_loopback_host(host):
+        raise ValueError(f"the fake server only binds loopback addresses, not {host!r}")
+    return FakeHTTPServer((host, port), service if service is not None else FakeService(), log)
+
+
+@contextmanager
+def serve_in_thread(
+    service: FakeService | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log: Log | None = None,
+) -> Iterator[str]:
+    """Serve ``service`` (a new default :class:`FakeService` if None) from a background thread
+    for the duration of the block; yields the base URL, e.g. ``http://127.0.0.1:41234/api``.
+
+    ``port=0`` picks a free port. The server is thread-safe (one thread per connection, the
+    service serialises state changes). On exit it stops accepting, closes the listening socket
+    and joins its thread; idle keep-alive connections are daemon threads and die with it.
+    """
+    server = make_server(service, host, port, log=log)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="cdsessions-fake-server",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield server.base_url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class _Stop(Exception):
+    """Raised in the main thread by the SIGTERM handler to leave ``serve_forever``."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def run(server: FakeHTTPServer) -> None:
+    """Serve until Ctrl-C or SIGTERM, then close the socket and return normally."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

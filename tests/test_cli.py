@@ -1,0 +1,356 @@
+"""The ``cdsessions`` command, run as a user runs it: a subprocess, against a ``cdsessions
+fake-server`` subprocess on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdsessions.cli import EXIT_CODES
+from cdsessions.fake_service import DEFAULT_MACHINE_ID
+
+KEY = "sk-cli-SECRET-0123456789"
+UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
+COMMANDS = ["create", "get", "list", "cancel", "extend", "wait", "fake-server", "demo"]
+
+
+def _env(key: str | None = KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "COMFY_DEPLOY_API_KEY"}
+    if key is not None:
+        env["COMFY_DEPLOY_API_KEY"] = key
+    return env
+
+
+def cli(*args: str, key: str | None = KEY, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdsessions", *args],
+        capture_output=True,
+        text=True,
+        env=_env(key),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _start_server(*extra: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdsessions", "fake-server", "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(None),
+    )
+    assert process.stdout is not None
+    base_url = process.stdout.readline().strip()
+    assert base_url.startswith("http://127.0.0.1:"), base_url
+    return process, base_url
+
+
+def _stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple[int, str]:
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=10)
+    return process.returncode, stderr
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    process, base_url = _start_server("--quiet")
+    try:
+        yield base_url
+    finally:
+        _stop(process)
+
+
+def _one_line_failure(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The failure contract: the documented code, one stderr line, no traceback, no key."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cdsessions")
+    assert "Traceback" not in result.stderr
+    assert KEY not in result.stderr
+    return lines[0]
+
+
+def _create(server: str, key: str = KEY) -> str:
+    created = cli(
+        "create", "--server", server, "--machine-id", DEFAULT_MACHINE_ID, "--json", key=key
+    )
+    assert created.returncode == 0, created.stderr
+    session_id: str = json.loads(created.stdout)["session_id"]
+    return session_id
+
+
+# -- the main job and the help texts ---------------------------------------------------------
+
+
+def test_demo_runs_the_whole_lifecycle() -> None:
+    result = cli("demo", key=None)  # no key, no account: it brings its own fake
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    steps = [line.split()[:2] for line in lines if line[:1].isdigit()]
+    assert steps == [
+        ["1/7", "create"],
+        ["2/7", "wait"],
+        ["3/7", "get"],
+        ["4/7", "list"],
+        ["5/7", "extend"],
+        ["6/7", "cancel"],
+        ["7/7", "get"],
+    ]
+    assert "ours among them" in result.stdout
+    assert "(404)" in lines[-2]
+    assert lines[-1].startswith("demo finished")
+    assert "modal.localhost" not in result.stdout  # the url is a secret, even a fake one
+    assert result.stderr == ""  # not a terminal: no progress line
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_reads_well(command: str | None) -> None:
+    result = cli(*([command] if command else []), "--help", key=None)
+    assert result.returncode == 0
+    assert result.stderr == ""
+    usage = f"usage: cdsessions {command}" if command else "usage: cdsessions"
+    assert result.stdout.startswith(usage)
+    assert all(len(line) <= 100 for line in result.stdout.splitlines())
+    if command is None:
+        for code, meaning in EXIT_CODES.items():
+            assert f"{code:>3}  {meaning}" in result.stdout
+        assert "cdsessions demo" in result.stdout
+    elif command not in ("fake-server", "demo"):
+        assert "--api-key-file" in result.stdout
+        assert "--json" in result.stdout
+
+
+# -- every command against the fake server --------------------------------------------------
+
+
+def test_the_lifecycle_through_the_commands(server: str) -> None:
+    sid = _create(server)
+    got = cli("get", sid, "--server", server, "--json")
+    assert got.returncode == 0
+    data = json.loads(got.stdout)
+    assert (data["session_id"], data["ready"]) == (sid, False)
+    assert "url" not in data  # absent unless asked for
+    waited = cli("wait", sid, "--server", server, "--json")
+    assert waited.returncode == 0
+    assert json.loads(waited.stdout)["ready"] is True
+    listed = cli("list", "--server", server, "--json")
+    assert sid in [s["session_id"] for s in json.loads(listed.stdout)]
+    table = cli("list", "--server", server)
+    assert table.stdout.splitlines()[0].split() == ["SESSION", "GPU", "READY", "ENDS", "MACHINE"]
+    assert sid in table.stdout
+    extended = cli("extend", sid, "10", "--server", server)
+    assert extended.stdout.startswith(f"extended session {sid} by 10 min")
+    cancelled = cli("cancel", sid, "--server", server, "--json")
+    assert json.loads(cancelled.stdout) == {"session_id": sid, "success": True}
+    line = _one_line_failure(cli("get", sid, "--server", server), 3)
+    assert "GPUEvent not found (404)" in line
+    for result in (got, waited, listed, table, extended, cancelled):
+        assert KEY not in result.stdout + result.stderr
+        assert "modal.localhost" not in result.stdout
+
+
+def test_show_url_prints_the_url_only_when_asked(server: str) -> None:
+    created = cli(
+        "create", "--server", server, "--machine-id", DEFAULT_MACHINE_ID, "--wait", "--show-url"
+    )
+    assert created.returncode == 0, created.stderr
+    first, url_line = created.stdout.splitlines()
+    assert first.endswith("(ready)")
+    assert url_line.startswith("url https://fake-")
+    sid = first.split()[2]
+    plain = cli("get", sid, "--server", server)
+    assert "modal.localhost" not in plain.stdout
+    assert "ready    yes" in plain.stdout
+    assert cli("cancel", sid, "--server", server).returncode == 0
+
+
+def test_the_key_can_come_from_a_file(server: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    sid = _create(server)
+    listed = cli("list", "--server", server, "--api-key-file", str(key_file), "--json", key=None)
+    assert listed.returncode == 0, listed.stderr
+    assert sid in listed.stdout  # the same account as the variable's key
+    cli("cancel", sid, "--server", server)
+
+
+# -- failures: one line, a documented code --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "code", "fragment"),
+    [
+        (["get", "nope"], KEY, 3, "GPUEvent not found (404)"),
+        (["list"], "", 2, "COMFY_DEPLOY_API_KEY"),
+        (["list", "--api-key-file", "/nonexistent/key"], None, 2, "cannot read the API key file"),
+        (["create", "--machine-id", UNKNOWN], KEY, 3, "Machine not found (404)"),
+        (["create", "--machine-id", DEFAULT_MACHINE_ID, "--gpu", "RTX4090"], KEY, 5, "(422)"),
+        (["get", "."], KEY, 2, "nothing was sent"),
+        (["extend", "nope", "5"], KEY, 3, "GPU event not found (404)"),
+    ],
+)
+def test_failures_are_one_line_with_the_documented_code(
+    server: str, args: list[str], key: str | None, code: int, fragment: str
+) -> None:
+    line = _one_line_failure(cli(*args, "--server", server, key=key), code)
+    assert fragment in line
+
+
+def test_an_unreachable_server_is_exit_6() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    line = _one_line_failure(cli("list", "--server", f"http://127.0.0.1:{port}/api"), 6)
+    assert "could not connect" in line
+
+
+def test_usage_errors_are_one_line_too() -> None:
+    assert "SESSION_ID" in _one_line_failure(cli("get"), 2)
+    assert "invalid server" in _one_line_failure(cli("list", "--server", "ftp://x"), 2)
+    assert "MINUTES" in _one_line_failure(cli("extend", "x"), 2)
+    assert "must be at least 1" in _one_line_failure(cli("extend", "x", "0"), 2)
+
+
+def test_a_key_typed_on_the_command_line_is_refused_and_not_echoed() -> None:
+    for args in (["list", "--api-key", KEY], ["list", f"--api-key={KEY}"], ["list", KEY]):
+        line = _one_line_failure(cli(*args), 2)
+        assert "not shown" in line
+
+
+def test_another_accounts_session_is_not_found(server: str) -> None:
+    sid = _create(server)
+    _one_line_failure(cli("cancel", sid, "--server", server, key="sk-someone-else"), 3)
+    assert cli("cancel", sid, "--server", server).returncode == 0
+
+
+def test_wait_past_its_deadline_is_exit_7(server: str) -> None:
+    sid = _create(server)
+    line = _one_line_failure(cli("wait", sid, "--server", server, "--ready-timeout", "0"), 7)
+    assert "not ready after 0 s" in line
+    cli("cancel", sid, "--server", server)
+
+
+def test_progress_goes_to_stderr_on_a_terminal(server: str) -> None:
+    sid = _create(server)
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "cdsessions", "wait", sid, "--server", server],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    assert result.returncode == 0
+    assert result.stdout == f"session {sid} is ready\n"
+    assert f"waiting for session {sid}" in shown.decode()
+    assert KEY.encode() not in shown
+    cli("cancel", sid, "--server", server)
+
+
+# -- the fake-server command ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_fake_server_logs_each_request_and_stops_cleanly(signum: int) -> None:
+    process, base_url = _start_server()
+    sid = _create(base_url)
+    cli("list", "--server", base_url, "--machine-id", DEFAULT_MACHINE_ID)
+    cli("wait", sid, "--server", base_url, "--show-url")
+    code, stderr = _stop(process, signum)
+    assert code == 0
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert lines[0].startswith(f"fake ComfyDeploy serving on {base_url}")
+    assert lines[-1] == "fake ComfyDeploy stopped"
+    requests = lines[1:-1]
+    assert requests[0].startswith("POST /api/session 200 ")
+    assert requests[1].startswith("GET /api/sessions 200 ")  # the path only, no query
+    assert all(line.startswith(f"GET /api/session/{sid} 200 ") for line in requests[2:])
+    assert KEY not in stderr
+    assert "modal.localhost" not in stderr
+    assert "machine_id" not in stderr
+
+
+def test_fake_server_refuses_a_busy_port_and_other_hosts() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        line = _one_line_failure(cli("fake-server", "--port", port, key=None), 6)
+        assert f"cannot listen on 127.0.0.1:{port}" in line
+    line = _one_line_failure(cli("fake-server", "--host", "0.0.0.0", key=None), 2)  # noqa: S104
+    assert "loopback" in line
+
+
+def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
+    process, base_url = _start_server("--quiet", "--ready-after-polls", "1000")
+    try:
+        sid = _create(base_url)
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "cdsessions", "wait", sid, "--server", base_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        time.sleep(1.5)  # well into polling
+        waiting.send_signal(signal.SIGINT)
+        stdout, stderr = waiting.communicate(timeout=10)
+        assert waiting.returncode == 130
+        assert stderr == "cdsessions: interrupted\n"
+        assert stdout == ""
+        creating = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cdsessions",
+                "create",
+                "--server",
+                base_url,
+                "--wait",
+                "--machine-id",
+                DEFAULT_MACHINE_ID,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        time.sleep(1.5)
+        creating.send_signal(signal.SIGINT)
+        stdout, stderr = creating.communicate(timeout=10)
+        assert creating.returncode == 130
+        assert stdout == ""
+        (line,) = stderr.splitlines()
+        assert line.startswith("cdsessions: interrupted; session ")
+        assert "is still running (cancel it with `cdsessions cancel " in line
+    finally:
+        _stop(process)

@@ -1,0 +1,357 @@
+"""The retry policy as pure functions: delays, Retry-After, what is retried, and the planner."""
+
+from __future__ import annotations
+
+import math
+from email.utils import formatdate
+from typing import get_args
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Failure, Success
+
+from cdsessions import RetryPolicy, Timeout, TransportFailed
+from cdsessions.http import HttpResponse
+from cdsessions.retry import (
+    NO_RETRY,
+    Done,
+    OperationKind,
+    Outcome,
+    Retry,
+    Send,
+    Stop,
+    Wait,
+    attempt_timeout,
+    backoff_delay,
+    decide,
+    parse_retry_after,
+    plan,
+    policy_from,
+)
+
+KINDS: tuple[OperationKind, ...] = get_args(OperationKind)
+NOW = 1_800_000_000.0  # a fixed Unix time: HTTP-dates are measured from it
+
+policies = st.builds(
+    RetryPolicy,
+    max_attempts=st.integers(1, 20),
+    backoff=st.floats(0, 30, allow_nan=False),
+    multiplier=st.floats(1, 10, allow_nan=False),
+    max_delay=st.floats(0, 120, allow_nan=False),
+    jitter=st.floats(0, 1, allow_nan=False),
+    max_retry_after=st.floats(0, 300, allow_nan=False),
+)
+units = st.floats(0, 1, exclude_max=True, allow_nan=False)
+
+
+def status(code: int, *headers: tuple[str, str]) -> Outcome:
+    return Success(HttpResponse(code, headers))
+
+
+def failed(kind: str, sent: bool) -> Outcome:
+    return Failure(TransportFailed("op", kind, "problem", sent))  # type: ignore[arg-type]
+
+
+# -- delays -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=policies, attempt=st.integers(1, 10_000), unit=units)
+def test_a_jittered_delay_stays_within_its_bounds(
+    policy: RetryPolicy, attempt: int, unit: float
+) -> None:
+    try:
+        raw = policy.backoff * policy.multiplier ** (attempt - 1)
+    except OverflowError:  # the implementation must not overflow; the reference may
+        raw = math.inf
+    full = min(policy.max_delay, raw) if policy.backoff else 0.0
+    delay = backoff_delay(policy, attempt, unit)
+    assert 0 <= delay <= policy.max_delay
+    assert full * (1 - policy.jitter) - 1e-9 <= delay <= full + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies, attempt=st.integers(1, 50), unit=units)
+def test_without_jitter_the_delay_grows_and_then_holds_at_the_cap(
+    policy: RetryPolicy, attempt: int, unit: float
+) -> None:
+    steady = RetryPolicy(
+        backoff=policy.backoff, multiplier=policy.multiplier, max_delay=policy.max_delay, jitter=0
+    )
+    first, second = backoff_delay(steady, attempt, unit), backoff_delay(steady, attempt + 1, unit)
+    assert first <= second + 1e-9
+    assert second <= steady.max_delay + 1e-9
+
+
+def test_delays_follow_the_documented_formula() -> None:
+    policy = RetryPolicy(backoff=0.5, multiplier=2, max_delay=3, jitter=0.5)
+    assert [backoff_delay(policy, n, 0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+    assert backoff_delay(policy, 2, 0.5) == pytest.approx(0.75)  # 1.0 shortened by a quarter
+    assert backoff_delay(policy, 10**6, 0.0) == 3.0  # no overflow however many attempts
+
+
+# -- Retry-After ------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(seconds=st.integers(0, 10**6))
+def test_retry_after_in_seconds(seconds: int) -> None:
+    assert parse_retry_after(str(seconds), NOW) == seconds
+    assert parse_retry_after(f" {seconds} ", NOW) == seconds
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(-(10**6), 10**6))
+def test_retry_after_as_an_http_date(offset: int) -> None:
+    header = formatdate(NOW + offset, usegmt=True)  # "Wed, 15 Jan 2027 08:00:00 GMT"
+    assert parse_retry_after(header, NOW) == pytest.approx(max(0, offset), abs=1)
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "soon", "-5", "1e3", "0x10", "Wed, 32 Foo 2027 99:00:00 GMT", "inf"]
+)
+def test_an_unreadable_retry_after_is_ignored(header: str | None) -> None:
+    assert parse_retry_after(header, NOW) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=policies,
+    asked=st.integers(0, 400),
+    as_date=st.booleans(),
+    remaining=st.one_of(st.none(), st.floats(0, 500, allow_nan=False)),
+    unit=units,
+)
+def test_retry_after_is_honoured_but_never_past_the_cap_or_the_deadline(
+    policy: RetryPolicy, asked: int, as_date: bool, remaining: float | None, unit: float
+) -> None:
+    policy = RetryPolicy(max_attempts=2, max_retry_after=policy.max_retry_after)
+    header = formatdate(NOW + asked, usegmt=True) if as_date else str(asked)
+    decision = decide(
+        policy,
+        "get",
+        1,
+        status(503, ("Retry-After", header)),
+        remaining=remaining,
+        now=NOW,
+        unit=unit,
+    )
+    fits = asked <= policy.max_retry_after and (remaining is None or asked < remaining)
+    if fits:
+        assert decision == Retry(asked, "503")
+    else:
+        assert isinstance(decision, Stop)
+
+
+# -- what is retried --------------------------------------------------------------------------
+
+RETRIED = {
+    # outcome label: the operations whose default policy retries it
+    "connect refused (not sent)": {"get", "list", "cancel", "create", "extend"},
+    "connect timeout (not sent)": {"get", "list", "cancel", "create", "extend"},
+    "read timeout (sent)": {"get", "list", "cancel"},
+    "reset (sent)": {"get", "list", "cancel"},
+    "too large": set(),
+    "429": {"get", "list", "cancel", "create", "extend"},
+    "500": {"get", "list"},
+    "502": {"get", "list", "cancel"},
+    "503": {"get", "list", "cancel"},
+    "504": {"get", "list", "cancel"},
+    "501": set(),
+    "400": set(),
+    "401": set(),
+    "404": set(),
+    "422": set(),
+    "307": set(),
+}
+OUTCOMES: dict[str, Outcome] = {
+    "connect refused (not sent)": failed("connect", False),
+    "connect timeout (not sent)": failed("timeout", False),
+    "read timeout (sent)": failed("timeout", True),
+    "reset (sent)": failed("broken", True),
+    "too large": failed("too_large", True),
+    **{label: status(int(label)) for label in RETRIED if label.isdigit()},
+}
+
+
+@pytest.mark.parametrize("label", RETRIED)
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_default_policy_retries_exactly_the_documented_cases(
+    label: str, kind: OperationKind
+) -> None:
+    decision = decide(RetryPolicy(), kind, 1, OUTCOMES[label], remaining=60, now=NOW, unit=0)
+    assert isinstance(decision, Retry) == (kind in RETRIED[label])
+
+
+@pytest.mark.parametrize("label", ["read timeout (sent)", "reset (sent)", "502", "503", "504"])
+@pytest.mark.parametrize("kind", ["create", "extend"])
+def test_allow_duplicates_opts_create_and_extend_in(label: str, kind: OperationKind) -> None:
+    opted_in = RetryPolicy(allow_duplicates=True)
+    assert isinstance(
+        decide(opted_in, kind, 1, OUTCOMES[label], remaining=60, now=NOW, unit=0), Retry
+    )
+    assert isinstance(
+        decide(RetryPolicy(), kind, 1, OUTCOMES[label], remaining=60, now=NOW, unit=0), Stop
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_success_and_spent_attempts_stop(kind: OperationKind) -> None:
+    policy = RetryPolicy(max_attempts=3)
+    assert decide(policy, kind, 1, status(200), remaining=60, now=NOW, unit=0) == Stop("succeeded")
+    refused = OUTCOMES["connect refused (not sent)"]
+    assert isinstance(decide(policy, kind, 2, refused, remaining=60, now=NOW, unit=0), Retry)
+    assert isinstance(decide(policy, kind, 3, refused, remaining=60, now=NOW, unit=0), Stop)
+    assert isinstance(decide(NO_RETRY, kind, 1, refused, remaining=60, now=NOW, unit=0), Stop)
+
+
+def test_a_backoff_that_would_pass_the_deadline_stops() -> None:
+    policy = RetryPolicy(backoff=2, jitter=0)
+    refused = OUTCOMES["connect refused (not sent)"]
+    assert decide(policy, "get", 1, refused, remaining=2.5, now=NOW, unit=0) == Retry(
+        2, "connect (not sent)"
+    )
+    assert isinstance(decide(policy, "get", 1, refused, remaining=1.9, now=NOW, unit=0), Stop)
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_retry_settings_resolve_to_policies() -> None:
+    custom = RetryPolicy(max_attempts=7)
+    assert policy_from(None, custom) == Success(custom)
+    assert policy_from(False, custom) == Success(NO_RETRY)
+    assert policy_from(True, custom) == Success(RetryPolicy())
+    assert policy_from(custom, RetryPolicy()) == Success(custom)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        3,
+        "yes",
+        RetryPolicy(max_attempts=0),
+        RetryPolicy(max_attempts=True),
+        RetryPolicy(backoff=-1),
+        RetryPolicy(backoff=math.nan),
+        RetryPolicy(max_delay=math.inf),
+        RetryPolicy(multiplier=0.5),
+        RetryPolicy(jitter=1.5),
+        RetryPolicy(statuses=frozenset({99})),
+        RetryPolicy(statuses={503}),  # type: ignore[arg-type]
+    ],
+)
+def test_unusable_retry_settings_are_explained(value: object) -> None:
+    result = policy_from(value, RetryPolicy())
+    assert isinstance(result, Failure)
+    assert result.failure()
+
+
+# -- the planner ------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(
+    policy: RetryPolicy,
+    kind: OperationKind,
+    timeout: Timeout,
+    outcomes: list[Outcome],
+    clock: FakeClock,
+    took: float = 0.0,
+) -> tuple[list[Send | Wait], Done]:
+    """Run the planner as a client would, each attempt taking ``took`` seconds."""
+    steps = plan(policy, kind, timeout, clock=clock, wallclock=lambda: NOW, unit=lambda: 0.0)
+    seen: list[Send | Wait] = []
+    step = next(steps)
+    while not isinstance(step, Done):
+        seen.append(step)
+        if isinstance(step, Wait):
+            clock.now += step.seconds
+            step = steps.send(None)
+        else:
+            clock.now += min(took, step.timeout.total or took)  # an attempt keeps its timeout
+            step = steps.send(outcomes.pop(0))
+    return seen, step
+
+
+def test_the_planner_retries_then_returns_the_last_outcome() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff=1, jitter=0)
+    seen, done = drive(
+        policy, "get", Timeout(2, 5, total=60), [status(503), status(502), status(200)], FakeClock()
+    )
+    assert [type(step) for step in seen] == [Send, Wait, Send, Wait, Send]
+    assert [step.seconds for step in seen if isinstance(step, Wait)] == [1, 2]
+    assert done.attempts == 3
+    assert done.outcome == status(200)
+
+
+def test_each_attempt_gets_only_what_remains_of_the_deadline() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff=1, jitter=0)
+    clock = FakeClock()
+    seen, done = drive(
+        policy, "list", Timeout(2, 5, total=10), [failed("timeout", True)] * 5, clock, took=5
+    )
+    sends = [step for step in seen if isinstance(step, Send)]
+    assert sends[0].timeout == Timeout(2, 5, 10)
+    assert sends[1].timeout == Timeout(2, 4, 4)  # 10 - 5 (attempt) - 1 (wait)
+    assert done.attempts == 2  # a 2 s wait after the second would pass the deadline
+    assert clock.now - 100 <= 10
+
+
+def test_a_create_that_may_have_reached_the_server_is_sent_once() -> None:
+    seen, done = drive(
+        RetryPolicy(max_attempts=5), "create", Timeout(), [failed("timeout", True)], FakeClock()
+    )
+    assert seen == [Send(1, attempt_timeout(Timeout(), 120.0))]
+    assert done.outcome == failed("timeout", True)
+    assert done.reason == "not retryable"
+
+
+def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff=1, jitter=0)
+    clock = FakeClock()
+    steps = plan(
+        policy,
+        "get",
+        Timeout(1, 1, total=3),
+        clock=clock,
+        wallclock=lambda: NOW,
+        unit=lambda: 0.0,
+    )
+    assert next(steps) == Send(1, Timeout(1, 1, 3))
+    assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
+    clock.now += 10  # the process was suspended while it slept
+    done = steps.send(None)
+    assert isinstance(done, Done)
+    assert (done.outcome, done.attempts) == (status(503), 1)
+
+
+def test_timeout_settings_resolve_to_timeouts() -> None:
+    from cdsessions.timeouts import DEFAULT_TIMEOUT, timeout_from
+
+    assert (DEFAULT_TIMEOUT.connect, DEFAULT_TIMEOUT.read, DEFAULT_TIMEOUT.total) == (10, 30, 120)
+    assert timeout_from(None, DEFAULT_TIMEOUT) == Success(DEFAULT_TIMEOUT)
+    assert timeout_from(5, DEFAULT_TIMEOUT) == Success(Timeout(5, 5, 120))  # a plain number
+    assert timeout_from(90, DEFAULT_TIMEOUT) == Success(Timeout(90, 90, 180))  # room for both
+    assert timeout_from(5, Timeout(total=None)) == Success(Timeout(5, 5, None))
+    custom = Timeout(1, 2, 3)
+    assert timeout_from(custom, DEFAULT_TIMEOUT) == Success(custom)
+
+
+@pytest.mark.parametrize(
+    "value", [0, -1, math.nan, math.inf, True, "5", Timeout(connect=-1), Timeout(total=0)]
+)
+def test_unusable_timeouts_are_explained(value: object) -> None:
+    from cdsessions.timeouts import DEFAULT_TIMEOUT, timeout_from
+
+    result = timeout_from(value, DEFAULT_TIMEOUT)
+    assert isinstance(result, Failure)
+    assert result.failure()
