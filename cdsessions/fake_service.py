@@ -4,7 +4,8 @@
 It answers the way the live server does (``comfy-deploy/api``, ``src/api/routes/session.py``,
 2025-11): the same routes, status codes and ``detail`` texts, FastAPI's 422 bodies, the live
 ``SessionResponse`` shape (or, with ``seed_shapes=True``, the seed's 3-field ``Session`` and
-``GPUEventModel`` list). It does no I/O: :class:`~cdsessions.transports.fake.FakeTransport` calls
+``GPUEventModel`` list; there sessions have their url from the start, since the seed's
+``Session.url`` is a required string). It does no I/O: :class:`~cdsessions.transports.fake.FakeTransport` calls
 it in memory and :mod:`cdsessions.fake_server` serves it over HTTP on 127.0.0.1.
 
 What it models, and the live behaviour each rule copies:
@@ -505,11 +506,13 @@ class FakeService:
             created_at=now,
             timeout=timeout,
             timeout_end=now + timedelta(minutes=timeout),
-            ready=parsed.wait_for_server,
+            # The seed contract's Session.url is a required string, so in seed shapes a
+            # session is ready (has its url) from the start.
+            ready=parsed.wait_for_server or self.seed_shapes,
             url=f"https://fake-{label}.r5.modal.localhost",
         )
         self._sessions[session.session_id] = session
-        url = session.url if parsed.wait_for_server else None
+        url = session.url if session.ready else None
         return _json(200, {"session_id": session.session_id, "url": url})
 
     def _get(self, session_id: str, account: str, now: datetime) -> HttpResponse:
@@ -521,7 +524,7 @@ class FakeService:
             body = {
                 "session_id": session.session_id,
                 "gpu_event_id": session.gpu_event_id,
-                "url": session.url if session.ready else None,
+                "url": session.url,
             }
             return _json(200, body)
         return _json(200, self._live_shape(session))

@@ -1,0 +1,485 @@
+"""Replay recorded HTTP traffic: VCR v1 YAML cassettes, as pytest-recording and vcrpy write them.
+
+``CassetteTransport`` is an ordinary :class:`~cdsessions.transports.Transport`: pass it to
+``SessionsClient(transport=...)`` and every request is answered from the cassette, with no
+network and no monkeypatching, so the same cassette replays in any test runner or in CI.
+
+Matching rules (chosen so a cassette recorded against one server replays against any base URL):
+
+- method, path and query must match; the request body too when ``match_body=True``;
+- scheme, host and port are ignored, and so is the base URL's path prefix: a recording of
+  ``https://api.comfydeploy.com/api/session/x`` answers ``GET /session/x`` on any base URL;
+- paths compare segment by segment after percent-decoding (``%2F`` stays distinct from ``/``);
+  queries compare as sorted pairs; JSON bodies compare as parsed values;
+- each recorded interaction plays once, in recorded order among equals, unless
+  ``allow_repeats=True`` (then the last match replays again once all are used).
+
+A request with no match is a ``TransportFailed(kind="unmatched")`` listing the closest recorded
+requests. Response bodies are handed out the way :class:`Urllib3Transport` hands them out:
+content-decoded, headers as received. vcrpy with urllib3 2.x stores gzip bodies already decoded
+while keeping ``Content-Encoding: gzip`` (vcrpy issue 719), so a body is gunzipped only when it
+really starts with the gzip magic bytes.
+
+Loading never raises for a bad file: :meth:`CassetteTransport.load` returns a
+:class:`CassetteError` naming the file and the place (a YAML line and column, or a path such as
+``interactions[2].response.status.code``). PyYAML is needed only here
+(``pip install 'cdsessions[cassette]'``) and is imported on first load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from returns.result import Failure, Result, Success
+
+from cdsessions.errors import TransportFailed
+from cdsessions.http import Headers, HttpRequest, HttpResponse
+from cdsessions.timeouts import Timeout
+
+__all__ = ["CassetteError", "CassetteTransport", "Interaction", "RecordedRequest"]
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_CLOSEST_SHOWN: Final = 3
+_INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[cassette]'"
+
+
+@dataclass(frozen=True, slots=True)
+class CassetteError:
+    """Why a cassette could not be loaded. ``where`` is ``line L, column C`` for YAML syntax,
+    a path like ``interactions[0].request.uri`` for a structural problem, or ``file``."""
+
+    path: str
+    where: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"cassette {self.path}: {self.where}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """The parts of a recorded request that matching looks at."""
+
+    method: str
+    uri: str
+    segments: tuple[str, ...]
+    query: tuple[tuple[str, str], ...]
+    body: bytes | None
+
+    def describe(self) -> str:
+        """``GET /api/session/x?y=1``, without scheme, host or port, at most ~100 characters."""
+        parts = urlsplit(self.uri)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"{self.method} {target if len(target) <= 90 else target[:89] + '…'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    request: RecordedRequest
+    response: HttpResponse
+
+
+# -- matching (pure) -------------------------------------------------------------------------
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(unquote(part) for part in path.strip("/").split("/") if part != "")
+
+
+def _json_or_bytes(body: bytes | None) -> object:
+    if not body:
+        return None
+    try:
+        return ("json", json.loads(body))
+    except ValueError:
+        return ("bytes", body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    method: str
+    segments: tuple[str, ...]
+    query: tuple[tuple[str, str], ...]
+    body: bytes | None
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> _Wanted:
+        return cls(
+            request.method.upper(),
+            _segments(request.path),
+            tuple(sorted(request.query)),
+            request.body,
+        )
+
+    def describe(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.query)
+        return f"{self.method} /{'/'.join(self.segments)}" + (f"?{query}" if query else "")
+
+
+def _path_matches(recorded: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    # The recorded path may carry the recording server's base path (/api) before the request's.
+    return len(recorded) >= len(wanted) and recorded[len(recorded) - len(wanted) :] == wanted
+
+
+def _matches(recorded: RecordedRequest, wanted: _Wanted, match_body: bool) -> bool:
+    return (
+        recorded.method == wanted.method
+        and _path_matches(recorded.segments, wanted.segments)
+        and recorded.query == wanted.query
+        and (not match_body or _json_or_bytes(recorded.body) == _json_or_bytes(wanted.body))
+    )
+
+
+def _closeness(recorded: RecordedRequest, wanted: _Wanted) -> tuple[int, float]:
+    score = (
+        (recorded.method == wanted.method)
+        + 2 * _path_matches(recorded.segments, wanted.segments)
+        + (recorded.query == wanted.query)
+    )
+    text = difflib.SequenceMatcher(None, recorded.describe(), wanted.describe()).ratio()
+    return score, text
+
+
+# -- the transport ---------------------------------------------------------------------------
+
+
+class CassetteTransport:
+    """Answers requests from recorded interactions. Thread-safe; does no I/O after loading.
+
+    Build one with :meth:`load` (a file) or :meth:`from_yaml` (text); both return a ``Result``.
+    """
+
+    def __init__(
+        self,
+        interactions: Sequence[Interaction],
+        *,
+        match_body: bool = False,
+        allow_repeats: bool = False,
+        name: str = "<cassette>",
+    ) -> None:
+        self._interactions = tuple(interactions)
+        self._plays = [0] * len(self._interactions)
+        self._match_body = match_body
+        self._allow_repeats = allow_repeats
+        self._name = name
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, match_body: bool = False, allow_repeats: bool = False
+    ) -> Result[CassetteTransport, CassetteError]:
+        """Read a cassette file. Every problem (missing file, bad YAML, wrong shape, PyYAML
+        not installed) is a :class:`CassetteError`, never an exception."""
+        name = str(path)
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as error:
+            return Failure(CassetteError(name, "file", error.strerror or type(error).__name__))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return Failure(CassetteError(name, f"byte {error.start}", "the file is not UTF-8"))
+        return cls.from_yaml(text, name=name, match_body=match_body, allow_repeats=allow_repeats)
+
+    @classmethod
+    def from_yaml(
+        cls,
+        text: str,
+        *,
+        name: str = "<string>",
+        match_body: bool = False,
+        allow_repeats: bool = False,
+    ) -> Result[CassetteTransport, CassetteError]:
+        """A transport from cassette text; ``name`` labels errors."""
+        return (
+            _load_yaml(text, name)
+            .bind(lambda data: parse_cassette(data, name))
+            .map(
+                lambda interactions: cls(
+                    interactions, match_body=match_body, allow_repeats=allow_repeats, name=name
+                )
+            )
+        )
+
+    @property
+    def interactions(self) -> tuple[Interaction, ...]:
+        return self._interactions
+
+    @property
+    def all_played(self) -> bool:
+        """True once every recorded interaction has been played at least once."""
+        with self._lock:
+            return all(self._plays)
+
+    @property
+    def unplayed(self) -> tuple[str, ...]:
+        """The recorded requests not played yet, described (``GET /api/session/x``)."""
+        with self._lock:
+            return tuple(
+                i.request.describe()
+                for i, plays in zip(self._interactions, self._plays, strict=True)
+                if not plays
+            )
+
+    def send(
+        self,
+        request: HttpRequest,
+        *,
+        timeout: Timeout,
+        max_response_bytes: int,
+        operation: str,
+    ) -> Result[HttpResponse, TransportFailed]:
+        wanted = _Wanted.of(request)
+        with self._lock:
+            index = self._pick(wanted)
+            if index is not None:
+                self._plays[index] += 1
+        if index is None:
+            return Failure(TransportFailed(operation, "unmatched", self._miss(wanted), sent=False))
+        response = self._interactions[index].response
+        if len(response.body) > max_response_bytes:
+            problem = f"body exceeds {max_response_bytes} bytes"
+            return Failure(TransportFailed(operation, "too_large", problem, sent=True))
+        return Success(response)
+
+    def _pick(self, wanted: _Wanted) -> int | None:
+        matching = [
+            i
+            for i, interaction in enumerate(self._interactions)
+            if _matches(interaction.request, wanted, self._match_body)
+        ]
+        fresh = next((i for i in matching if not self._plays[i]), None)
+        if fresh is not None:
+            return fresh
+        return matching[-1] if matching and self._allow_repeats else None
+
+    def _miss(self, wanted: _Wanted) -> str:
+        if not self._interactions:
+            return f"{wanted.describe()}: the cassette {self._name} has no interactions"
+        used = [
+            i
+            for i, interaction in enumerate(self._interactions)
+            if _matches(interaction.request, wanted, self._match_body)
+        ]
+        if used:
+            return (
+                f"{wanted.describe()}: all {len(used)} matching recordings in {self._name} were "
+                "already played (pass allow_repeats=True to replay them again)"
+            )
+        ranked = sorted(
+            range(len(self._interactions)),
+            key=lambda i: _closeness(self._interactions[i].request, wanted),
+            reverse=True,
+        )[:_CLOSEST_SHOWN]
+        closest = "; ".join(self._interactions[i].request.describe() for i in ranked)
+        return f"{wanted.describe()} is not in {self._name}; closest recorded: {closest}"
+
+    def close(self) -> None:
+        """Nothing to release; here to satisfy the Transport protocol."""
+
+    def __repr__(self) -> str:
+        return f"CassetteTransport({self._name!r}, {len(self._interactions)} interactions)"
+
+
+# -- reading cassettes (pure, apart from importing PyYAML) -------------------------------------
+
+
+@cache
+def _loader() -> type[Any] | None:
+    """A safe YAML loader that also reads the few benign Python tags vcrpy has written."""
+    try:
+        import yaml
+    except ImportError:
+        return None
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def construct_str(loader: Any, node: Any) -> str:
+        return str(loader.construct_scalar(node))
+
+    def construct_tuple(loader: Any, node: Any) -> tuple[Any, ...]:
+        return tuple(loader.construct_sequence(node))
+
+    def construct_bytesio(loader: Any, node: Any) -> bytes:
+        # Old cassettes pickled file-like request bodies; keep only the bytes they held.
+        state = loader.construct_mapping(node, deep=True).get("state") or (b"",)
+        data = state[0] if state else b""
+        return data.encode() if isinstance(data, str) else bytes(data or b"")
+
+    loader: Any = type("CassetteLoader", (base,), {})
+    tags = {
+        "tag:yaml.org,2002:python/str": construct_str,
+        "tag:yaml.org,2002:python/unicode": construct_str,
+        "tag:yaml.org,2002:python/tuple": construct_tuple,
+        "tag:yaml.org,2002:python/object/new:_io.BytesIO": construct_bytesio,
+    }
+    for tag, constructor in tags.items():
+        loader.add_constructor(tag, constructor)
+    return loader  # type: ignore[no-any-return]
+
+
+def _load_yaml(text: str, name: str) -> Result[object, CassetteError]:
+    loader = _loader()
+    if loader is None:
+        return Failure(CassetteError(name, "file", _INSTALL_HINT))
+    import yaml
+
+    try:
+        return Success(yaml.load(text, Loader=loader))  # noqa: S506 - a safe loader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
+        problem = " ".join(str(part) for part in (error.context, error.problem) if part)
+        return Failure(CassetteError(name, where, problem or "invalid YAML"))
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
+        return Failure(CassetteError(name, "file", f"invalid YAML ({type(error).__name__})"))
+
+
+class _Bad(Exception):
+    """Internal: a structural problem at a place; turned into a CassetteError at the boundary."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(problem)
+        self.where = where
+        self.problem = problem
+
+
+def parse_cassette(data: object, name: str) -> Result[tuple[Interaction, ...], CassetteError]:
+    """The interactions of loaded cassette data (VCR format version 1), or where it is wrong."""
+    try:
+        return Success(_interactions(data))
+    except _Bad as bad:
+        return Failure(CassetteError(name, bad.where, bad.problem))
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _Bad(where, f"expected a mapping, found {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _interactions(data: object) -> tuple[Interaction, ...]:
+    top = _mapping(data, "document")
+    if "version" not in top:
+        raise _Bad("version", "missing: not a VCR cassette (vcrpy writes version: 1)")
+    if top["version"] != 1:
+        raise _Bad("version", f"format version {top['version']!r} is not supported (only 1)")
+    listed = top.get("interactions")
+    if not isinstance(listed, list):
+        raise _Bad("interactions", f"expected a list, found {_kind(listed)}")
+    found = []
+    for i, item in enumerate(listed):
+        where = f"interactions[{i}]"
+        entry = _mapping(item, where)
+        request = _request(entry.get("request"), f"{where}.request")
+        response = _response(entry.get("response"), f"{where}.response")
+        found.append(Interaction(request, response))
+    return tuple(found)
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Bad(where, f"expected text, found {_kind(value)}")
+    return value
+
+
+def _body(value: object, where: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="surrogatepass")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list) and all(isinstance(part, bytes) for part in value):
+        return b"".join(value)  # an iterator body, as vcrpy records it
+    raise _Bad(where, f"expected text or !!binary, found {_kind(value)}")
+
+
+def _request(value: object, where: str) -> RecordedRequest:
+    request = _mapping(value, where)
+    method = _text(request.get("method"), f"{where}.method").upper()
+    uri = _text(request.get("uri"), f"{where}.uri")
+    try:
+        parts = urlsplit(uri)
+    except ValueError as error:
+        raise _Bad(f"{where}.uri", f"not a URL ({error})") from None
+    return RecordedRequest(
+        method=method,
+        uri=uri,
+        segments=_segments(parts.path),
+        query=tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))),
+        body=_body(request.get("body"), f"{where}.body"),
+    )
+
+
+def _headers(value: object, where: str) -> Headers:
+    if value is None:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for key, values in _mapping(value, where).items():
+        listed = values if isinstance(values, list) else [values]
+        for item in listed:
+            if not isinstance(item, str | int):
+                raise _Bad(f"{where}.{key}", f"expected text, found {_kind(item)}")
+            pairs.append((str(key), str(item)))
+    return tuple(pairs)
+
+
+def _status(response: Mapping[str, Any], where: str) -> tuple[int, str]:
+    if "status" in response:
+        status = _mapping(response["status"], f"{where}.status")
+        code, message = status.get("code"), status.get("message") or ""
+        place = f"{where}.status.code"
+    else:  # httpx cassettes of vcrpy < 4.2 stored status_code and content
+        code, message, place = response.get("status_code"), "", f"{where}.status"
+    if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+        raise _Bad(place, f"expected an HTTP status code, found {code!r}")
+    return code, str(message)
+
+
+def _content_decoded(body: bytes, headers: Headers, where: str) -> bytes:
+    """The body as a client sees it after Content-Encoding (see the module docstring)."""
+    encodings = [
+        token.strip().lower()
+        for key, value in headers
+        if key.lower() == "content-encoding"
+        for token in value.split(",")
+    ]
+    try:
+        for encoding in reversed(encodings):
+            if encoding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
+                body = gzip.decompress(body)
+            elif encoding == "deflate" and len(body) >= 2 and _looks_like_zlib(body):
+                body = zlib.decompress(body)
+    except (OSError, EOFError, zlib.error) as error:
+        raise _Bad(f"{where}.body", f"the gzip/deflate body is corrupt ({error})") from None
+    return body
+
+
+def _looks_like_zlib(body: bytes) -> bool:
+    return body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+
+
+def _response(value: object, where: str) -> HttpResponse:
+    response = _mapping(value, where)
+    status, message = _status(response, where)
+    headers = _headers(response.get("headers"), f"{where}.headers")
+    if "body" in response:
+        raw = _body(_mapping(response["body"], f"{where}.body").get("string"), f"{where}.body")
+    else:
+        raw = _body(response.get("content"), f"{where}.content")
+    body = _content_decoded(raw or b"", headers, where)
+    return HttpResponse(status=status, headers=headers, body=body, reason=message)

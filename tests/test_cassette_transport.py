@@ -1,0 +1,258 @@
+"""``CassetteTransport`` on its own: how it matches, plays once, reports misses, and never raises
+whatever text it is given."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Failure, Result, Success
+
+from cdsessions import CassetteTransport as FromPackage
+from cdsessions.errors import TransportFailed
+from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.timeouts import Timeout
+from cdsessions.transports import CassetteTransport as FromTransports
+from cdsessions.transports.cassette import CassetteError, CassetteTransport
+
+TIMEOUT: Final = Timeout()
+LIMIT: Final = 1024 * 1024
+
+
+def _interaction(
+    method: str, uri: str, body: Any = "{}", *, status: int = 200, request_body: Any = None
+) -> dict[str, Any]:
+    return {
+        "request": {"method": method, "uri": uri, "body": request_body, "headers": {}},
+        "response": {
+            "status": {"code": status, "message": "OK"},
+            "headers": {"Content-Type": ["application/json"], "X-Many": ["a", "b"]},
+            "body": {"string": body},
+        },
+    }
+
+
+def _cassette(*interactions: dict[str, Any], **options: bool) -> CassetteTransport:
+    text = yaml.safe_dump({"version": 1, "interactions": list(interactions)})
+    loaded = CassetteTransport.from_yaml(text, name="test.yaml", **options)
+    assert isinstance(loaded, Success), loaded
+    cassette: CassetteTransport = loaded.unwrap()
+    return cassette
+
+
+def _send(
+    cassette: CassetteTransport, request: HttpRequest
+) -> Result[HttpResponse, TransportFailed]:
+    return cassette.send(request, timeout=TIMEOUT, max_response_bytes=LIMIT, operation="op")
+
+
+def _body(result: Result[HttpResponse, TransportFailed]) -> bytes:
+    assert isinstance(result, Success), result
+    response: HttpResponse = result.unwrap()
+    return response.body
+
+
+def _miss(result: Result[HttpResponse, TransportFailed]) -> TransportFailed:
+    assert isinstance(result, Failure), result
+    error: TransportFailed = result.failure()
+    assert error.kind == "unmatched"
+    assert error.sent is False
+    return error
+
+
+def test_it_is_exported_lazily_from_the_package_and_transports() -> None:
+    assert FromPackage is CassetteTransport
+    assert FromTransports is CassetteTransport
+
+
+def test_host_port_scheme_and_base_path_are_ignored() -> None:
+    cassette = _cassette(_interaction("GET", "http://127.0.0.1:3011/api/session/a", '"a"'))
+    request = HttpRequest("GET", "/session/a", base_url="https://elsewhere.invalid:8443/v9")
+    assert _body(_send(cassette, request)) == b'"a"'
+
+
+def test_method_path_and_query_must_match_and_query_order_does_not_matter() -> None:
+    cassette = _cassette(
+        _interaction("GET", "http://h/api/sessions?machine_id=m&x=1", '"listed"'),
+        _interaction("DELETE", "http://h/api/session/a", '"deleted"'),
+    )
+    _miss(_send(cassette, HttpRequest("GET", "/sessions", (("machine_id", "m"),))))
+    _miss(_send(cassette, HttpRequest("POST", "/session/a")))
+    _miss(_send(cassette, HttpRequest("DELETE", "/session/b")))
+    found = _send(cassette, HttpRequest("GET", "/sessions", (("x", "1"), ("machine_id", "m"))))
+    assert _body(found) == b'"listed"'
+
+
+def test_an_encoded_slash_is_not_a_path_separator() -> None:
+    cassette = _cassette(_interaction("GET", "http://h/api/session/a%2Fb", '"one segment"'))
+    _miss(_send(cassette, HttpRequest("GET", "/session/a/b")))
+    assert _body(_send(cassette, HttpRequest("GET", "/session/a%2fb"))) == b'"one segment"'
+
+
+def test_each_interaction_plays_once_in_order_and_all_played_says_so() -> None:
+    cassette = _cassette(
+        _interaction("GET", "http://h/api/session/a", '"first"'),
+        _interaction("GET", "http://h/api/session/a", '"second"'),
+        _interaction("GET", "http://h/api/sessions", "[]"),
+    )
+    request = HttpRequest("GET", "/session/a")
+    assert _body(_send(cassette, request)) == b'"first"'
+    assert _body(_send(cassette, request)) == b'"second"'
+    assert not cassette.all_played
+    assert cassette.unplayed == ("GET /api/sessions",)
+    error = _miss(_send(cassette, request))
+    assert "already played" in error.problem
+    assert "allow_repeats" in error.problem
+    _send(cassette, HttpRequest("GET", "/sessions"))
+    assert cassette.all_played
+    assert cassette.unplayed == ()
+
+
+def test_allow_repeats_replays_the_last_match() -> None:
+    cassette = _cassette(
+        _interaction("GET", "http://h/api/session/a", '"first"'),
+        _interaction("GET", "http://h/api/session/a", '"second"'),
+        allow_repeats=True,
+    )
+    request = HttpRequest("GET", "/session/a")
+    bodies = [_body(_send(cassette, request)) for _ in range(4)]
+    assert bodies == [b'"first"', b'"second"', b'"second"', b'"second"']
+
+
+def test_bodies_match_only_when_asked_and_json_compares_as_values() -> None:
+    recorded = _interaction(
+        "POST", "http://h/api/session", '"made"', request_body='{"a": 1, "b": [true]}'
+    )
+    same = HttpRequest("POST", "/session", body=b'{"b":[true],"a":1}')
+    other = HttpRequest("POST", "/session", body=b'{"a":2}')
+    assert _body(_send(_cassette(recorded), other)) == b'"made"'  # bodies ignored by default
+    strict = _cassette(recorded, match_body=True)
+    _miss(_send(strict, other))
+    assert _body(_send(strict, same)) == b'"made"'
+
+
+def test_a_miss_lists_the_closest_recorded_requests() -> None:
+    cassette = _cassette(
+        _interaction("GET", "http://h/api/sessions"),
+        _interaction("POST", "http://h/api/session"),
+        _interaction("GET", "http://h/api/session/abc"),
+        _interaction("DELETE", "http://h/api/session/abc"),
+        _interaction("POST", "http://h/api/session/abc/increase-timeout"),
+    )
+    error = _miss(_send(cassette, HttpRequest("GET", "/session/abd")))
+    assert "GET /session/abd is not in test.yaml" in error.problem
+    closest = error.problem.split("closest recorded: ")[1].split("; ")
+    assert len(closest) == 3
+    assert closest[0] == "GET /api/session/abc"
+
+
+def test_an_empty_cassette_says_so() -> None:
+    error = _miss(_send(_cassette(), HttpRequest("GET", "/sessions")))
+    assert "has no interactions" in error.problem
+
+
+def test_a_body_over_the_cap_is_too_large() -> None:
+    cassette = _cassette(_interaction("GET", "http://h/api/sessions", "[" + "1," * 50 + "1]"))
+    result = cassette.send(
+        HttpRequest("GET", "/sessions"), timeout=TIMEOUT, max_response_bytes=10, operation="op"
+    )
+    assert isinstance(result, Failure)
+    assert result.failure().kind == "too_large"
+
+
+def test_the_response_keeps_status_reason_and_repeated_headers() -> None:
+    cassette = _cassette(_interaction("GET", "http://h/api/session/x", '"x"', status=404))
+    response = _send(cassette, HttpRequest("GET", "/session/x")).unwrap()
+    assert response.status == 404
+    assert response.reason == "OK"
+    assert [v for k, v in response.headers if k == "X-Many"] == ["a", "b"]
+
+
+def test_old_vcrpy_python_tags_and_httpx_shapes_still_load() -> None:
+    text = """
+version: 1
+interactions:
+- request: {method: GET, uri: !!python/unicode 'http://h/api/sessions', body: null, headers: {}}
+  response:
+    status_code: 200
+    headers: {content-type: [application/json]}
+    content: !!python/str '[]'
+"""
+    cassette = CassetteTransport.from_yaml(text).unwrap()
+    assert _body(_send(cassette, HttpRequest("GET", "/sessions"))) == b"[]"
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_SEGMENT: Final = st.text(min_size=1, max_size=12).filter(
+    lambda s: s.strip() not in ("", ".", "..")
+)
+_REQUESTS: Final = st.lists(
+    st.tuples(
+        st.sampled_from(["GET", "POST", "DELETE"]),
+        st.lists(_SEGMENT, min_size=1, max_size=3),
+        st.lists(st.tuples(st.text(min_size=1, max_size=6), st.text(max_size=6)), max_size=2),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(requests=_REQUESTS, order=st.randoms(use_true_random=False))
+def test_a_cassette_of_any_requests_answers_each_once_in_any_order(
+    requests: list[tuple[str, list[str], list[tuple[str, str]]]], order: Any
+) -> None:
+    from urllib.parse import quote, urlencode
+
+    built = [
+        HttpRequest(method, "/" + "/".join(quote(s, safe="") for s in segments), tuple(query))
+        for method, segments, query in requests
+    ]
+    recorded = [
+        _interaction(r.method, "http://127.0.0.1:1/api" + r.target, json.dumps(i))
+        for i, r in enumerate(built)
+    ]
+    cassette = _cassette(*recorded)
+    assert all(r.target == r.path + ("?" + urlencode(r.query) if r.query else "") for r in built)
+    indices = list(range(len(built)))
+    order.shuffle(indices)
+    answers = {i: json.loads(_body(_send(cassette, built[i]))) for i in indices}
+    assert cassette.all_played
+    for i, answer in answers.items():  # equal requests may swap answers, but never mix them up
+        assert built[answer] == built[i]
+
+
+_YAMLISH: Final = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.binary(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(max_size=200)
+    | _YAMLISH.map(lambda v: yaml.safe_dump({"version": 1, "interactions": [v]}))
+    | _YAMLISH.map(lambda v: yaml.safe_dump(v))
+)
+def test_any_text_loads_or_is_a_cassette_error_never_an_exception(text: str) -> None:
+    loaded = CassetteTransport.from_yaml(text, name="fuzz.yaml")
+    if isinstance(loaded, Failure):
+        error = loaded.failure()
+        assert isinstance(error, CassetteError)
+        assert str(error).startswith("cassette fuzz.yaml: ")
+    else:
+        assert isinstance(loaded.unwrap(), CassetteTransport)
+
+
+@pytest.mark.parametrize("depth", [10, 5000])
+def test_deeply_nested_yaml_is_an_error_not_a_crash(depth: int) -> None:
+    text = "version: 1\ninteractions: " + "[" * depth + "]" * depth + "\n"
+    loaded = CassetteTransport.from_yaml(text, name="deep.yaml")
+    assert isinstance(loaded, Failure)
