@@ -5,8 +5,9 @@ It answers the way the live server does (``comfy-deploy/api``, ``src/api/routes/
 2025-11): the same routes, status codes and ``detail`` texts, FastAPI's 422 bodies, the live
 ``SessionResponse`` shape (or, with ``seed_shapes=True``, the seed's 3-field ``Session`` and
 ``GPUEventModel`` list; there sessions have their url from the start, since the seed's
-``Session.url`` is a required string). It does no I/O: :class:`~cdsessions.transports.fake.FakeTransport` calls
-it in memory and :mod:`cdsessions.fake_server` serves it over HTTP on 127.0.0.1.
+``Session.url`` is a required string). It does no I/O:
+:class:`~cdsessions.transports.fake.FakeTransport` calls it in memory and
+:mod:`cdsessions.fake_server` serves it over HTTP on 127.0.0.1.
 
 What it models, and the live behaviour each rule copies:
 

@@ -46,17 +46,25 @@ from cdsessions.models import (
     DeleteSessionResponse,
     Session,
 )
+from cdsessions.retry import Wait
+from cdsessions.steps import Steps, drive
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
     "Backoff",
+    "Cancel",
     "NotReady",
     "OpenSession",
+    "Poll",
+    "ScopeState",
     "SessionGone",
     "SessionOps",
     "SessionScope",
+    "cancel_steps",
     "cancel_until_closed",
     "counts_as_closed",
+    "ready_steps",
+    "report_unclosed",
     "wait_until_ready",
 ]
 
@@ -122,6 +130,53 @@ class SessionOps(Protocol):
     def cancel(self, session_id: str) -> Result[DeleteSessionResponse, ApiError]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """Ask the server about ``session_id`` (a ``get``); send its ``Result`` back."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel ``session_id``; send the ``Result`` back."""
+
+    session_id: str
+
+
+def ready_steps(
+    session_id: str,
+    *,
+    timeout: float = DEFAULT_READY_TIMEOUT,
+    backoff: Backoff = Backoff(),
+    on_poll: OnPoll | None = None,
+    clock: Clock = time.monotonic,
+) -> Steps[Poll, Result[Session, ApiError], Result[Session, ApiError]]:
+    """The steps of :func:`wait_until_ready`, for any driver (see :mod:`cdsessions.steps`)."""
+    operation = f"wait for session {describe_id(session_id)}"
+    started = clock()
+    deadline = started + timeout
+    polls = 0
+    while True:
+        answer = yield Poll(session_id)
+        assert answer is not None, "the driver must send back the answer to each poll"
+        polls += 1
+        if not isinstance(answer, Success):
+            error = answer.failure()
+            if isinstance(error, HttpError) and error.status == 404:
+                return Failure(SessionGone(operation, session_id))
+            return Failure(error)
+        session = answer.unwrap()
+        now = clock()
+        if on_poll is not None:
+            on_poll(polls, now - started)
+        if session.url is not None:
+            return Success(session)
+        if now >= deadline:
+            return Failure(NotReady(operation, session_id, now - started, polls))
+        yield Wait(min(backoff.delay(polls - 1), deadline - now), "not ready yet")
+
+
 def wait_until_ready(
     get: Callable[[str], Result[Session, ApiError]],
     session_id: str,
@@ -139,27 +194,8 @@ def wait_until_ready(
     is left as it is); any other failure of ``get`` is returned as it came (retrying transient
     ones is the client's retry policy's job). The first poll is immediate.
     """
-    operation = f"wait for session {describe_id(session_id)}"
-    started = clock()
-    deadline = started + timeout
-    polls = 0
-    while True:
-        answer = get(session_id)
-        polls += 1
-        if not isinstance(answer, Success):
-            error = answer.failure()
-            if isinstance(error, HttpError) and error.status == 404:
-                return Failure(SessionGone(operation, session_id))
-            return Failure(error)
-        session = answer.unwrap()
-        now = clock()
-        if on_poll is not None:
-            on_poll(polls, now - started)
-        if session.url is not None:
-            return Success(session)
-        if now >= deadline:
-            return Failure(NotReady(operation, session_id, now - started, polls))
-        sleep(min(backoff.delay(polls - 1), deadline - now))
+    steps = ready_steps(session_id, timeout=timeout, backoff=backoff, on_poll=on_poll, clock=clock)
+    return drive(steps, lambda poll: get(poll.session_id), sleep)
 
 
 def counts_as_closed(error: ApiError) -> bool:
@@ -178,24 +214,24 @@ def _worth_retrying(error: ApiError) -> bool:
     return isinstance(error, HttpError) and (error.status >= 500 or error.status == 429)
 
 
-def cancel_until_closed(
-    cancel: Callable[[str], Result[DeleteSessionResponse, ApiError]],
+#: How often, and how patiently, a scope's cancel is tried.
+CANCEL_ATTEMPTS: Final = 3
+CANCEL_BACKOFF: Final = Backoff(first=0.5, factor=2.0, cap=2.0)
+
+
+def cancel_steps(
     session_id: str,
     *,
-    attempts: int = 3,
-    backoff: Backoff = Backoff(first=0.5, factor=2.0, cap=2.0),
-    sleep: Sleep = time.sleep,
-) -> Result[str, ApiError]:
-    """Cancel until the server confirms the session is closed.
-
-    ``Success("cancelled")`` or ``Success("already closed")`` (see :func:`counts_as_closed`);
-    otherwise the last failure, after up to ``attempts`` tries for transient ones.
-    """
+    attempts: int = CANCEL_ATTEMPTS,
+    backoff: Backoff = CANCEL_BACKOFF,
+) -> Steps[Cancel, Result[DeleteSessionResponse, ApiError], Result[str, ApiError]]:
+    """The steps of :func:`cancel_until_closed`, for any driver (see :mod:`cdsessions.steps`)."""
     error: ApiError | None = None
     for attempt in range(max(1, attempts)):
         if attempt:
-            sleep(backoff.delay(attempt - 1))
-        answer = cancel(session_id)
+            yield Wait(backoff.delay(attempt - 1), "cancel failed")
+        answer = yield Cancel(session_id)
+        assert answer is not None, "the driver must send back the answer to each cancel"
         if isinstance(answer, Success):
             return Success("cancelled")
         error = answer.failure()
@@ -205,6 +241,34 @@ def cancel_until_closed(
             break
     assert error is not None  # the loop ran at least once and did not return
     return Failure(error)
+
+
+def cancel_until_closed(
+    cancel: Callable[[str], Result[DeleteSessionResponse, ApiError]],
+    session_id: str,
+    *,
+    attempts: int = CANCEL_ATTEMPTS,
+    backoff: Backoff = CANCEL_BACKOFF,
+    sleep: Sleep = time.sleep,
+) -> Result[str, ApiError]:
+    """Cancel until the server confirms the session is closed.
+
+    ``Success("cancelled")`` or ``Success("already closed")`` (see :func:`counts_as_closed`);
+    otherwise the last failure, after up to ``attempts`` tries for transient ones.
+    """
+    steps = cancel_steps(session_id, attempts=attempts, backoff=backoff)
+    return drive(steps, lambda order: cancel(order.session_id), sleep)
+
+
+def report_unclosed(session_id: str, closed: Result[str, ApiError] | None) -> None:
+    """Log, at ERROR, a session a scope could not confirm closed: it may still be billing."""
+    if closed is not None and not isinstance(closed, Success):
+        logger.error(
+            "session %s may still be running: %s; cancel it with `cdsessions cancel %s`",
+            session_id,
+            closed.failure(),
+            session_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +289,50 @@ class OpenSession:
         return f"OpenSession(session_id={self.session_id!r}, url={shown})"
 
 
-class SessionScope:
+class ScopeState:
+    """What a session scope knows, in either form (this one, and the asyncio
+    :class:`~cdsessions.async_client.AsyncSessionScope`): what to start, whether and how long to
+    wait for it, and once known the session's id and how its cancel ended."""
+
+    def __init__(
+        self,
+        body: CreateSessionBody,
+        *,
+        wait: bool = True,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        on_poll: OnPoll | None = None,
+    ) -> None:
+        self._body = body
+        self._wait = wait
+        self._ready_timeout = ready_timeout
+        self._on_poll = on_poll
+        self.session_id: str | None = None
+        self.closed: Result[str, ApiError] | None = None
+
+    def _created(
+        self, created: Result[CreateSessionResponse, ApiError]
+    ) -> Result[OpenSession, ApiError] | None:
+        """Take in the create's answer. Returns what the block gets when there is nothing to
+        wait for (the create failed, ``wait=False``, or the url came with it), else None."""
+        if not isinstance(created, Success):
+            return Failure(created.failure())
+        response = created.unwrap()
+        self.session_id = response.session_id
+        if not self._wait or response.url is not None:
+            return Success(OpenSession(response.session_id, response.url))
+        return None
+
+    def _ready(self, waited: Result[Session, ApiError]) -> Result[OpenSession, ApiError]:
+        """What the block gets once waiting ended (a failure was cancelled by the caller)."""
+        session_id = self.session_id
+        assert session_id is not None  # only called once a session exists
+        return waited.map(lambda session: OpenSession(session_id, session.url, session))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(session_id={self.session_id!r}, closed={self.closed!r})"
+
+
+class SessionScope(ScopeState):
     """Creates a session on entry and always cancels it on exit.
 
     ``with scope as started`` gives ``Result[OpenSession, ApiError]``. With ``wait`` (the
@@ -246,31 +353,23 @@ class SessionScope:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
+        super().__init__(body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll)
         self._ops = ops
-        self._body = body
-        self._wait = wait
-        self._ready_timeout = ready_timeout
-        self._on_poll = on_poll
         self._backoff = backoff
         self._sleep = sleep
         self._clock = clock
-        self.session_id: str | None = None
-        self.closed: Result[str, ApiError] | None = None
 
     def __enter__(self) -> Result[OpenSession, ApiError]:
         if self.session_id is not None:
             raise RuntimeError("a SessionScope can be entered only once")
-        created = self._ops.create(self._body)
-        if not isinstance(created, Success):
-            return Failure(created.failure())
-        response = created.unwrap()
-        self.session_id = response.session_id
-        if not self._wait or response.url is not None:
-            return Success(OpenSession(response.session_id, response.url))
+        early = self._created(self._ops.create(self._body))
+        if early is not None:
+            return early
+        assert self.session_id is not None  # _created recorded it
         try:
             waited = wait_until_ready(
                 self._ops.get,
-                response.session_id,
+                self.session_id,
                 timeout=self._ready_timeout,
                 backoff=self._backoff,
                 on_poll=self._on_poll,
@@ -283,9 +382,7 @@ class SessionScope:
             raise
         if not isinstance(waited, Success):
             self._close()  # the body cannot use it: stop the billing now
-            return Failure(waited.failure())
-        session = waited.unwrap()
-        return Success(OpenSession(response.session_id, session.url, session))
+        return self._ready(waited)
 
     def __exit__(
         self,
@@ -306,13 +403,4 @@ class SessionScope:
             self.closed = cancel_until_closed(self._ops.cancel, session_id, attempts=1)
             raise
         finally:
-            if self.closed is not None and not isinstance(self.closed, Success):
-                logger.error(
-                    "session %s may still be running: %s; cancel it with `cdsessions cancel %s`",
-                    session_id,
-                    self.closed.failure(),
-                    session_id,
-                )
-
-    def __repr__(self) -> str:
-        return f"SessionScope(session_id={self.session_id!r}, closed={self.closed!r})"
+            report_unclosed(session_id, self.closed)

@@ -113,6 +113,9 @@ class _Watchdog:
             self._watched.pop(token, None)
             fired = token in self._fired
             self._fired.discard(token)
+            if not self._watched:
+                # Wake the thread from its wait for this deadline, so it can idle out.
+                self._changed.notify()
             return fired
 
     def _run(self) -> None:

@@ -1,0 +1,367 @@
+"""What every call does between the caller and the transport, shared by both clients.
+
+:class:`ClientCore` holds a client's configuration and turns each operation into
+:data:`CallSteps`: check the configuration, build and authorize the request, then follow the
+retry :func:`~cdsessions.retry.plan` (telling the observers about every attempt), and decode the
+last answer. The steps *yield* a :class:`Transmit` or a :class:`~cdsessions.retry.Wait` and are
+sent what the transport answered; they never do I/O themselves. :class:`~cdsessions.SessionsClient`
+drives them with ``transport.send`` and ``time.sleep``, :class:`~cdsessions.AsyncSessionsClient`
+with an async transport and ``asyncio.sleep`` (see :mod:`cdsessions.steps`), so the two cannot
+differ in what they send, when they retry, or what they return.
+"""
+
+from __future__ import annotations
+
+import builtins  # ``list`` is a method name below; annotations need the type
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Generic, TypeAlias, TypeVar
+
+import msgspec
+from returns.result import Failure, Result, Success
+
+from cdsessions import builders, decoding, observe
+from cdsessions._version import __version__
+from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.models import (
+    CreateSessionBody,
+    CreateSessionResponse,
+    DeleteSessionResponse,
+    ExtendSessionResponse,
+    Session,
+)
+from cdsessions.observe import AttemptFinished, AttemptStarted, Observer
+from cdsessions.retry import (
+    DEFAULT_RETRY,
+    OperationKind,
+    Outcome,
+    RetryPolicy,
+    Send,
+    Wait,
+    plan,
+    policy_from,
+)
+from cdsessions.servers import is_loopback, resolve_server
+from cdsessions.steps import Steps
+from cdsessions.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
+
+__all__ = [
+    "API_KEY_ENV",
+    "MAX_LIST_BYTES",
+    "MAX_OBJECT_BYTES",
+    "Bearer",
+    "CallSteps",
+    "ClientBase",
+    "ClientCore",
+    "Transmit",
+]
+
+T = TypeVar("T")
+TransportT = TypeVar("TransportT")
+
+#: The environment variable read when no ``bearer`` is given.
+API_KEY_ENV: Final = "COMFY_DEPLOY_API_KEY"
+#: A key, or a zero-argument function returning one (called for every request, so a rotating
+#: key from a secret store just works).
+Bearer: TypeAlias = str | Callable[[], str]
+#: Caps on a response body: one session is small; a list has no pagination.
+MAX_OBJECT_BYTES: Final = 1024 * 1024
+MAX_LIST_BYTES: Final = 256 * 1024 * 1024
+_Decoder: TypeAlias = Callable[[HttpResponse, str], Result[T, ApiError]]
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send ``request`` once with ``timeout``, reading at most ``max_response_bytes``; send the
+    :data:`~cdsessions.retry.Outcome` back."""
+
+    request: HttpRequest
+    timeout: Timeout
+    max_response_bytes: int
+
+
+#: One call: yields transmissions and waits, returns the decoded ``Result``.
+CallSteps: TypeAlias = Steps[Transmit, Outcome, Result[T, ApiError]]
+
+
+def _token_problem(token: object) -> str | None:
+    if not isinstance(token, str):
+        return f"must be a string, not {type(token).__name__}"
+    if not token.strip():
+        return f"is empty; pass bearer= or set {API_KEY_ENV}"
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        return "must be printable ASCII without spaces"
+    return None
+
+
+class ClientCore:
+    """A client's configuration, and the steps of each of its calls. No I/O.
+
+    The options are the clients' constructor options (see :class:`~cdsessions.SessionsClient`).
+    They are checked here and a problem is reported by each call as an
+    :class:`~cdsessions.errors.InvalidRequest`, never raised: a constructor that raised would be
+    an exception for a configuration mistake.
+    """
+
+    def __init__(
+        self,
+        bearer: Bearer | None,
+        *,
+        server: str,
+        timeout: Timeout | float | None,
+        max_response_bytes: int | None,
+        max_connections: int,
+        allow_insecure_http: bool,
+        user_agent: str | None,
+        retry: RetryPolicy | bool | None,
+        observers: Iterable[Observer],
+    ) -> None:
+        self._bearer = bearer
+        self.max_connections = max_connections
+        self.server = server
+        self._base_url = resolve_server(server)
+        self._timeout = timeout_from(timeout, DEFAULT_TIMEOUT)
+        self._retry = policy_from(retry, DEFAULT_RETRY)
+        self._observers: tuple[Observer, ...] = (observe.log_event, *observers)
+        self._max_response_bytes = max_response_bytes
+        self._allow_insecure_http = allow_insecure_http
+        self._user_agent = user_agent or f"cdsessions/{__version__}"
+
+    # -- the operations, as steps ----------------------------------------------------------
+
+    def get(self, session_id: str, timeout: object, retry: object) -> CallSteps[Session]:
+        built = builders.build_get(session_id)
+        return self.call(built, _decode_with(decoding.SESSION), timeout, kind="get", retry=retry)
+
+    def cancel(
+        self, session_id: str, wait_for_shutdown: bool, timeout: object, retry: object
+    ) -> CallSteps[DeleteSessionResponse]:
+        built = builders.build_cancel(session_id, wait_for_shutdown)
+        return self.call(built, _decode_with(decoding.DELETED), timeout, kind="cancel", retry=retry)
+
+    def list(
+        self, machine_id: str | None, timeout: object, retry: object
+    ) -> CallSteps[builtins.list[Session]]:
+        return self.call(
+            builders.build_list(machine_id),
+            decoding.decode_session_list,
+            timeout,
+            max_bytes=MAX_LIST_BYTES,
+            kind="list",
+            retry=retry,
+        )
+
+    def create(
+        self, body: CreateSessionBody, timeout: object, retry: object
+    ) -> CallSteps[CreateSessionResponse]:
+        # The server may take 10 minutes to answer a create that waits for the machine.
+        waits = isinstance(body, CreateSessionBody) and body.wait_for_server is True
+        return self.call(
+            builders.build_create(body),
+            _decode_with(decoding.CREATED),
+            timeout,
+            kind="create",
+            retry=retry,
+            min_read=CREATE_AND_WAIT_READ if waits else None,
+        )
+
+    def extend(
+        self, session_id: str, minutes: int, timeout: object, retry: object
+    ) -> CallSteps[ExtendSessionResponse]:
+        built = builders.build_extend(session_id, minutes)
+        return self.call(
+            built, _decode_with(decoding.EXTENDED), timeout, kind="extend", retry=retry
+        )
+
+    # -- the pure steps --------------------------------------------------------------------
+
+    def call(
+        self,
+        built: Result[HttpRequest, InvalidRequest],
+        decode: _Decoder[T],
+        timeout: object,
+        *,
+        kind: OperationKind,
+        retry: object,
+        max_bytes: int = MAX_OBJECT_BYTES,
+        min_read: float | None = None,
+    ) -> CallSteps[T]:
+        """Build, then send (retrying as the policy decides), then decode."""
+        prepared = built.bind(self.prepare)
+        if not isinstance(prepared, Success):
+            return Failure(prepared.failure())
+        request = prepared.unwrap()
+        settings = self.settings(request.operation, timeout, retry, max_bytes)
+        if not isinstance(settings, Success):
+            return Failure(settings.failure())
+        chosen_timeout, policy, limit = settings.unwrap()
+        if min_read is not None:
+            chosen_timeout = chosen_timeout.at_least(min_read)
+        sent = yield from self.exchange(request, kind, policy, chosen_timeout, limit)
+        if not isinstance(sent, Success):
+            return Failure(sent.failure())
+        return decode(sent.unwrap(), request.operation)
+
+    def settings(
+        self,
+        operation: str,
+        timeout: object,
+        retry: object,
+        max_bytes: int,
+    ) -> Result[tuple[Timeout, RetryPolicy, int], InvalidRequest]:
+        """This call's timeout, retry policy and body cap: the call's own, else the client's."""
+        default_timeout = self._timeout.alt(
+            lambda problem: InvalidRequest(operation, "timeout", problem)
+        )
+        if not isinstance(default_timeout, Success):
+            return Failure(default_timeout.failure())
+        chosen_timeout = timeout_from(timeout, default_timeout.unwrap())
+        if not isinstance(chosen_timeout, Success):
+            return Failure(InvalidRequest(operation, "timeout", chosen_timeout.failure()))
+        default_policy = self._retry.alt(
+            lambda problem: InvalidRequest(operation, "retry", problem)
+        )
+        if not isinstance(default_policy, Success):
+            return Failure(default_policy.failure())
+        policy = policy_from(retry, default_policy.unwrap())
+        if not isinstance(policy, Success):
+            return Failure(InvalidRequest(operation, "retry", policy.failure()))
+        limit = self._max_response_bytes
+        if limit is not None and not _whole_and_positive(limit):
+            problem = "max_response_bytes must be a whole number of bytes ≥ 1"
+            return Failure(InvalidRequest(operation, "max_response_bytes", problem))
+        if not _whole_and_positive(self.max_connections):
+            # Checked before any transport is made: a pool of 0 would wait out every deadline.
+            problem = "max_connections must be a whole number ≥ 1"
+            return Failure(InvalidRequest(operation, "max_connections", problem))
+        return Success((chosen_timeout.unwrap(), policy.unwrap(), limit or max_bytes))
+
+    def exchange(
+        self,
+        request: HttpRequest,
+        kind: OperationKind,
+        policy: RetryPolicy,
+        timeout: Timeout,
+        max_bytes: int,
+    ) -> Steps[Transmit, Outcome, Outcome]:
+        """Follow :func:`~cdsessions.retry.plan`, which makes every decision; this only passes
+        its sends and waits on to the driver and tells the observers."""
+        shown = request.redacted()
+        steps = plan(
+            policy,
+            kind,
+            timeout,
+            clock=time.monotonic,
+            wallclock=time.time,
+            unit=random.random,
+        )
+        step = next(steps)
+        while True:
+            if isinstance(step, Wait):
+                yield step
+                step = steps.send(None)
+            elif isinstance(step, Send):
+                observe.notify(self._observers, AttemptStarted(shown, step.attempt))
+                started = time.monotonic()
+                outcome = yield Transmit(request, step.timeout, max_bytes)
+                assert outcome is not None, "the driver must send back what the transport gave"
+                elapsed = time.monotonic() - started
+                attempt = step.attempt
+                step = steps.send(outcome)
+                retry_in = step.seconds if isinstance(step, Wait) else None
+                finished = AttemptFinished(shown, attempt, outcome, elapsed, retry_in)
+                observe.notify(self._observers, finished)
+            else:
+                steps.close()
+                return step.outcome
+
+    def prepare(self, request: HttpRequest) -> Result[HttpRequest, InvalidRequest]:
+        """The request with server and headers, or why it must not be sent."""
+        base_url = self._base_url.alt(
+            lambda error: InvalidRequest(request.operation, error.field, error.problem)
+        )
+        if not isinstance(base_url, Success):
+            return Failure(base_url.failure())
+        url = base_url.unwrap()
+        if url.startswith("http://") and not is_loopback(url) and not self._allow_insecure_http:
+            return Failure(
+                InvalidRequest(
+                    request.operation,
+                    "server",
+                    "refusing to send the API key over plain http:// to a non-loopback host "
+                    "(pass allow_insecure_http=True to override)",
+                )
+            )
+        token = self._token()
+        if not isinstance(token, Success):
+            return Failure(InvalidRequest(request.operation, "bearer", token.failure()))
+        return Success(
+            builders.authorize(
+                request, base_url=url, token=token.unwrap(), user_agent=self._user_agent
+            )
+        )
+
+    def _token(self) -> Result[str, str]:
+        bearer = self._bearer
+        if bearer is None:
+            bearer = os.environ.get(API_KEY_ENV, "")
+        if callable(bearer):
+            try:
+                bearer = bearer()
+            except Exception as error:  # a secret store failing is a value, but its message
+                # may quote the secret: keep only the type.
+                return Failure(f"the bearer callable raised {type(error).__name__}")
+        problem = _token_problem(bearer)
+        return Failure(problem) if problem else Success(str(bearer))
+
+
+def _whole_and_positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _decode_with(decoder: msgspec.json.Decoder[T]) -> _Decoder[T]:
+    return lambda response, operation: decoding.decode(response, decoder, operation)
+
+
+class ClientBase(Generic[TransportT]):
+    """What both clients are made of: the options (one constructor, so the two cannot accept
+    different ones), a :class:`ClientCore` built from them, and the transport, which each
+    client creates on first use when none is given and drives in its own way."""
+
+    def __init__(
+        self,
+        bearer: Bearer | None = None,
+        *,
+        server: str = "production",
+        transport: TransportT | None = None,
+        timeout: Timeout | float | None = None,
+        max_response_bytes: int | None = None,
+        max_connections: int = 10,
+        allow_insecure_http: bool = False,
+        user_agent: str | None = None,
+        retry: RetryPolicy | bool | None = None,
+        observers: Iterable[Observer] = (),
+    ) -> None:
+        self._core = ClientCore(
+            bearer,
+            server=server,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+            max_connections=max_connections,
+            allow_insecure_http=allow_insecure_http,
+            user_agent=user_agent,
+            retry=retry,
+            observers=observers,
+        )
+        self._transport = transport
+        self._owns_transport = transport is None
+        # Guards creating and closing the transport (the blocking client is shared by threads).
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(server={self._core.server!r})"

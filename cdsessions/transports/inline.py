@@ -1,0 +1,88 @@
+"""Async forms of the in-memory transports: called straight from the event loop, no threads.
+
+:class:`InlineTransport` adapts any blocking :class:`~cdsessions.transports.Transport` that never
+waits on I/O (it answers from memory in microseconds), so calling it on the event loop blocks
+nothing. :class:`AsyncFakeTransport` and :class:`AsyncCassetteTransport` are the two the library
+ships, for tests and demos of asyncio code::
+
+    from cdsessions import AsyncSessionsClient
+    from cdsessions.transports.inline import AsyncFakeTransport
+
+    client = AsyncSessionsClient("any-key", transport=AsyncFakeTransport())
+
+A transport that does block (real HTTP) belongs in a
+:class:`~cdsessions.transports.threaded.ThreadedTransport` instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from returns.result import Result
+
+from cdsessions.errors import TransportFailed
+from cdsessions.fake_service import FakeService
+from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.timeouts import Timeout
+from cdsessions.transports.base import Transport
+from cdsessions.transports.fake import FakeTransport
+
+if TYPE_CHECKING:
+    from cdsessions.transports.cassette import CassetteError, CassetteTransport
+
+__all__ = ["AsyncCassetteTransport", "AsyncFakeTransport", "InlineTransport"]
+
+
+class InlineTransport:
+    """``transport``, which must answer without blocking, as an async transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def send(
+        self,
+        request: HttpRequest,
+        *,
+        timeout: Timeout,
+        max_response_bytes: int,
+        operation: str,
+    ) -> Result[HttpResponse, TransportFailed]:
+        return self.transport.send(
+            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
+        )
+
+    async def aclose(self) -> None:
+        self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transport!r})"
+
+
+class AsyncFakeTransport(InlineTransport):
+    """:class:`~cdsessions.transports.fake.FakeTransport` for asyncio: the fake ComfyDeploy in
+    memory (``service``, a new default :class:`~cdsessions.fake_service.FakeService` if None)."""
+
+    def __init__(self, service: FakeService | None = None) -> None:
+        fake = FakeTransport(service)
+        super().__init__(fake)
+        self.service = fake.service
+
+
+class AsyncCassetteTransport(InlineTransport):
+    """:class:`~cdsessions.transports.cassette.CassetteTransport` for asyncio. Build one from a
+    loaded cassette, or with :meth:`load`, which returns a ``Result`` like the blocking form."""
+
+    def __init__(self, cassette: CassetteTransport) -> None:
+        super().__init__(cassette)
+        self.cassette = cassette
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, match_body: bool = False, allow_repeats: bool = False
+    ) -> Result[AsyncCassetteTransport, CassetteError]:
+        """Read a cassette file (see :meth:`CassetteTransport.load`)."""
+        from cdsessions.transports.cassette import CassetteTransport
+
+        loaded = CassetteTransport.load(path, match_body=match_body, allow_repeats=allow_repeats)
+        return loaded.map(cls)

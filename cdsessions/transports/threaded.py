@@ -1,0 +1,135 @@
+"""``ThreadedTransport``: a blocking transport, run for asyncio in a bounded pool of threads.
+
+The default transport of :class:`~cdsessions.AsyncSessionsClient` is
+:class:`~cdsessions.transports.Urllib3Transport` run this way: no second HTTP stack to install,
+and exactly the TLS, timeout, size-cap and error behaviour of the blocking client. There are as
+many worker threads as pooled connections (``max_connections``), so a call never holds a thread
+while it waits for a connection, and never more connections are open than that.
+
+Time spent waiting for a free worker counts against the attempt's overall deadline
+(``timeout.total``): an attempt still waiting at its deadline fails as a ``timeout`` that was
+never sent, like one that found no free pooled connection in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final
+
+from returns.result import Failure, Result
+
+from cdsessions.errors import TransportFailed
+from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.retry import attempt_timeout
+from cdsessions.timeouts import Timeout
+from cdsessions.transports.base import Transport
+
+__all__ = ["ThreadedTransport"]
+
+_QUEUED_TOO_LONG: Final = "no worker thread became free in time (max_connections are all busy)"
+
+
+def _release_on(loop: asyncio.AbstractEventLoop, free: asyncio.Semaphore) -> None:
+    """Give a worker's permit back, from the worker thread; a closed loop needs none back."""
+    with contextlib.suppress(RuntimeError):  # the loop closed while the job ran
+        loop.call_soon_threadsafe(free.release)
+
+
+class ThreadedTransport:
+    """Runs ``transport`` (blocking) in at most ``max_workers`` threads, started on first use.
+
+    :meth:`aclose` waits for the attempts still running, stops the threads and closes
+    ``transport`` (pass ``close_transport=False`` to keep it open, when it is shared).
+    """
+
+    def __init__(
+        self, transport: Transport, *, max_workers: int = 10, close_transport: bool = True
+    ) -> None:
+        self.transport = transport
+        self._max_workers = max_workers
+        self._close_transport = close_transport
+        self._workers: ThreadPoolExecutor | None = None
+        # One permit per worker thread, held from submission until the job is done (not until
+        # its caller stops waiting), so a submitted job always finds a thread at once and the
+        # wait for a permit is the whole wait: it can be bounded by the deadline.
+        self._free: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: set[Future[Result[HttpResponse, TransportFailed]]] = set()
+        self._lock = threading.Lock()  # _running shrinks from the worker threads
+
+    async def send(
+        self,
+        request: HttpRequest,
+        *,
+        timeout: Timeout,
+        max_response_bytes: int,
+        operation: str,
+    ) -> Result[HttpResponse, TransportFailed]:
+        queued = time.monotonic()
+        loop = asyncio.get_running_loop()
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(
+                self._max_workers, thread_name_prefix="cdsessions-async"
+            )
+        if self._free is None or self._loop is not loop:
+            # A semaphore belongs to one event loop; a client reused from another loop (a
+            # second asyncio.run) gets a fresh one rather than an error.
+            self._free, self._loop = asyncio.Semaphore(self._max_workers), loop
+        free = self._free
+        try:
+            async with asyncio.timeout(timeout.total):
+                await free.acquire()
+        except TimeoutError:
+            return Failure(TransportFailed(operation, "timeout", _QUEUED_TOO_LONG, sent=False))
+        job = self._workers.submit(
+            self._send, queued, request, timeout, max_response_bytes, operation
+        )
+        with self._lock:
+            self._running.add(job)
+        job.add_done_callback(self._forget)
+        job.add_done_callback(lambda _: _release_on(loop, free))
+        # A cancelled caller stops waiting; the job ends by its own deadline and aclose()
+        # waits for it.
+        return await asyncio.wrap_future(job)
+
+    def _send(
+        self,
+        queued: float,
+        request: HttpRequest,
+        timeout: Timeout,
+        max_response_bytes: int,
+        operation: str,
+    ) -> Result[HttpResponse, TransportFailed]:
+        if timeout.total is not None:
+            remaining = timeout.total - (time.monotonic() - queued)
+            if remaining <= 0:
+                return Failure(TransportFailed(operation, "timeout", _QUEUED_TOO_LONG, sent=False))
+            timeout = attempt_timeout(timeout, remaining)
+        return self.transport.send(
+            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
+        )
+
+    def _forget(self, job: Future[Result[HttpResponse, TransportFailed]]) -> None:
+        with self._lock:
+            self._running.discard(job)
+
+    async def aclose(self) -> None:
+        """Wait for running attempts, stop the worker threads, close the transport. The
+        transport can be used again afterwards (new threads start on demand)."""
+        with self._lock:
+            running = [asyncio.wrap_future(job) for job in self._running]
+        if running:
+            await asyncio.wait(running)
+        workers, self._workers, self._free = self._workers, None, None
+        if workers is not None:
+            # Every worker is idle now, so joining them is immediate.
+            workers.shutdown(wait=True)
+        if self._close_transport:
+            self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"ThreadedTransport({self.transport!r}, max_workers={self._max_workers})"
