@@ -33,12 +33,16 @@ from cdsessions.retry import RetryPolicy
 from cdsessions.timeouts import Timeout
 
 if TYPE_CHECKING:
+    from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.fake_service import FakeService
     from cdsessions.transports.cassette import CassetteError, CassetteTransport
     from cdsessions.transports.fake import FakeTransport
+    from cdsessions.transports.inline import AsyncFakeTransport
 
 __all__ = [
     "ApiError",
+    "AsyncFakeTransport",
+    "AsyncSessionsClient",
     "CassetteError",
     "CassetteTransport",
     "CreateSessionBody",
@@ -71,6 +75,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # asyncio and the thread pool are loaded only by those who use the async client.
+    if name == "AsyncSessionsClient":
+        from cdsessions.async_client import AsyncSessionsClient
+
+        return AsyncSessionsClient
+    if name == "AsyncFakeTransport":
+        from cdsessions.transports.inline import AsyncFakeTransport
+
+        return AsyncFakeTransport
     # The fake is for tests and demos: loaded only when asked for.
     if name == "FakeService":
         from cdsessions.fake_service import FakeService

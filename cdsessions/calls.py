@@ -73,6 +73,7 @@ Bearer: TypeAlias = str | Callable[[], str]
 MAX_OBJECT_BYTES: Final = 1024 * 1024
 MAX_LIST_BYTES: Final = 256 * 1024 * 1024
 _Decoder: TypeAlias = Callable[[HttpResponse, str], Result[T, ApiError]]
+_Settings: TypeAlias = tuple[Timeout, RetryPolicy, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,11 @@ class ClientCore:
         self._max_response_bytes = max_response_bytes
         self._allow_insecure_http = allow_insecure_http
         self._user_agent = user_agent or f"cdsessions/{__version__}"
+        # What every call would work out again from the same configuration: kept after its
+        # first success (a failure is worked out again each time, to name its operation).
+        self._usual_settings: dict[int, Result[_Settings, InvalidRequest]] = {}
+        self._checked_url: str | None = None
+        self._checked_token: str | None = None
 
     # -- the operations, as steps ----------------------------------------------------------
 
@@ -215,6 +221,21 @@ class ClientCore:
         max_bytes: int,
     ) -> Result[tuple[Timeout, RetryPolicy, int], InvalidRequest]:
         """This call's timeout, retry policy and body cap: the call's own, else the client's."""
+        usual = timeout is None and retry is None
+        if usual and max_bytes in self._usual_settings:
+            return self._usual_settings[max_bytes]
+        chosen = self._settings(operation, timeout, retry, max_bytes)
+        if usual and isinstance(chosen, Success):
+            self._usual_settings[max_bytes] = chosen
+        return chosen
+
+    def _settings(
+        self,
+        operation: str,
+        timeout: object,
+        retry: object,
+        max_bytes: int,
+    ) -> Result[_Settings, InvalidRequest]:
         default_timeout = self._timeout.alt(
             lambda problem: InvalidRequest(operation, "timeout", problem)
         )
@@ -282,6 +303,13 @@ class ClientCore:
 
     def prepare(self, request: HttpRequest) -> Result[HttpRequest, InvalidRequest]:
         """The request with server and headers, or why it must not be sent."""
+        known_url, known_token = self._checked_url, self._checked_token
+        if known_url is not None and known_token is not None and self._bearer is known_token:
+            return Success(
+                builders.authorize(
+                    request, base_url=known_url, token=known_token, user_agent=self._user_agent
+                )
+            )
         base_url = self._base_url.alt(
             lambda error: InvalidRequest(request.operation, error.field, error.problem)
         )
@@ -300,6 +328,8 @@ class ClientCore:
         token = self._token()
         if not isinstance(token, Success):
             return Failure(InvalidRequest(request.operation, "bearer", token.failure()))
+        if isinstance(self._bearer, str):  # a fixed key: checked once is checked for good
+            self._checked_url, self._checked_token = url, self._bearer
         return Success(
             builders.authorize(
                 request, base_url=url, token=token.unwrap(), user_agent=self._user_agent

@@ -7,7 +7,7 @@ record or hand to observers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 __all__ = ["REDACTED", "SECRET_HEADERS", "Headers", "HttpRequest", "HttpResponse", "header"]
@@ -39,6 +39,10 @@ class HttpRequest:
     ``path`` is already percent-encoded and relative to the server's base URL (``/session/x``);
     ``query`` holds unencoded pairs. ``base_url`` is filled in by the client (builders leave it
     empty), so the same built request can go to any server or transport.
+
+    :meth:`redacted` and :func:`~cdsessions.builders.authorize` copy it field by field (every
+    call goes through both, and ``dataclasses.replace`` costs several times more): a new field
+    must be passed on there too.
     """
 
     method: str
@@ -61,7 +65,15 @@ class HttpRequest:
 
     def redacted(self) -> HttpRequest:
         """The same request with secret header values replaced: safe to log or record."""
-        return replace(self, headers=_redact(self.headers))
+        return HttpRequest(
+            self.method,
+            self.path,
+            self.query,
+            _redact(self.headers),
+            self.body,
+            self.base_url,
+            self.operation,
+        )
 
     def __repr__(self) -> str:
         body = "None" if self.body is None else f"<{len(self.body)} bytes>"

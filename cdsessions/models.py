@@ -4,6 +4,10 @@ Response models are permissive on purpose: unknown fields are ignored and unknow
 are kept as their string, so a new GPU type or a new server field never breaks a user's code.
 Every datetime handed out is timezone-aware UTC (the live server sends ``timeout_end`` naive,
 meaning UTC).
+
+The response Structs that hold only scalars are ``gc=False``: frozen and scalar-only, they can
+never be part of a reference cycle, and leaving them untracked spares the cycle collector its
+passes over a long list (decoding 100 000 sessions takes about half the time).
 """
 
 from __future__ import annotations
@@ -77,7 +81,12 @@ def _as_utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:  # the live server's naive timestamps mean UTC
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC. A ValueError here becomes a
+        # msgspec ValidationError naming the field, so decoding fails as a value, not a crash.
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
 def _normalise_datetimes(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
@@ -105,7 +114,7 @@ class CreateSessionBody(msgspec.Struct, frozen=True, kw_only=True):
     wait_for_server: bool = False
 
 
-class CreateSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+class CreateSessionResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     session_id: str
     url: str | None = None
 
@@ -113,17 +122,17 @@ class CreateSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
         return f"CreateSessionResponse(session_id={self.session_id!r}, url={_mask(self.url)})"
 
 
-class DeleteSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+class DeleteSessionResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     success: bool
 
 
-class ExtendSessionResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ExtendSessionResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The live ``POST /session/{id}/increase-timeout`` answer (not in the seed)."""
 
     message: str | None = None
 
 
-class Session(msgspec.Struct, frozen=True, kw_only=True):
+class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One session, as ``get`` and ``list`` return it.
 
     Decodes both the seed's 3-field ``Session`` and the live server's ``SessionResponse``: the
@@ -147,7 +156,12 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     org_id: str | None = None
 
     def __post_init__(self) -> None:
-        _normalise_datetimes(self, ("created_at", "timeout_end"))
+        # Spelled out rather than a loop over names: this runs once per session of a list.
+        created, end = self.created_at, self.timeout_end
+        if created is not None and created.tzinfo is not UTC:
+            force_setattr(self, "created_at", _as_utc(created))
+        if end is not None and end.tzinfo is not UTC:
+            force_setattr(self, "timeout_end", _as_utc(end))
 
     @property
     def ready(self) -> bool:
@@ -161,7 +175,7 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class GPUEventModel(msgspec.Struct, frozen=True, kw_only=True):
+class GPUEventModel(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A list element as the seed documents it (the live server sends :class:`Session`)."""
 
     id: str
@@ -187,23 +201,54 @@ class GPUEventModel(msgspec.Struct, frozen=True, kw_only=True):
 
     def to_session(self) -> Session:
         """The same session in the shape ``list`` hands out."""
-        return Session(
-            session_id=self.session_id if self.session_id is not None else self.id,
-            gpu_event_id=self.id,
-            url=self.tunnel_url,
-            gpu=None if self.gpu is None else self.gpu.value,
-            created_at=self.created_at if self.created_at is not None else self.start_time,
-            timeout=self.session_timeout,
-            machine_id=self.machine_id,
-            user_id=self.user_id,
-            org_id=self.org_id,
-        )
+        return session_from_seed(self)
 
     def __repr__(self) -> str:
         return (
             f"GPUEventModel(id={self.id!r}, session_id={self.session_id!r}, gpu={self.gpu!r}, "
             f"gpu_provider={self.gpu_provider!r}, tunnel_url={_mask(self.tunnel_url)})"
         )
+
+
+class SeedListItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What ``list`` reads from each element of a seed-shaped (``GPUEventModel``) answer.
+
+    The fields a :class:`Session` is made of, and the ones the seed requires, typed as in
+    :class:`GPUEventModel`. The optional fields a Session drops (``ws_gpu``, ``updated_at``,
+    ``modal_function_id``, ``cost_item_title``, ``cost``) are skipped unread: a list of 100 000
+    sessions then never holds their ~25 MB, and decodes faster. No ``__post_init__``: the
+    datetimes a Session keeps are normalised by ``Session`` itself.
+    """
+
+    id: str
+    user_id: str
+    org_id: str | None
+    machine_id: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    gpu: MachineGPU | None
+    gpu_provider: GPUProviderType
+    created_at: datetime | None = None
+    session_timeout: int | None = None
+    session_id: str | None = None
+    tunnel_url: str | None = None
+
+
+def session_from_seed(event: GPUEventModel | SeedListItem) -> Session:
+    """A seed list element as the :class:`Session` that ``list`` hands out.
+
+    Raises ``ValueError`` for a date-time that UTC cannot hold (as decoding a Session does)."""
+    return Session(
+        session_id=event.session_id if event.session_id is not None else event.id,
+        gpu_event_id=event.id,
+        url=event.tunnel_url,
+        gpu=None if event.gpu is None else event.gpu.value,
+        created_at=event.created_at if event.created_at is not None else event.start_time,
+        timeout=event.session_timeout,
+        machine_id=event.machine_id,
+        user_id=event.user_id,
+        org_id=event.org_id,
+    )
 
 
 class ValidationError(msgspec.Struct, frozen=True, kw_only=True):

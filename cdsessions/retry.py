@@ -18,7 +18,6 @@ import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Final, Literal, TypeAlias
 
 from returns.result import Failure, Result, Success
@@ -159,6 +158,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     seconds = _SECONDS.fullmatch(value)
     if seconds:
         return float(seconds.group(1))
+    # Imported here: email.utils (and the socket, calendar and locale it pulls in) is ~8 ms of
+    # every `import cdsessions`, for a header form the server has never sent.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

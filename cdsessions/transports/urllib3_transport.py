@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import urllib3
 from returns.result import Failure, Result, Success
@@ -95,6 +96,7 @@ class _Watchdog:
         self._tokens = itertools.count()
         self._running = False
         self._closing = False
+        self._wake_at = 0.0  # when the thread will next wake up on its own
 
     def watch(self, deadline: float, sock: socket.socket) -> int:
         with self._changed:
@@ -103,8 +105,12 @@ class _Watchdog:
             self._closing = False
             if not self._running:
                 self._running = True
+                self._wake_at = deadline
                 threading.Thread(target=self._run, name="cdsessions-deadlines", daemon=True).start()
-            self._changed.notify()
+            elif deadline < self._wake_at:
+                # Only an earlier deadline needs the thread awake now. Waking it for every
+                # request cost a thread switch (and a GIL hand-over) per call.
+                self._changed.notify()
             return token
 
     def release(self, token: int) -> bool:
@@ -113,8 +119,9 @@ class _Watchdog:
             self._watched.pop(token, None)
             fired = token in self._fired
             self._fired.discard(token)
-            if not self._watched:
-                # Wake the thread from its wait for this deadline, so it can idle out.
+            if not self._watched and self._wake_at > time.monotonic() + _WATCHDOG_IDLE:
+                # Wake the thread from its wait for a far deadline, so it can idle out. Once it
+                # idles it wakes by itself within _WATCHDOG_IDLE: no need to wake it per call.
                 self._changed.notify()
             return fired
 
@@ -130,12 +137,15 @@ class _Watchdog:
                         _shut(sock)
                 if self._watched:
                     idle_since = None
-                    self._changed.wait(min(d for d, _ in self._watched.values()) - now)
+                    wait = min(d for d, _ in self._watched.values()) - now
+                    self._wake_at = now + wait
+                    self._changed.wait(wait)
                     continue
                 idle_since = now if idle_since is None else idle_since
                 if self._closing or now - idle_since >= _WATCHDOG_IDLE:
                     self._running = False
                     return
+                self._wake_at = now + _WATCHDOG_IDLE
                 self._changed.wait(_WATCHDOG_IDLE)
 
     def close(self) -> None:
@@ -194,6 +204,18 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
         self.ConnectionCls = _watched(HTTPSConnectionPool.ConnectionCls)
 
 
+#: urllib3 never retries or follows redirects here; one shared value (it is immutable) instead of
+#: a new ``Retry`` built for every request.
+_NO_RETRY: Final = urllib3.Retry(total=False, redirect=False)
+_CUT_SHORT: Final = "the body ended before its Content-Length"
+
+
+@functools.lru_cache(maxsize=64)
+def _urllib3_timeout(connect: float | None, read: float | None) -> urllib3.Timeout:
+    # urllib3 clones a Timeout before using it, so one per distinct pair can be shared.
+    return urllib3.Timeout(connect=connect, read=read)
+
+
 def _too_large(operation: str, limit: int) -> TransportFailed:
     return TransportFailed(operation, "too_large", f"body exceeds {limit} bytes", sent=True)
 
@@ -220,6 +242,17 @@ class Urllib3Transport:
         )
         self._pool.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
         self._watchdog = _Watchdog()
+        self._pools: dict[str, tuple[HTTPConnectionPool, str]] = {}
+
+    def _pool_for(self, base_url: str) -> tuple[HTTPConnectionPool, str]:
+        """The connection pool for ``base_url`` and its path prefix, looked up once."""
+        found = self._pools.get(base_url)
+        if found is not None and found[0].pool is not None:  # None: closed or evicted
+            return found
+        pool = self._pool.connection_from_url(base_url)
+        found = (pool, urlsplit(base_url).path.rstrip("/"))
+        self._pools[base_url] = found
+        return found
 
     def send(
         self,
@@ -247,16 +280,21 @@ class Urllib3Transport:
         operation: str,
     ) -> Result[HttpResponse, TransportFailed]:
         try:
-            response = self._pool.request(
+            pool, base_path = self._pool_for(request.base_url)
+            # Straight to the host's pool with the request target, as PoolManager.urlopen
+            # does after parsing the URL and looking the pool up again, every time.
+            response = pool.urlopen(
                 request.method,
-                request.url,
+                base_path + request.target,
                 body=request.body,
                 headers=dict(request.headers),
-                timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
-                retries=False,
+                timeout=_urllib3_timeout(timeout.connect, timeout.read),
+                retries=_NO_RETRY,
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
-                pool_timeout=timeout.total,
+                release_conn=False,
+                pool_timeout=timeout.total,  # type: ignore[arg-type]  # a float works
             )
         except (HTTPError, OSError) as error:
             return Failure(self._explain(operation, error))
@@ -295,6 +333,21 @@ class Urllib3Transport:
         if declared is not None and declared > limit:
             response.close()  # refuse before reading a byte of it
             return Failure(_too_large(operation, limit))
+        if declared is not None and not response.headers.get("content-encoding"):
+            # The usual case: one read of exactly the declared size. One allocation, no chunk
+            # list and no join, which briefly held a large body twice.
+            body = response.read(declared)
+            if len(body) < declared:
+                response.close()
+                return Failure(TransportFailed(operation, "broken", _CUT_SHORT, sent=True))
+            return Success(
+                HttpResponse(
+                    status=response.status,
+                    headers=tuple(response.headers.items()),
+                    body=body,
+                    reason=response.reason or "",
+                )
+            )
         chunks: list[bytes] = []
         size = 0
         while chunk := response.read1(_CHUNK):
