@@ -16,7 +16,6 @@ from cdsessions.errors import (
     ValidationFailed,
     ValidationItem,
 )
-from cdsessions.lifecycle import NotReady, OpenSession, SessionGone, SessionScope
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -35,6 +34,7 @@ from cdsessions.timeouts import Timeout
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.fake_service import FakeService
+    from cdsessions.lifecycle import NotReady, OpenSession, SessionGone, SessionScope
     from cdsessions.transports.cassette import CassetteError, CassetteTransport
     from cdsessions.transports.fake import FakeTransport
     from cdsessions.transports.inline import AsyncFakeTransport
@@ -84,6 +84,11 @@ def __getattr__(name: str) -> Any:
         from cdsessions.transports.inline import AsyncFakeTransport
 
         return AsyncFakeTransport
+    # Loaded with the first lifecycle call, or when asked for here.
+    if name in ("NotReady", "OpenSession", "SessionGone", "SessionScope"):
+        from cdsessions import lifecycle
+
+        return getattr(lifecycle, name)
     # The fake is for tests and demos: loaded only when asked for.
     if name == "FakeService":
         from cdsessions.fake_service import FakeService

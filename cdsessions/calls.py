@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final, Generic, TypeAlias, TypeVar
 
 import msgspec
@@ -76,8 +74,7 @@ _Decoder: TypeAlias = Callable[[HttpResponse, str], Result[T, ApiError]]
 _Settings: TypeAlias = tuple[Timeout, RetryPolicy, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Transmit:
+class Transmit(msgspec.Struct, frozen=True):
     """Send ``request`` once with ``timeout``, reading at most ``max_response_bytes``; send the
     :data:`~cdsessions.retry.Outcome` back."""
 
@@ -279,7 +276,7 @@ class ClientCore:
             timeout,
             clock=time.monotonic,
             wallclock=time.time,
-            unit=random.random,
+            unit=_jitter_unit,
         )
         step = next(steps)
         while True:
@@ -352,6 +349,14 @@ class ClientCore:
 
 def _whole_and_positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _jitter_unit() -> float:
+    """A random number in [0, 1) for retry jitter."""
+    # Imported on first use, not with cdsessions: urllib3 imports random anyway once it sends.
+    from random import random
+
+    return random()  # noqa: S311 - spreads retries out; nothing secret depends on it
 
 
 def _decode_with(decoder: msgspec.json.Decoder[T]) -> _Decoder[T]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import builtins  # ``list`` is a method name below; annotations need the type
 import time
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from returns.result import Result
 
-from cdsessions import lifecycle
 from cdsessions.calls import API_KEY_ENV, Bearer, CallSteps, ClientBase, Transmit
 from cdsessions.errors import ApiError
 from cdsessions.models import (
@@ -27,8 +26,12 @@ from cdsessions.models import (
 )
 from cdsessions.retry import Outcome, RetryPolicy
 from cdsessions.steps import drive
-from cdsessions.timeouts import Timeout
+from cdsessions.timeouts import DEFAULT_READY_TIMEOUT, Timeout
 from cdsessions.transports.base import Transport
+
+if TYPE_CHECKING:
+    # Imported when a lifecycle method is first called: most programs never call one.
+    from cdsessions.lifecycle import OnPoll, SessionScope
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
 
@@ -122,12 +125,14 @@ class SessionsClient(ClientBase[Transport]):
         self,
         session_id: str,
         *,
-        timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
-        on_poll: lifecycle.OnPoll | None = None,
+        timeout: float = DEFAULT_READY_TIMEOUT,
+        on_poll: OnPoll | None = None,
     ) -> Result[Session, ApiError]:
         """Poll :meth:`get` (1 s apart at first, then up to 4 s) until the session's ``url`` is
         set. Fails with :class:`~cdsessions.lifecycle.SessionGone` on a 404 and
         :class:`~cdsessions.lifecycle.NotReady` after ``timeout`` seconds."""
+        from cdsessions import lifecycle
+
         return lifecycle.wait_until_ready(self.get, session_id, timeout=timeout, on_poll=on_poll)
 
     def session(
@@ -135,12 +140,14 @@ class SessionsClient(ClientBase[Transport]):
         body: CreateSessionBody,
         *,
         wait: bool = True,
-        ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
-        on_poll: lifecycle.OnPoll | None = None,
-    ) -> lifecycle.SessionScope:
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        on_poll: OnPoll | None = None,
+    ) -> SessionScope:
         """A context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it on exit, exceptions and Ctrl-C included.
         ``with client.session(body) as started`` gives ``Result[OpenSession, ApiError]``."""
+        from cdsessions import lifecycle
+
         return lifecycle.SessionScope(
             self, body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll
         )

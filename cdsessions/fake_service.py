@@ -51,10 +51,12 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote
+
+import msgspec
+from msgspec.structs import replace
 
 from cdsessions.http import HttpRequest, HttpResponse, header
 from cdsessions.models import MachineGPU
@@ -129,16 +131,14 @@ class ManualClock:
         return f"ManualClock({self._now.isoformat()})"
 
 
-@dataclass(frozen=True, slots=True)
-class FakeMachine:
+class FakeMachine(msgspec.Struct, frozen=True):
     """A machine sessions can be started on; ``gpu`` is used when create names none."""
 
     id: str
     gpu: str = "A10G"
 
 
-@dataclass(frozen=True, slots=True)
-class FakeSession:
+class FakeSession(msgspec.Struct, frozen=True):
     """One live session as the fake holds it (for tests that look inside the fake)."""
 
     session_id: str
@@ -151,8 +151,13 @@ class FakeSession:
     timeout: int
     timeout_end: datetime
     ready: bool
-    url: str = field(repr=False)
+    url: str
     polls: int = 0
+
+    def __repr__(self) -> str:
+        # ``url`` is treated as a secret, as a real session's is: never in a repr.
+        names = (name for name in self.__struct_fields__ if name != "url")
+        return f"FakeSession({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -258,8 +263,7 @@ def _lax_bool(value: _Json, loc: list[str | int]) -> tuple[bool | None, dict[str
     return None, _error("bool_type", loc, "Input should be a valid boolean", value)
 
 
-@dataclass(frozen=True, slots=True)
-class _CreateBody:
+class _CreateBody(msgspec.Struct, frozen=True):
     machine_id: str
     gpu: str | None
     timeout: int | None

@@ -7,8 +7,9 @@ record or hand to observers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
+
+import msgspec
 
 __all__ = ["REDACTED", "SECRET_HEADERS", "Headers", "HttpRequest", "HttpResponse", "header"]
 
@@ -32,8 +33,7 @@ def _redact(headers: Headers) -> Headers:
     return tuple((k, REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers)
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(msgspec.Struct, frozen=True):
     """One request, fully described.
 
     ``path`` is already percent-encoded and relative to the server's base URL (``/session/x``);
@@ -41,8 +41,7 @@ class HttpRequest:
     empty), so the same built request can go to any server or transport.
 
     :meth:`redacted` and :func:`~cdsessions.builders.authorize` copy it field by field (every
-    call goes through both, and ``dataclasses.replace`` costs several times more): a new field
-    must be passed on there too.
+    call goes through both): a new field must be passed on there too.
     """
 
     method: str
@@ -52,7 +51,8 @@ class HttpRequest:
     body: bytes | None = None
     base_url: str = ""
     #: What the request does, for messages and logs: ``"get session 3f0c…"``. Never secret.
-    operation: str = field(default="", compare=False)
+    #: Part of equality (and hash) like every field: requests are compared only in tests.
+    operation: str = ""
 
     @property
     def target(self) -> str:
@@ -83,15 +83,15 @@ class HttpRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(msgspec.Struct, frozen=True):
     """One response: status, headers as received, and the whole body."""
 
     status: int
     headers: Headers = ()
     body: bytes = b""
     # Bytes are kept as received; decoding them is the decoder's job.
-    reason: str = field(default="", compare=False)
+    #: The status line's reason phrase, for messages. Part of equality like every field.
+    reason: str = ""
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)

@@ -32,10 +32,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol
 
+import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions.builders import describe_id
@@ -48,6 +48,7 @@ from cdsessions.models import (
 )
 from cdsessions.retry import Wait
 from cdsessions.steps import Steps, drive
+from cdsessions.timeouts import DEFAULT_READY_TIMEOUT
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -70,8 +71,6 @@ __all__ = [
 
 logger = logging.getLogger("cdsessions.lifecycle")
 
-#: How long to wait for a url by default: the live server itself gives up after 10 minutes.
-DEFAULT_READY_TIMEOUT: Final = 600.0
 _EARLY_CANCEL: Final = "Modal function id not found"
 
 Sleep = Callable[[float], None]
@@ -80,8 +79,7 @@ Clock = Callable[[], float]
 OnPoll = Callable[[int, float], None]
 
 
-@dataclass(frozen=True, slots=True)
-class SessionGone(ApiError):
+class SessionGone(ApiError, frozen=True):
     """While waiting, the server stopped knowing the session (404): it was cancelled, timed
     out or failed to start. Nothing is running."""
 
@@ -91,8 +89,7 @@ class SessionGone(ApiError):
         return "the session ended before it became ready (404); nothing is running"
 
 
-@dataclass(frozen=True, slots=True)
-class NotReady(ApiError):
+class NotReady(ApiError, frozen=True):
     """The deadline passed with the session still starting. It may still be running (and
     billing): cancel it unless you mean to wait more."""
 
@@ -107,8 +104,7 @@ class NotReady(ApiError):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
+class Backoff(msgspec.Struct, frozen=True):
     """Poll delays: ``first`` seconds, growing by ``factor``, never above ``cap``."""
 
     first: float = 1.0
@@ -118,6 +114,9 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """The pause before poll number ``attempt + 2`` (the first poll is immediate)."""
         return float(min(self.cap, self.first * self.factor ** min(attempt, 64)))
+
+
+_DEFAULT_BACKOFF: Final = Backoff()
 
 
 class SessionOps(Protocol):
@@ -130,15 +129,13 @@ class SessionOps(Protocol):
     def cancel(self, session_id: str) -> Result[DeleteSessionResponse, ApiError]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Poll:
+class Poll(msgspec.Struct, frozen=True):
     """Ask the server about ``session_id`` (a ``get``); send its ``Result`` back."""
 
     session_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Cancel:
+class Cancel(msgspec.Struct, frozen=True):
     """Cancel ``session_id``; send the ``Result`` back."""
 
     session_id: str
@@ -148,7 +145,7 @@ def ready_steps(
     session_id: str,
     *,
     timeout: float = DEFAULT_READY_TIMEOUT,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = _DEFAULT_BACKOFF,
     on_poll: OnPoll | None = None,
     clock: Clock = time.monotonic,
 ) -> Steps[Poll, Result[Session, ApiError], Result[Session, ApiError]]:
@@ -182,7 +179,7 @@ def wait_until_ready(
     session_id: str,
     *,
     timeout: float = DEFAULT_READY_TIMEOUT,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = _DEFAULT_BACKOFF,
     on_poll: OnPoll | None = None,
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
@@ -271,8 +268,7 @@ def report_unclosed(session_id: str, closed: Result[str, ApiError] | None) -> No
         )
 
 
-@dataclass(frozen=True, slots=True)
-class OpenSession:
+class OpenSession(msgspec.Struct, frozen=True):
     """A session the scope started. ``url`` is None unless the scope waited (or the create
     used ``wait_for_server``); ``details`` is the last ``get`` answer when it waited."""
 
@@ -349,7 +345,7 @@ class SessionScope(ScopeState):
         wait: bool = True,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         on_poll: OnPoll | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = _DEFAULT_BACKOFF,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+import msgspec
 from returns.result import Result, Success
 
 from cdsessions.errors import TransportFailed
@@ -37,17 +37,17 @@ __all__ = [
 ]
 
 LOGGER: Final = logging.getLogger("cdsessions")
-# Trailing punctuation is left alone: "see https://x.y/z." keeps its full stop.
-_URL: Final = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>,.;:!?)\]]")
+# Trailing punctuation is left alone: "see https://x.y/z." keeps its full stop. Compiled (and
+# then cached by ``re``) on first use rather than on import: most calls log nothing.
+_URL: Final = r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>,.;:!?)\]]"
 
 
 def mask_urls(text: str) -> str:
     """``text`` with every ``scheme://…`` URL replaced by ``scheme://<masked>``."""
-    return _URL.sub(lambda match: match.group(0).split("://", 1)[0] + "://<masked>", text)
+    return re.sub(_URL, lambda match: match.group(0).split("://", 1)[0] + "://<masked>", text)
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStarted:
+class AttemptStarted(msgspec.Struct, frozen=True):
     """Attempt ``attempt`` (1-based) of a call is about to be sent."""
 
     request: HttpRequest  # redacted
@@ -58,8 +58,7 @@ class AttemptStarted:
         return self.request.operation
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptFinished:
+class AttemptFinished(msgspec.Struct, frozen=True):
     """Attempt ``attempt`` ended after ``elapsed`` seconds with a response (any status) or a
     transport failure. ``retry_in`` is the wait before the next attempt, None if none follows."""
 

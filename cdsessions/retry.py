@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Final, Literal, TypeAlias
 
+import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions.errors import TransportFailed
@@ -58,8 +58,7 @@ _IDEMPOTENT: Final[frozenset[str]] = frozenset({"get", "list", "cancel"})
 _READ_ONLY: Final[frozenset[str]] = frozenset({"get", "list"})
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True):
     """How often and how patiently to repeat a failed call.
 
     Attempt ``n`` (1-based) that fails is followed, if the failure is retryable, by a wait of
@@ -146,7 +145,8 @@ def backoff_delay(policy: RetryPolicy, attempt: int, unit: float) -> float:
     return full * (1.0 - policy.jitter * min(max(unit, 0.0), 1.0))
 
 
-_SECONDS = re.compile(r"\s*(\d{1,10}(?:\.\d{1,6})?)\s*")
+# Compiled (and then cached by ``re``) on first use: most responses carry no Retry-After.
+_SECONDS: Final = r"\s*(\d{1,10}(?:\.\d{1,6})?)\s*"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -155,7 +155,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     past means 0. None when the header is absent or unreadable (the computed backoff applies)."""
     if value is None:
         return None
-    seconds = _SECONDS.fullmatch(value)
+    seconds = re.fullmatch(_SECONDS, value)
     if seconds:
         return float(seconds.group(1))
     # Imported here: email.utils (and the socket, calendar and locale it pulls in) is ~8 ms of
@@ -189,16 +189,14 @@ def retry_reason(policy: RetryPolicy, kind: OperationKind, outcome: Outcome) -> 
     return failure.kind if repeatable else None
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """Wait ``delay`` seconds, then try again."""
 
     delay: float
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(msgspec.Struct, frozen=True):
     """Do not try again; ``reason`` says why (for logs)."""
 
     reason: str
@@ -243,24 +241,21 @@ def attempt_timeout(timeout: Timeout, remaining: float | None) -> Timeout:
     return Timeout(min(timeout.connect, remaining), min(timeout.read, remaining), remaining)
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(msgspec.Struct, frozen=True):
     """Make attempt ``attempt`` with ``timeout``, and send its :data:`Outcome` back."""
 
     attempt: int
     timeout: Timeout
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(msgspec.Struct, frozen=True):
     """Sleep ``seconds`` before the next attempt (send None back). ``reason`` is for logs."""
 
     seconds: float
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(msgspec.Struct, frozen=True):
     """The call is over: ``outcome`` is what the last attempt gave."""
 
     outcome: Outcome

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+import msgspec
 from returns.result import Failure, Result, Success
 
-__all__ = ["CREATE_AND_WAIT_READ", "DEFAULT_TIMEOUT", "DEFAULT_TOTAL", "Timeout", "timeout_from"]
+__all__ = [
+    "CREATE_AND_WAIT_READ",
+    "DEFAULT_READY_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_TOTAL",
+    "Timeout",
+    "timeout_from",
+]
 
 #: The default overall deadline of one call, retries included.
 DEFAULT_TOTAL: Final = 120.0
 
 
-@dataclass(frozen=True, slots=True)
-class Timeout:
+class Timeout(msgspec.Struct, frozen=True):
     """Seconds allowed to connect, to wait between bytes of the answer (``read``), and in all
     for one call across every retry, waits between retries included (``total``).
 
@@ -76,3 +82,8 @@ DEFAULT_TIMEOUT: Final = Timeout()
 #: ``create`` with ``wait_for_server=True`` can legitimately take 10 minutes before the server
 #: answers, so its read timeout is never shorter than 11.
 CREATE_AND_WAIT_READ: Final = 11 * 60.0
+
+#: How long to wait for a session's url by default (:mod:`cdsessions.lifecycle`): the live server
+#: itself gives up after 10 minutes. Kept here so the clients' signatures can name it without
+#: importing the lifecycle module.
+DEFAULT_READY_TIMEOUT: Final = 600.0

@@ -34,12 +34,12 @@ import json
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions.errors import TransportFailed
@@ -53,8 +53,7 @@ _CLOSEST_SHOWN: Final = 3
 _INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[cassette]'"
 
 
-@dataclass(frozen=True, slots=True)
-class CassetteError:
+class CassetteError(msgspec.Struct, frozen=True):
     """Why a cassette could not be loaded. ``where`` is ``line L, column C`` for YAML syntax,
     a path like ``interactions[0].request.uri`` for a structural problem, or ``file``."""
 
@@ -66,8 +65,7 @@ class CassetteError:
         return f"cassette {self.path}: {self.where}: {self.problem}"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
+class RecordedRequest(msgspec.Struct, frozen=True):
     """The parts of a recorded request that matching looks at."""
 
     method: str
@@ -83,8 +81,7 @@ class RecordedRequest:
         return f"{self.method} {target if len(target) <= 90 else target[:89] + '…'}"
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
+class Interaction(msgspec.Struct, frozen=True):
     request: RecordedRequest
     response: HttpResponse
 
@@ -105,8 +102,7 @@ def _json_or_bytes(body: bytes | None) -> object:
         return ("bytes", body)
 
 
-@dataclass(frozen=True, slots=True)
-class _Wanted:
+class _Wanted(msgspec.Struct, frozen=True):
     method: str
     segments: tuple[str, ...]
     query: tuple[tuple[str, str], ...]
