@@ -31,15 +31,6 @@ class Timeout(msgspec.Struct, frozen=True):
     read: float = 30.0
     total: float | None = DEFAULT_TOTAL
 
-    @classmethod
-    def of(cls, value: Timeout | float | None, default: Timeout | None = None) -> Timeout:
-        """A ``Timeout`` from what a caller passed: a plain number sets connect and read alike."""
-        if value is None:
-            return default if default is not None else cls()
-        if isinstance(value, Timeout):
-            return value
-        return cls(connect=float(value), read=float(value))
-
     def at_least(self, read: float) -> Timeout:
         """This timeout with ``read`` raised to ``read`` seconds if it is shorter."""
         if self.read >= read:
