@@ -16,11 +16,77 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
 
+#: UTC+14 (Pacific/Kiritimati's offset) as a POSIX rule, which needs no tz database: the gate
+#: runs far from UTC so that a naive date-time read as local time cannot pass by accident.
+FAR_FROM_UTC = "<+14>-14"
+
+#: The modules made mostly of Hypothesis properties, which ``nox -s seeds`` runs seed by seed.
+PROPERTY_MODULES = (
+    "tests/test_contracts.py",
+    "tests/test_cassette_transport.py",
+    "tests/test_fake_state_machine.py",
+    "tests/test_builders.py",
+    "tests/test_decoding.py",
+    "tests/test_retry.py",
+)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite, contract tests included (pass pytest options after ``--``)."""
+    """The whole test suite, contract tests included (pass pytest options after ``--``), run
+    with ``TZ`` set far from UTC (``FAR_FROM_UTC``; set ``TZ`` yourself to choose another)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, env={"TZ": os.environ.get("TZ", FAR_FROM_UTC)})
+
+
+@nox.session
+def seeds(session: nox.Session) -> None:
+    """The property tests under many Hypothesis seeds, one pytest run per seed (slow; not in the
+    default run): ``nox -s seeds -- COUNT [FIRST] [pytest options]`` runs seeds FIRST..FIRST+COUNT-1
+    (default 20 from 0) over ``PROPERTY_MODULES`` (or the test files given), each with the number
+    of examples its test states and without the example database, so no seed replays another's
+    failure. All seeds run; the failing ones are listed at the end.
+    """
+    session.install("-e", ".[test]")
+    numbers = [int(a) for a in session.posargs[:2] if a.isdigit()]
+    rest = session.posargs[len(numbers) :]
+    count = numbers[0] if numbers else 20
+    first = numbers[1] if len(numbers) > 1 else 0
+    targets = [] if any(a.startswith("tests") for a in rest) else list(PROPERTY_MODULES)
+    failed = []
+    for seed in range(first, first + count):
+        command = ["pytest", "-q", "-p", "no:cacheprovider", f"--hypothesis-seed={seed}"]
+        try:
+            session.run(*command, *targets, *rest, env={"HYPOTHESIS_PROFILE": "ci"})
+        except nox.command.CommandFailed:
+            failed.append(seed)
+    if failed:
+        session.error(f"failing seeds: {failed}")
+    session.log(f"seeds {first}..{first + count - 1}: all passed")
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the pure core with mutmut (slow, ~17 minutes on 2 cores; not in the
+    default run). What is mutated and which tests run is ``[tool.mutmut]`` in pyproject.toml.
+    Results stay in mutants/ (git ignores it): ``mutmut results`` lists the survivors,
+    ``mutmut show NAME`` shows one. Pass mutmut ``run`` options after ``--``.
+    """
+    session.install("-e", ".[test,cassette]", "mutmut>=3.8,<4")
+    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2), *session.posargs)
+    session.run("mutmut", "export-cicd-stats")
+    session.run("python", "-c", MUTATION_SCORE)
+
+
+#: Prints the score from mutants/mutmut-cicd-stats.json (what the README quotes).
+MUTATION_SCORE = """
+import json
+stats = json.load(open("mutants/mutmut-cicd-stats.json"))
+tested = stats["killed"] + stats["survived"] + stats["timeout"] + stats["suspicious"]
+print(f"mutation score: {stats['killed'] + stats['timeout']}/{tested} killed "
+      f"({100 * (stats['killed'] + stats['timeout']) / max(tested, 1):.1f} %); "
+      f"{stats['survived']} survived, {stats['no_tests']} not reached by the selected tests")
+"""
 
 
 @nox.session
@@ -33,16 +99,21 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict with the returns plugin, over the package, the tests and this file."""
+    """mypy --strict with the returns plugin, over the package, the tests, examples/ and this
+    file; then pyright, the other checker users run, over the package (basic mode) and the typed
+    user script examples/typed_usage.py (strict). Both must accept the script's assert_types."""
     session.install("-e", ".[test,typecheck]", "nox")
     session.run("mypy")
+    session.run("pyright")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark against the official SDK and a bare-urllib3 floor (slow; not in the default
-    run). The official SDK ``comfydeploy==0.6.3`` gets a virtual environment of its own, beside
-    this one. ``nox -s bench -- --quick`` is a smoke run; results go to bench/results/latest.json.
+    """The benchmark against the official SDK, a bare-urllib3 floor and a raw-socket limit (slow,
+    ~6 minutes; not in the default run). The official SDK ``comfydeploy==0.6.3`` gets a virtual
+    environment of its own, beside this one. Results go to bench/results/latest.json;
+    ``nox -s bench -- --quick`` is a smoke run written to bench/results/quick.json (git ignores
+    it). ``python -m bench.run --show FILE --markdown`` prints the README's table again.
     """
     session.install(".")
     official = Path(session.create_tmp()) / "official-sdk"

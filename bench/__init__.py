@@ -1,4 +1,5 @@
-"""The performance benchmark: cdsessions against the official SDK and a bare-urllib3 floor.
+"""The performance benchmark: cdsessions against the official SDK, a bare-urllib3 floor and
+the raw-socket physical limit.
 
 Run it with ``nox -s bench`` (or ``python -m bench.run``); see ``bench/run.py``. Nothing here is
 imported by the library, and only ``bench.clients`` imports a client: the worker processes that

@@ -1,14 +1,23 @@
-"""The three ways of making the same calls that the benchmark compares.
+"""The four ways of making the same calls that the benchmark compares.
 
 Each adapter makes the call the way its users would (one long-lived client, a fresh request body
 per ``create``) and checks the answer, so a client that silently failed could not look fast.
 Every client library is imported inside its adapter: a worker process imports only the one it
 measures, and the official SDK's environment has no cdsessions at all.
+
+``raw`` is the physical limit, not a client anyone would use: request bytes computed once, sent
+over a plain kept-alive socket, and the answer read whole without parsing anything but the
+status line and ``Content-Length``. Nothing on the client side can cost less.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 from bench import payloads
 
@@ -25,6 +34,10 @@ class Adapter(Protocol):
     def get(self) -> None: ...
     def create(self) -> None: ...
     def list(self, label: str) -> int: ...
+    def gets_in_flight(self, tasks: int, per_task: int) -> float | None:
+        """Seconds for ``tasks`` asyncio tasks making ``per_task`` gets each; None: no async."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -44,7 +57,11 @@ class CdSessions:
         self._success = Success
         self._body = CreateSessionBody
         self._gpu = MachineGPU(payloads.CREATE_GPU)
+        self._base_url = base_url
         self._client = SessionsClient(_KEY, server=base_url)
+        # Lists go through a client of their own with the size cap raised (the 400,000-session
+        # list is close to the default 256 MiB), created with the first list.
+        self._lists: Any = None
 
     def get(self) -> None:
         session = self._value(self._client.get(payloads.SESSION_ID))
@@ -58,9 +75,31 @@ class CdSessions:
         _check(created.session_id == payloads.SESSION_ID, "create")
 
     def list(self, label: str) -> int:
-        sessions = self._value(self._client.list(label))
+        if self._lists is None:
+            from cdsessions import SessionsClient
+
+            self._lists = SessionsClient(_KEY, server=self._base_url, max_response_bytes=LIST_CAP)
+        sessions = self._value(self._lists.list(label))
         _check(bool(sessions) and sessions[-1].session_id is not None, "list")
         return len(sessions)
+
+    def gets_in_flight(self, tasks: int, per_task: int) -> float | None:
+        from cdsessions import AsyncSessionsClient
+
+        async def measure() -> float:
+            async with AsyncSessionsClient(_KEY, server=self._base_url) as client:
+
+                async def one_task() -> None:
+                    for _ in range(per_task):
+                        session = self._value(await client.get(payloads.SESSION_ID))
+                        _check(session.session_id == payloads.SESSION_ID, "async get")
+
+                await one_task()  # warm: the worker threads and a connection
+                started = time.perf_counter()
+                await asyncio.gather(*(one_task() for _ in range(tasks)))
+                return time.perf_counter() - started
+
+        return asyncio.run(measure())
 
     def _value(self, result: Any) -> Any:
         """The value of a Success; a Failure stops the benchmark with its message."""
@@ -70,6 +109,8 @@ class CdSessions:
 
     def close(self) -> None:
         self._client.close()
+        if self._lists is not None:
+            self._lists.close()
 
 
 class Official:
@@ -81,6 +122,7 @@ class Official:
         from comfydeploy.models import components  # type: ignore[import-not-found, unused-ignore]
 
         self._components: Any = components
+        self._base_url = base_url
         self._sdk: Any = ComfyDeploy(bearer=_KEY, server_url=base_url)
 
     def get(self) -> None:
@@ -99,6 +141,28 @@ class Official:
         sessions = answer.response_get_machine_sessions_sessions_get
         _check(bool(sessions) and sessions[-1].id is not None, "list")
         return len(sessions)
+
+    def gets_in_flight(self, tasks: int, per_task: int) -> float | None:
+        from comfydeploy import ComfyDeploy  # type: ignore[import-not-found, unused-ignore]
+
+        async def measure() -> float:
+            # A fresh SDK per event loop: its httpx.AsyncClient belongs to the loop it ran on.
+            sdk: Any = ComfyDeploy(bearer=_KEY, server_url=self._base_url)
+
+            async def one_task() -> None:
+                for _ in range(per_task):
+                    answer = await sdk.session.get_async(session_id=payloads.SESSION_ID)
+                    _check(answer.session.session_id == payloads.SESSION_ID, "async get")
+
+            try:
+                await one_task()
+                started = time.perf_counter()
+                await asyncio.gather(*(one_task() for _ in range(tasks)))
+                return time.perf_counter() - started
+            finally:
+                await sdk.sdk_configuration.async_client.aclose()
+
+        return asyncio.run(measure())
 
     def close(self) -> None:
         self._sdk.sdk_configuration.client.close()
@@ -160,15 +224,116 @@ class Floor:
         _check(isinstance(sessions, list) and bool(sessions), "list")
         return len(sessions)
 
+    def gets_in_flight(self, tasks: int, per_task: int) -> float | None:
+        return None  # urllib3 has no asyncio interface
+
     def close(self) -> None:
         self._pool.clear()
 
 
-CLIENTS: Final = ("cdsessions", "official", "floor")
-_ADAPTERS: Final[dict[str, type[CdSessions] | type[Official] | type[Floor]]] = {
+class _Connection:
+    """One kept-alive socket and the bytes read past the last answer (none, in practice)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Raw:
+    """The physical limit: precomputed request bytes on a plain socket (one per thread, kept
+    alive), the response read whole; only the status line and ``Content-Length`` are looked
+    at, to know where the answer ends. A list is received into one buffer of that length."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._address = (host, port)
+        self._path = parts.path.rstrip("/")
+        self._head = f"Host: {host}:{port}\r\nAccept: application/json\r\n"
+        self._head += f"User-Agent: raw/1\r\nAuthorization: Bearer {_KEY}\r\n"
+        self._get = self._request("GET", f"/session/{payloads.SESSION_ID}")
+        create = (
+            f'{{"machine_id":"{payloads.MACHINE_ID}","gpu":"{payloads.CREATE_GPU}",'
+            f'"timeout":{payloads.CREATE_TIMEOUT},"wait_for_server":false}}'
+        ).encode()
+        self._create = self._request("POST", "/session", create)
+        self._session_id = payloads.SESSION_ID.encode()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[_Connection] = []
+
+    def _request(self, method: str, target: str, body: bytes = b"") -> bytes:
+        head = f"{method} {self._path}{target} HTTP/1.1\r\n{self._head}"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n").encode("ascii") + body
+
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = _Connection(self._address)
+            with self._lock:
+                self._open.append(connection)
+        return connection
+
+    def _exchange(self, request: bytes) -> bytes | bytearray:
+        sock = self._connection().sock
+        sock.sendall(request)
+        data = sock.recv(65536)
+        end = data.find(b"\r\n\r\n")
+        while end < 0:
+            more = sock.recv(65536)
+            _check(bool(more), "raw: the connection closed mid-answer")
+            data += more
+            end = data.find(b"\r\n\r\n")
+        _check(data.startswith(b"HTTP/1.1 200 "), f"raw: {data[:30]!r}")
+        at = data.find(b"\r\nContent-Length:", 0, end)
+        length = int(data[at + 17 : data.find(b"\r\n", at + 2)])
+        start = end + 4
+        if len(data) - start >= length:
+            return data[start : start + length]
+        body = bytearray(length)
+        view = memoryview(body)
+        have = len(data) - start
+        view[:have] = data[start:]
+        while have < length:
+            got = sock.recv_into(view[have:])
+            _check(got > 0, "raw: the connection closed mid-body")
+            have += got
+        return body
+
+    def get(self) -> None:
+        _check(self._session_id in self._exchange(self._get), "raw get")
+
+    def create(self) -> None:
+        _check(self._session_id in self._exchange(self._create), "raw create")
+
+    def list(self, label: str) -> int:
+        parsed = payloads.parse_label(label)
+        _check(parsed is not None, f"raw: no canned list {label!r}")
+        assert parsed is not None
+        body = self._exchange(self._request("GET", f"/sessions?machine_id={label}"))
+        _check(len(body) > 2 and body[:1] == b"[", "raw list")
+        return parsed[1]  # counted by the server's label: counting would be parsing
+
+    def gets_in_flight(self, tasks: int, per_task: int) -> float | None:
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._open:
+                connection.sock.close()
+            self._open.clear()
+
+
+#: The list size cap for cdsessions in the benchmark: above the largest list measured.
+LIST_CAP: Final = 1 << 30
+CLIENTS: Final = ("cdsessions", "official", "floor", "raw")
+_ADAPTERS: Final[dict[str, type[CdSessions] | type[Official] | type[Floor] | type[Raw]]] = {
     "cdsessions": CdSessions,
     "official": Official,
     "floor": Floor,
+    "raw": Raw,
 }
 
 

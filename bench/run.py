@@ -1,20 +1,25 @@
 """The benchmark runner: ``python -m bench.run [--official-python PATH] [--quick]``.
 
 It serves canned answers on 127.0.0.1, measures each client in its own worker processes
-(cdsessions and the floor with this interpreter, the official SDK with ``--official-python``),
-interleaving the clients round by round so a noisy neighbour hurts them alike, then prints a table
-of medians and ratios and writes it as JSON. ``nox -s bench`` builds both environments and runs it.
+(cdsessions, the floor and the raw-socket limit with this interpreter, the official SDK with
+``--official-python``), interleaving the clients round by round so a noisy neighbour hurts them
+alike, then prints a table of medians and ratios, and the scaling tables (list sizes, thread
+counts), and writes it all as JSON. ``nox -s bench`` builds both environments and runs it;
+``--show FILE [--markdown]`` prints a saved run again (``--markdown``: the README's section).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -25,17 +30,32 @@ from typing import Any, Final
 
 from bench import payloads, server
 
-__all__ = ["Settings", "Worker", "main", "measure", "render_table"]
+__all__ = [
+    "Settings",
+    "Worker",
+    "main",
+    "measure",
+    "render_markdown",
+    "render_scaling",
+    "render_table",
+    "scaling",
+]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_OUT: Final = ROOT / "bench" / "results" / "latest.json"
+#: Where ``--quick`` writes unless told otherwise: ignored by git, so a smoke run never
+#: replaces the committed full results.
+QUICK_OUT: Final = ROOT / "bench" / "results" / "quick.json"
 #: What "importing the package" means for each: the client class, as users import it.
 IMPORTS: Final = {
     "cdsessions": ("from cdsessions import SessionsClient", ("cdsessions",)),
     "official": ("from comfydeploy import ComfyDeploy", ("comfydeploy",)),
     "floor": ("import json, urllib3", ("json", "urllib3")),
+    "raw": ("import socket", ("socket",)),
 }
 LIVE_SIZE: Final = 1000
+#: The clients cdsessions is compared with, in the order of the ratio columns.
+OTHERS: Final = ("official", "floor", "raw")
 
 
 class BenchError(RuntimeError):
@@ -44,11 +64,21 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
+    #: List sizes in the main table, and in the scaling table (all are measured once).
     sizes: tuple[int, ...] = (10, 1000, 100_000)
+    scale_sizes: tuple[int, ...] = (1000, 10_000, 100_000, 400_000)
+    #: The official SDK is not run above this size: see OFFICIAL_CAP_NOTE.
+    official_max_size: int = 100_000
     rounds: int = 7  # repeated, interleaved measurements; every figure is their median
     calls: int = 1000  # sequential calls per per-call round
     thread_calls: int = 1600  # calls per 8-thread round, all threads together
     threads: int = 8
+    #: The get throughput sweep (the ``threads`` count is the headline rounds above).
+    thread_counts: tuple[int, ...] = (1, 2, 4, 8, 32)
+    sweep_calls: int = 800
+    sweep_rounds: int = 5
+    async_tasks: int = 100
+    async_calls: int = 1600
     import_runs: int = 15
     list_processes: int = 3  # fresh processes per list size (peak memory needs a fresh one)
     list_repeats: dict[int, int] = field(default_factory=dict)  # size -> timed repeats
@@ -56,18 +86,60 @@ class Settings:
     def repeats_for(self, size: int) -> int:
         if size in self.list_repeats:
             return self.list_repeats[size]
-        return 3 if size >= 50_000 else 10 if size >= 1000 else 50
+        return 2 if size >= 200_000 else 3 if size >= 50_000 else 10 if size >= 1000 else 50
+
+    def list_sizes(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.sizes, *self.scale_sizes}))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "sizes": self.sizes,
+            "scale_sizes": self.scale_sizes,
+            "official_max_size": self.official_max_size,
+            "rounds": self.rounds,
+            "calls": self.calls,
+            "thread_calls": self.thread_calls,
+            "threads": self.threads,
+            "thread_counts": self.thread_counts,
+            "sweep_calls": self.sweep_calls,
+            "sweep_rounds": self.sweep_rounds,
+            "async_tasks": self.async_tasks,
+            "async_calls": self.async_calls,
+            "import_runs": self.import_runs,
+            "list_processes": self.list_processes,
+        }
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> Settings:
+        known: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in saved.items()
+            if k in cls.__dataclass_fields__
+        }
+        return cls(**known)
 
 
 QUICK: Final = Settings(
     sizes=(10, 200),
+    scale_sizes=(200, 400, 800),
+    official_max_size=400,
     rounds=2,
     calls=20,
     thread_calls=16,
     threads=8,
+    thread_counts=(1, 2, 8),
+    sweep_calls=16,
+    sweep_rounds=1,
+    async_tasks=10,
+    async_calls=40,
     import_runs=2,
     list_processes=1,
-    list_repeats={10: 2, 200: 2},
+    list_repeats={10: 2, 200: 2, 400: 2, 800: 2},
+)
+OFFICIAL_CAP_NOTE: Final = (
+    "the official SDK is not run above {size:,} sessions: its time and peak memory there are "
+    "already ~4x and ~3x cdsessions', and at 400,000 one call needs ~1.6 GB and several "
+    "seconds, which would add minutes to the run for no new information"
 )
 
 
@@ -190,9 +262,10 @@ def measure_imports(pythons: dict[str, str], runs: int) -> dict[str, Any]:
     return raw
 
 
-def measure_calls(pool: dict[str, Worker], settings: Settings) -> dict[str, dict[str, list[float]]]:
-    """Per-call microseconds on one thread, and calls per second with ``threads`` threads."""
-    raw: dict[str, dict[str, list[float]]] = {c: {} for c in pool}
+def measure_calls(pool: dict[str, Worker], settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per-call microseconds on one thread, calls per second with ``threads`` threads, and
+    the get throughput at every count of ``thread_counts``."""
+    raw: dict[str, dict[str, Any]] = {c: {} for c in pool}
     warm = max(1, settings.calls // 5)
     for worker in pool.values():
         for call in ("get", "create"):
@@ -214,6 +287,31 @@ def measure_calls(pool: dict[str, Worker], settings: Settings) -> dict[str, dict
                 raw[client].setdefault(f"{call}_threads_per_s", []).append(
                     done["calls"] / done["seconds"]
                 )
+    for count in settings.thread_counts:
+        if count == settings.threads:
+            continue  # measured above, with more rounds
+        per_thread = max(1, settings.sweep_calls // count)
+        for order in _rotations(list(pool), settings.sweep_rounds):
+            for client in order:
+                done = pool[client].ask("threads", call="get", threads=count, per_thread=per_thread)
+                sweep = raw[client].setdefault("get_sweep_per_s", {})
+                sweep.setdefault(str(count), []).append(done["calls"] / done["seconds"])
+    for client in pool:
+        sweep = raw[client].setdefault("get_sweep_per_s", {})
+        sweep[str(settings.threads)] = raw[client]["get_threads_per_s"]
+    return raw
+
+
+def measure_in_flight(pool: dict[str, Worker], settings: Settings) -> dict[str, list[float]]:
+    """Calls per second of ``async_tasks`` asyncio tasks sharing one async client (clients
+    without an asyncio interface are left out)."""
+    raw: dict[str, list[float]] = {}
+    per_task = max(1, settings.async_calls // settings.async_tasks)
+    for order in _rotations(list(pool), settings.sweep_rounds):
+        for client in order:
+            done = pool[client].ask("in_flight", tasks=settings.async_tasks, per_task=per_task)
+            if not done.get("unsupported"):
+                raw.setdefault(client, []).append(done["calls"] / done["seconds"])
     return raw
 
 
@@ -222,9 +320,10 @@ def measure_lists(
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Time and peak memory of ``list`` per size; memory from each fresh process's first call."""
     raw: dict[str, dict[str, dict[str, list[float]]]] = {c: {} for c in pythons}
-    for size in settings.sizes:
+    for size in settings.list_sizes():
         label = payloads.list_label("seed", size)
-        for order in _rotations(list(pythons), settings.list_processes):
+        clients = [c for c in pythons if c != "official" or size <= settings.official_max_size]
+        for order in _rotations(clients, settings.list_processes):
             for client in order:
                 worker = Worker(client, pythons[client], base_url)
                 try:
@@ -285,8 +384,7 @@ class Row:
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
             **self.values,
-            "ratio_vs_official": self.ratio("official"),
-            "ratio_vs_floor": self.ratio("floor"),
+            **{f"ratio_vs_{versus}": self.ratio(versus) for versus in OTHERS},
             "targets": [
                 {"versus": versus, "ratio": bound, "met": self.verdicts()[versus]}
                 for versus, bound in self.targets
@@ -299,23 +397,28 @@ def _median(values: Sequence[float] | None) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _pick(source: dict[str, Any], clients: Sequence[str], *path: str) -> dict[str, float | None]:
+    picked: dict[str, float | None] = {}
+    for client in clients:
+        node: Any = source.get(client, {})
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        picked[client] = _median(node)
+    return picked
+
+
 def build_rows(
     imports: dict[str, Any],
-    calls: dict[str, dict[str, list[float]]],
+    calls: dict[str, dict[str, Any]],
     lists: dict[str, dict[str, dict[str, list[float]]]],
     live: dict[str, dict[str, Any]],
     settings: Settings,
+    in_flight: dict[str, list[float]] | None = None,
 ) -> list[Row]:
     clients = list(calls)
 
     def pick(source: dict[str, Any], *path: str) -> dict[str, float | None]:
-        picked: dict[str, float | None] = {}
-        for client in clients:
-            node: Any = source.get(client, {})
-            for key in path:
-                node = node.get(key) if isinstance(node, dict) else None
-            picked[client] = _median(node)
-        return picked
+        return _pick(source, clients, *path)
 
     per_call = (("official", 0.25), ("floor", 1.0))
     throughput = (("official", 4.0), ("floor", 1.0))
@@ -350,9 +453,24 @@ def build_rows(
             throughput,
         ),
     ]
+    if in_flight is not None:
+        rows.append(
+            Row(
+                f"get, asyncio, {settings.async_tasks} tasks in flight",
+                "calls/s",
+                {c: _median(in_flight.get(c)) for c in clients},
+                True,
+                note=f"one async client shared by {settings.async_tasks} tasks, next to the "
+                f"{settings.threads}-thread blocking figure above (cdsessions: "
+                "AsyncSessionsClient with its default 10 worker threads; official: *_async "
+                "over httpx.AsyncClient; floor and raw have no asyncio form)",
+            )
+        )
     biggest = max(settings.sizes)
+    capped = False
     for size in settings.sizes:
         big = size == biggest and size >= 50_000
+        capped = capped or size > settings.official_max_size
         rows.append(
             Row(
                 f"list of {size:,} (seed shape), time",
@@ -408,27 +526,213 @@ def _ratio_cell(row: Row, versus: str) -> str:
     return f"{shown} {'ok' if verdict else 'MISS'} ({sign}{bound:g})"
 
 
-def render_table(rows: Sequence[Row], clients: Sequence[str]) -> str:
-    header = ["metric", "unit", *clients, "cd/official", "cd/floor"]
-    lines = [
-        [
-            row.metric,
-            row.unit,
-            *(_cell(row.values.get(c)) for c in clients),
-            _ratio_cell(row, "official"),
-            _ratio_cell(row, "floor"),
-        ]
-        for row in rows
-    ]
+def _grid(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown pipe table, padded so it also reads as plain text."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
 
     def fmt(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
-    out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out.extend(fmt(line) for line in lines)
+    return [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, lines)]
+
+
+def render_table(rows: Sequence[Row], clients: Sequence[str]) -> str:
+    others = [c for c in OTHERS if c in clients]
+    header = ["metric", "unit", *clients, *(f"cd/{c}" for c in others)]
+    lines = [
+        [
+            row.metric,
+            row.unit,
+            *(_cell(row.values.get(c)) for c in clients),
+            *(_ratio_cell(row, c) for c in others),
+        ]
+        for row in rows
+    ]
     notes = [f"- {row.metric}: {row.note}" for row in rows if row.note]
-    return "\n".join(out + (["", *notes] if notes else []))
+    return "\n".join(_grid(header, lines) + (["", *notes] if notes else []))
+
+
+# -- scaling -------------------------------------------------------------------------------
+
+#: A list "grows linearly" when its cost per added session grows no faster than n^0.1 (x1.46
+#: over the 45x between the first and last step of 1,000 → 400,000).
+LINEAR_EXPONENT: Final = 0.10
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One client's series: a measure at increasing sizes (sessions, or threads)."""
+
+    series: str
+    client: str
+    points: tuple[tuple[int, float | None], ...]
+    #: Per step between sizes: the added cost per added session (lists), or the throughput
+    #: relative to one thread (threads).
+    steps: tuple[float, ...]
+    verdict: str
+
+
+def _marginal(points: Sequence[tuple[int, float]], scale: float) -> tuple[float, ...]:
+    return tuple((v2 - v1) / (n2 - n1) * scale for (n1, v1), (n2, v2) in itertools.pairwise(points))
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``ys`` on ``xs``."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+def _list_verdict(sizes: Sequence[int], steps: Sequence[float]) -> str:
+    """Whether a list grows linearly, from the cost of each added session step by step
+    (``steps[i]`` between ``sizes[i]`` and ``sizes[i + 1]``): fixed costs, which dominate small
+    lists, cancel out. The per-item cost is fitted as n^e; the whole cost then grows as
+    n^(1+e), and "linear" means ``|e| <= LINEAR_EXPONENT``."""
+    if len(steps) < 2:
+        return "—"
+    if min(steps) <= 0:  # a smaller list measured as dear as a larger one: noise dominates
+        return "not measurable (noise)"
+    middles = [math.log((a + b) / 2) for a, b in itertools.pairwise(sizes)]
+    exponent = _slope(middles, [math.log(step) for step in steps])
+    growth = f"per-item cost x{steps[-1] / steps[0]:.2f} from first to last step"
+    if abs(exponent) <= LINEAR_EXPONENT:
+        return f"linear ({growth})"
+    shape = "faster" if exponent > 0 else "slower"
+    return f"{shape} than linear, ~n^{1 + exponent:.2f} ({growth})"
+
+
+def _thread_verdict(
+    points: Sequence[tuple[int, float]], cores: int
+) -> tuple[tuple[float, ...], str]:
+    base = points[0][1]
+    if points[0][0] != 1 or base <= 0:
+        return (), "—"
+    speedups = tuple(value / base for _, value in points)
+    if all(s >= 0.8 * n for (n, _), s in zip(points, speedups, strict=True)):
+        return speedups, "linear"
+    best = max(speedups)
+    at_best = points[speedups.index(best)][0]
+    last = speedups[-1]
+    # Flat: no more than +-25 % from one thread anywhere. Drops: the most threads lose over a
+    # fifth of the best throughput.
+    shape = "flat" if min(speedups) >= 0.75 and best <= 1.25 else "not linear"
+    if last < 0.8 * best:
+        shape = "drops"
+    return speedups, (
+        f"{shape}: best x{best:.2f} ({at_best} thr.), x{last:.2f} at {points[-1][0]} "
+        f"({cores} cores, shared with the server)"
+    )
+
+
+def scaling(results: dict[str, Any]) -> list[Scale]:
+    """Every client's list time and peak memory over the scale sizes, and get throughput over
+    the thread counts, with whether each grows linearly."""
+    settings = Settings.from_json(results["meta"]["settings"])
+    raw = results["raw"]
+    cores = int(results["meta"].get("cpus") or 1)
+    out: list[Scale] = []
+    for series, key, unit_scale in (
+        ("list time", "ms", 1000.0),
+        ("list peak memory", "peak_mb", 1e6),
+    ):
+        for client in results["clients"]:
+            points = tuple(
+                (size, _median(raw["lists"].get(client, {}).get(str(size), {}).get(key)))
+                for size in settings.scale_sizes
+            )
+            known = [(n, v) for n, v in points if v is not None]
+            # ms -> µs per session; MB -> bytes per session
+            steps = _marginal(known, unit_scale)
+            verdict = _list_verdict([n for n, _ in known], steps)
+            out.append(Scale(series, client, points, steps, verdict))
+    for client in results["clients"]:
+        sweep = raw["calls"].get(client, {}).get("get_sweep_per_s", {})
+        points = tuple((n, _median(sweep.get(str(n)))) for n in settings.thread_counts)
+        known = [(n, v) for n, v in points if v is not None]
+        speedups, verdict = _thread_verdict(known, cores) if known else ((), "—")
+        out.append(Scale("get throughput", client, points, speedups, verdict))
+    return out
+
+
+def render_scaling(lines: Sequence[Scale]) -> str:
+    """The scaling tables: lists by size, get throughput by thread count."""
+    out: list[str] = []
+    lists = [line for line in lines if line.series != "get throughput"]
+    if lists:
+        sizes = [n for n, _ in lists[0].points]
+        header = ["list (seed shape)", "client", *(f"{n:,}" for n in sizes)]
+        header += ["added cost per session, step by step", "grows"]
+        rows = []
+        for line in lists:
+            unit = "µs" if line.series == "list time" else "B"
+            label = "time, ms" if line.series == "list time" else "peak memory, MB"
+            fmt = "{:.2f}" if unit == "µs" else "{:,.0f}"
+            rows.append(
+                [
+                    label,
+                    line.client,
+                    *(_cell(v) for _, v in line.points),
+                    " → ".join(fmt.format(step) for step in line.steps) + f" {unit}"
+                    if line.steps
+                    else "—",
+                    line.verdict,
+                ]
+            )
+        out.extend(_grid(header, rows))
+    threads = [line for line in lines if line.series == "get throughput"]
+    if threads:
+        counts = [n for n, _ in threads[0].points]
+        header = ["get, calls/s", "client", *(f"{n} thr." for n in counts)]
+        header += ["relative to 1 thread", "grows"]
+        rows = [
+            [
+                "throughput",
+                line.client,
+                *(_cell(v) for _, v in line.points),
+                " / ".join(f"x{s:.2f}" for s in line.steps) if line.steps else "—",
+                line.verdict,
+            ]
+            for line in threads
+        ]
+        out.extend(["", *_grid(header, rows)])
+    return "\n".join(out)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The README's Performance table: the run's date, versions, cores and load, the main
+    table with ratios, and the scaling tables."""
+    meta = results["meta"]
+    started = datetime.fromisoformat(meta["started"]).astimezone(UTC)
+    versions = meta["versions"]
+    mine = versions.get("cdsessions", {})
+    theirs = versions.get("official", {})
+    load_before, load_after = meta["load_average_before"][0], meta["load_average_after"][0]
+    official = (
+        f"; official SDK comfydeploy {theirs['comfydeploy']} with httpx {theirs.get('httpx')} "
+        f"and pydantic {theirs.get('pydantic')}"
+        if "comfydeploy" in theirs
+        else "; no official SDK in this run"
+    )
+    settings = Settings.from_json(meta["settings"])
+    heading = (
+        f"Run of {started:%Y-%m-%d %H:%M} UTC (`{meta.get('file', 'bench/results/latest.json')}`, "
+        f"{meta['seconds']:.0f} s). Python {mine.get('python')}, urllib3 {mine.get('urllib3')}, "
+        f"msgspec {mine.get('msgspec')}{official}. The machine had **{meta['cpus']} CPU cores** "
+        f"(load average {load_before:.1f} at the start, {load_after:.1f} at the end). Medians of "
+        f"{settings.rounds} interleaved rounds ({settings.sweep_rounds} for the thread sweep "
+        f"and asyncio, {settings.list_processes} fresh processes per list size). `raw` is the "
+        "physical limit: precomputed request bytes on a plain socket, the answer read whole."
+    )
+    parts = [_wrap(heading), table_of(results), "Scaling:", render_scaling(scaling(results))]
+    if any(size > settings.official_max_size for size in settings.list_sizes()):
+        note = OFFICIAL_CAP_NOTE.format(size=settings.official_max_size)
+        parts.append(_wrap(note[0].upper() + note[1:] + "."))
+    return "\n\n".join(parts)
+
+
+def _wrap(text: str) -> str:
+    """Prose at the README's width."""
+    return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
 
 
 # -- the whole run -------------------------------------------------------------------------
@@ -438,8 +742,8 @@ def measure(pythons: dict[str, str], settings: Settings, *, log: Any = print) ->
     """Run every measurement for the clients in ``pythons`` and return the results document."""
     load_before = os.getloadavg()
     started = datetime.now(UTC)
-    shapes = [("seed", size) for size in sorted({10, *settings.sizes})] + [("live", LIVE_SIZE)]
-    routes = server.build_routes(shapes)
+    shapes = [("seed", size) for size in sorted({10, *settings.list_sizes()})]
+    routes = server.build_routes([*shapes, ("live", LIVE_SIZE)])
     with server.serve(routes) as base_url:
         log(f"server on {base_url}; clients {', '.join(pythons)}")
         log("import time …")
@@ -450,11 +754,13 @@ def measure(pythons: dict[str, str], settings: Settings, *, log: Any = print) ->
             calls = measure_calls(pool, settings)
             # One connection per client for the single-thread rounds, up to one per thread after.
             call_connections = routes.connections
+            log("asyncio …")
+            in_flight = measure_in_flight(pool, settings)
             live = measure_live_list(pool)
         log("lists …")
         lists = measure_lists(pythons, base_url, settings)
-    rows = build_rows(imports, calls, lists, live, settings)
-    return {
+    rows = build_rows(imports, calls, lists, live, settings, in_flight)
+    results: dict[str, Any] = {
         "meta": {
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
@@ -463,15 +769,7 @@ def measure(pythons: dict[str, str], settings: Settings, *, log: Any = print) ->
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
             "versions": versions,
-            "settings": {
-                "sizes": settings.sizes,
-                "rounds": settings.rounds,
-                "calls": settings.calls,
-                "thread_calls": settings.thread_calls,
-                "threads": settings.threads,
-                "import_runs": settings.import_runs,
-                "list_processes": settings.list_processes,
-            },
+            "settings": settings.as_json(),
             "server_connections_during_calls": call_connections,
             "memory_method": "peak RSS (VmHWM after clear_refs) rise over the first list call "
             "of a fresh process",
@@ -480,17 +778,37 @@ def measure(pythons: dict[str, str], settings: Settings, *, log: Any = print) ->
         "clients": list(pythons),
         "rows": [row.as_json() for row in rows],
         "table": render_table(rows, list(pythons)),
-        "raw": {"imports": imports, "calls": calls, "lists": lists, "live_list": live},
+        "raw": {
+            "imports": imports,
+            "calls": calls,
+            "in_flight": in_flight,
+            "lists": lists,
+            "live_list": live,
+        },
     }
+    results["scaling"] = render_scaling(scaling(results))
+    return results
 
 
 def table_of(results: dict[str, Any]) -> str:
     """The table of a results document, rendered again from its raw measurements."""
-    saved = results["meta"]["settings"]
-    settings = Settings(sizes=tuple(saved["sizes"]), threads=saved["threads"])
+    settings = Settings.from_json(results["meta"]["settings"])
     raw = results["raw"]
-    rows = build_rows(raw["imports"], raw["calls"], raw["lists"], raw["live_list"], settings)
+    rows = build_rows(
+        raw["imports"],
+        raw["calls"],
+        raw["lists"],
+        raw["live_list"],
+        settings,
+        raw.get("in_flight"),
+    )
     return render_table(rows, results["clients"])
+
+
+def show(results: dict[str, Any], *, markdown: bool) -> str:
+    if markdown:
+        return render_markdown(results)
+    return table_of(results) + "\n\n" + render_scaling(scaling(results))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,22 +816,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter with cdsessions")
     parser.add_argument("--official-python", help="interpreter with comfydeploy==0.6.3")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"results file (default {DEFAULT_OUT.relative_to(ROOT)}; with --quick "
+        f"{QUICK_OUT.relative_to(ROOT)}, which git ignores)",
+    )
     parser.add_argument("--show", type=Path, help="print the table of a results file and stop")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="with --show: the README's Performance table (date, cores, load, ratios, scaling)",
+    )
     options = parser.parse_args(argv)
     if options.show:
-        print(table_of(json.loads(options.show.read_text())))
+        results = json.loads(options.show.read_text())
+        results["meta"].setdefault("file", str(options.show))
+        print(show(results, markdown=options.markdown))
         return 0
     pythons = {"cdsessions": options.python}
     if options.official_python:
         pythons["official"] = options.official_python
     pythons["floor"] = options.python
+    pythons["raw"] = options.python
     settings = QUICK if options.quick else Settings()
+    out = options.out or (QUICK_OUT if options.quick else DEFAULT_OUT)
     results = measure(pythons, settings, log=lambda text: print(text, file=sys.stderr))
-    print(results["table"])
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nwritten to {options.out}", file=sys.stderr)
+    print(results["table"] + "\n\n" + results["scaling"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {out}", file=sys.stderr)
     return 0
 
 

@@ -130,6 +130,14 @@ def list_time(adapter: Adapter, label: str, repeats: int) -> dict[str, Any]:
     return {"seconds": runs, "count": count}
 
 
+def in_flight(adapter: Adapter, tasks: int, per_task: int) -> dict[str, Any]:
+    """``tasks`` asyncio tasks making ``per_task`` gets each, all in flight at once."""
+    seconds = adapter.gets_in_flight(tasks, per_task)
+    if seconds is None:
+        return {"unsupported": True}
+    return {"seconds": seconds, "calls": tasks * per_task}
+
+
 def list_outcome(adapter: Adapter, label: str) -> dict[str, Any]:
     """Whether the client can read the list at all (the live shape breaks the official SDK)."""
     started = time.perf_counter()
@@ -151,6 +159,8 @@ def run_command(adapter: Adapter, command: dict[str, Any]) -> dict[str, Any]:
         return list_memory(adapter, command["label"])
     if op == "list_time":
         return list_time(adapter, command["label"], command["repeats"])
+    if op == "in_flight":
+        return in_flight(adapter, command["tasks"], command["per_task"])
     if op == "list_outcome":
         return list_outcome(adapter, command["label"])
     raise ValueError(f"unknown command {op!r}")

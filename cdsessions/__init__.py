@@ -33,8 +33,12 @@ from cdsessions.timeouts import Timeout
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.budget import OverBudget
+    from cdsessions.costs import SessionCosts, Unknown, costs_of
     from cdsessions.fake_service import FakeService
     from cdsessions.lifecycle import NotReady, OpenSession, SessionGone, SessionScope
+    from cdsessions.pricing import GpuPricing, NoPrice, Price
+    from cdsessions.reaper import Reaped, ReapReport, Selection, reap, reap_async
     from cdsessions.transports.cassette import CassetteError, CassetteTransport
     from cdsessions.transports.fake import FakeTransport
     from cdsessions.transports.inline import AsyncFakeTransport
@@ -54,24 +58,52 @@ __all__ = [
     "FakeTransport",
     "GPUEventModel",
     "GPUProviderType",
+    "GpuPricing",
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
     "MachineGPU",
+    "NoPrice",
     "NotReady",
     "OpenSession",
+    "OverBudget",
+    "Price",
+    "ReapReport",
+    "Reaped",
     "RetryPolicy",
+    "Selection",
     "Session",
+    "SessionCosts",
     "SessionGone",
     "SessionScope",
     "SessionsClient",
     "Timeout",
     "TransportFailed",
+    "Unknown",
     "ValidationError",
     "ValidationFailed",
     "ValidationItem",
     "__version__",
+    "costs_of",
+    "reap",
+    "reap_async",
 ]
+
+# The cost guard's names, each from the module that holds it; loaded on first use.
+_LAZY: dict[str, str] = {
+    "GpuPricing": "cdsessions.pricing",
+    "NoPrice": "cdsessions.pricing",
+    "Price": "cdsessions.pricing",
+    "OverBudget": "cdsessions.budget",
+    "SessionCosts": "cdsessions.costs",
+    "Unknown": "cdsessions.costs",
+    "costs_of": "cdsessions.costs",
+    "ReapReport": "cdsessions.reaper",
+    "Reaped": "cdsessions.reaper",
+    "Selection": "cdsessions.reaper",
+    "reap": "cdsessions.reaper",
+    "reap_async": "cdsessions.reaper",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -102,4 +134,8 @@ def __getattr__(name: str) -> Any:
         from cdsessions.transports import cassette
 
         return getattr(cassette, name)
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,9 @@ import builtins  # ``list`` is a method name below; annotations need the type
 from collections.abc import Coroutine
 from functools import cached_property
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Result, Success
+from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
 from cdsessions.calls import CallSteps, ClientBase, Transmit
@@ -38,6 +38,11 @@ from cdsessions.retry import Outcome, RetryPolicy
 from cdsessions.steps import drive_async
 from cdsessions.timeouts import Timeout
 from cdsessions.transports.async_base import AsyncTransport
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from cdsessions.pricing import GpuPricing
 
 __all__ = ["AsyncSessionScope", "AsyncSessionsClient"]
 
@@ -103,10 +108,13 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        max_cost: Decimal | int | str | float | None = None,
     ) -> Result[CreateSessionResponse, ApiError]:
         """Start a paid session; never repeated once it may have reached the server, unless
         ``retry=RetryPolicy(allow_duplicates=True)``. Cancelling the awaiting task does not
         stop a create already sent: prefer :meth:`session`, which cancels what it made."""
+        if max_cost is not None:
+            return await self._run(self._core.create_within(body, max_cost, timeout, retry))
         return await self._run(self._core.create(body, timeout, retry))
 
     async def extend(
@@ -119,6 +127,17 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     ) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to a live session's timeout (live server only)."""
         return await self._run(self._core.extend(session_id, minutes, timeout, retry))
+
+    async def gpu_pricing(
+        self,
+        refresh: bool = False,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[GpuPricing, ApiError]:
+        """The GPU price table (USD per second, exact), fetched once and kept for the client's
+        lifetime; ``refresh=True`` fetches it again. See :meth:`SessionsClient.gpu_pricing`."""
+        return await self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 
@@ -147,6 +166,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         wait: bool = True,
         ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
         on_poll: lifecycle.OnPoll | None = None,
+        max_cost: Decimal | int | str | float | None = None,
     ) -> AsyncSessionScope:
         """An async context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it: on exit, on an exception, and when the task is
@@ -155,9 +175,17 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
 
         Cancelled while the create is still in flight, the scope lets the create finish in the
         background and cancels the session it made, so no session is left running with an id
-        nobody saw; :meth:`aclose` waits for that."""
+        nobody saw; :meth:`aclose` waits for that.
+
+        ``max_cost`` checks the create and every ``await scope.extend(minutes)`` against a
+        budget, as :meth:`SessionsClient.session` does."""
         return AsyncSessionScope(
-            self, body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll
+            self,
+            body,
+            wait=wait,
+            ready_timeout=ready_timeout,
+            on_poll=on_poll,
+            max_cost=max_cost,
         )
 
     # -- the shell -------------------------------------------------------------------------
@@ -229,8 +257,11 @@ class AsyncSessionScope(lifecycle.ScopeState):
         wait: bool = True,
         ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
         on_poll: lifecycle.OnPoll | None = None,
+        max_cost: object = None,
     ) -> None:
-        super().__init__(body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll)
+        super().__init__(
+            body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll, max_cost=max_cost
+        )
         self._client = client
         self._entered = False
         self._closing: asyncio.Task[Result[str, ApiError]] | None = None
@@ -239,6 +270,17 @@ class AsyncSessionScope(lifecycle.ScopeState):
         if self._entered:
             raise RuntimeError("an AsyncSessionScope can be entered only once")
         self._entered = True
+        unusable = self._unusable()  # before the create: a bad ready_timeout starts nothing
+        if unusable is not None:
+            return unusable
+        limit = self._budget_limit()
+        if not isinstance(limit, Success):
+            return Failure(limit.failure())
+        usd = limit.unwrap()
+        if usd is not None:
+            refused = self._allow(usd, await self._client.gpu_pricing())
+            if refused is not None:
+                return refused
         creating = self._client._in_background(self._client.create(self._body))
         try:
             created = await asyncio.shield(creating)
@@ -271,6 +313,15 @@ class AsyncSessionScope(lifecycle.ScopeState):
     ) -> None:
         if self.session_id is not None:
             await self._close()
+
+    async def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
+        """Add ``minutes`` to the open session's timeout, checked against the scope's budget
+        first, as :meth:`cdsessions.lifecycle.SessionScope.extend` does."""
+        checked = self._extension(minutes)
+        if not isinstance(checked, Success):
+            return Failure(checked.failure())
+        session_id, allowance = checked.unwrap()
+        return self._extended(allowance, await self._client.extend(session_id, minutes))
 
     async def _close(self) -> None:
         """Cancel the session, shielded: cancelling the task again only stops the waiting, the

@@ -25,6 +25,7 @@ __all__ = [
     "build_create",
     "build_extend",
     "build_get",
+    "build_gpu_pricing",
     "build_list",
     "check_id",
     "describe_id",
@@ -169,6 +170,12 @@ def build_extend(session_id: str, minutes: int) -> Result[HttpRequest, InvalidRe
             operation=operation,
         )
     )
+
+
+def build_gpu_pricing() -> HttpRequest:
+    """``GET /platform/gpu-pricing``: GPU name → USD per second. No input, so nothing to refuse;
+    the key is sent as on every route."""
+    return HttpRequest("GET", "/platform/gpu-pricing", operation="get GPU prices")
 
 
 def authorize(request: HttpRequest, *, base_url: str, token: str, user_agent: str) -> HttpRequest:

@@ -13,11 +13,12 @@ differ in what they send, when they retry, or what they return.
 from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Final, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 from returns.result import Failure, Result, Success
@@ -44,9 +45,12 @@ from cdsessions.retry import (
     plan,
     policy_from,
 )
-from cdsessions.servers import is_loopback, resolve_server
+from cdsessions.servers import refuse_plain_http, resolve_server
 from cdsessions.steps import Steps
 from cdsessions.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
+
+if TYPE_CHECKING:
+    from cdsessions.pricing import GpuPricing
 
 __all__ = [
     "API_KEY_ENV",
@@ -122,30 +126,43 @@ class ClientCore:
         self._bearer = bearer
         self.max_connections = max_connections
         self.server = server
-        self._base_url = resolve_server(server)
+        # Parsed once: an unusable URL, or plain http to a host that is not loopback, is
+        # refused by every call (see cdsessions.servers).
+        self._base_url = resolve_server(server).bind(
+            lambda url: refuse_plain_http(url, allowed=allow_insecure_http is True)
+        )
         self._timeout = timeout_from(timeout, DEFAULT_TIMEOUT)
         self._retry = policy_from(retry, DEFAULT_RETRY)
-        self._observers: tuple[Observer, ...] = (observe.log_event, *observers)
+        watchers = _observers_from(observers)
+        self._observers: tuple[Observer, ...] = (observe.log_event, *watchers.value_or(()))
+        #: Whether anyone besides the library's own log reads every event.
+        self._observed = len(self._observers) > 1
         self._max_response_bytes = max_response_bytes
         self._allow_insecure_http = allow_insecure_http
         self._user_agent = user_agent or f"cdsessions/{__version__}"
+        # Options with no Result of their own: a problem is reported by every call (as for the
+        # server, timeout and retry), never raised by the constructor.
+        self._option_problem = _option_problem(watchers, self._user_agent)
         # What every call would work out again from the same configuration: kept after its
         # first success (a failure is worked out again each time, to name its operation).
         self._usual_settings: dict[int, Result[_Settings, InvalidRequest]] = {}
         self._checked_url: str | None = None
         self._checked_token: str | None = None
+        # The price table, once fetched: kept for the client's lifetime (gpu_pricing(refresh=True)
+        # fetches it again). Replaced whole, so readers in other threads see one table or the other.
+        self._pricing: GpuPricing | None = None
 
     # -- the operations, as steps ----------------------------------------------------------
 
     def get(self, session_id: str, timeout: object, retry: object) -> CallSteps[Session]:
         built = builders.build_get(session_id)
-        return self.call(built, _decode_with(decoding.SESSION), timeout, kind="get", retry=retry)
+        return self.call(built, _DECODE_SESSION, timeout, kind="get", retry=retry)
 
     def cancel(
         self, session_id: str, wait_for_shutdown: bool, timeout: object, retry: object
     ) -> CallSteps[DeleteSessionResponse]:
         built = builders.build_cancel(session_id, wait_for_shutdown)
-        return self.call(built, _decode_with(decoding.DELETED), timeout, kind="cancel", retry=retry)
+        return self.call(built, _DECODE_DELETED, timeout, kind="cancel", retry=retry)
 
     def list(
         self, machine_id: str | None, timeout: object, retry: object
@@ -166,7 +183,7 @@ class ClientCore:
         waits = isinstance(body, CreateSessionBody) and body.wait_for_server is True
         return self.call(
             builders.build_create(body),
-            _decode_with(decoding.CREATED),
+            _DECODE_CREATED,
             timeout,
             kind="create",
             retry=retry,
@@ -177,9 +194,48 @@ class ClientCore:
         self, session_id: str, minutes: int, timeout: object, retry: object
     ) -> CallSteps[ExtendSessionResponse]:
         built = builders.build_extend(session_id, minutes)
-        return self.call(
-            built, _decode_with(decoding.EXTENDED), timeout, kind="extend", retry=retry
+        return self.call(built, _DECODE_EXTENDED, timeout, kind="extend", retry=retry)
+
+    def gpu_pricing(self, refresh: bool, timeout: object, retry: object) -> CallSteps[GpuPricing]:
+        """The price table: the one already fetched, unless ``refresh`` (or none yet)."""
+        known = self._pricing
+        if known is not None and not refresh:
+            return Success(known)
+        from cdsessions import pricing  # decimal is loaded by those who ask for prices
+
+        fetched = yield from self.call(
+            Success(builders.build_gpu_pricing()),
+            pricing.decode_gpu_pricing,
+            timeout,
+            kind="get",  # a read: retried like get and list
+            retry=retry,
         )
+        if isinstance(fetched, Success):
+            self._pricing = fetched.unwrap()
+        return fetched
+
+    def create_within(
+        self, body: CreateSessionBody, max_cost: object, timeout: object, retry: object
+    ) -> CallSteps[CreateSessionResponse]:
+        """:meth:`create`, only if its worst case fits ``max_cost`` USD (see
+        :mod:`cdsessions.budget`). The price table may be fetched first; the create is sent
+        only once the check has passed."""
+        from cdsessions import budget  # only budgeted creates need it
+
+        built = builders.build_create(body)  # a body that cannot be sent needs no prices
+        if not isinstance(built, Success):
+            return Failure(built.failure())
+        operation = built.unwrap().operation
+        limit = budget.budget_from(max_cost, operation)
+        if not isinstance(limit, Success):
+            return Failure(limit.failure())
+        pricing = yield from self.gpu_pricing(False, timeout, retry)
+        if not isinstance(pricing, Success):
+            return Failure(pricing.failure())
+        checked = budget.check_create(body, pricing.unwrap(), limit.unwrap(), operation)
+        if not isinstance(checked, Success):
+            return Failure(checked.failure())
+        return (yield from self.create(body, timeout, retry))
 
     # -- the pure steps --------------------------------------------------------------------
 
@@ -257,6 +313,8 @@ class ClientCore:
             # Checked before any transport is made: a pool of 0 would wait out every deadline.
             problem = "max_connections must be a whole number ≥ 1"
             return Failure(InvalidRequest(operation, "max_connections", problem))
+        if self._option_problem is not None:
+            return Failure(InvalidRequest(operation, *self._option_problem))
         return Success((chosen_timeout.unwrap(), policy.unwrap(), limit or max_bytes))
 
     def exchange(
@@ -269,7 +327,12 @@ class ClientCore:
     ) -> Steps[Transmit, Outcome, Outcome]:
         """Follow :func:`~cdsessions.retry.plan`, which makes every decision; this only passes
         its sends and waits on to the driver and tells the observers."""
-        shown = request.redacted()
+        # Events, and the redacted copy of the request they carry, are built only when something
+        # will read them: an observer of the caller's, or the ``cdsessions`` logger at DEBUG (a
+        # dictionary lookup, checked once per call). Retries are logged at INFO, so an attempt
+        # that is followed by a wait is described whenever INFO is on.
+        watched = self._observed or _logs(logging.DEBUG)
+        shown = request.redacted() if watched else None
         steps = plan(
             policy,
             kind,
@@ -284,16 +347,20 @@ class ClientCore:
                 yield step
                 step = steps.send(None)
             elif isinstance(step, Send):
-                observe.notify(self._observers, AttemptStarted(shown, step.attempt))
+                attempt = step.attempt
+                if shown is not None:
+                    observe.notify(self._observers, AttemptStarted(shown, attempt))
                 started = time.monotonic()
                 outcome = yield Transmit(request, step.timeout, max_bytes)
                 assert outcome is not None, "the driver must send back what the transport gave"
                 elapsed = time.monotonic() - started
-                attempt = step.attempt
                 step = steps.send(outcome)
                 retry_in = step.seconds if isinstance(step, Wait) else None
-                finished = AttemptFinished(shown, attempt, outcome, elapsed, retry_in)
-                observe.notify(self._observers, finished)
+                if shown is None and retry_in is not None and _logs(logging.INFO):
+                    shown = request.redacted()
+                if shown is not None:
+                    finished = AttemptFinished(shown, attempt, outcome, elapsed, retry_in)
+                    observe.notify(self._observers, finished)
             else:
                 steps.close()
                 return step.outcome
@@ -313,15 +380,6 @@ class ClientCore:
         if not isinstance(base_url, Success):
             return Failure(base_url.failure())
         url = base_url.unwrap()
-        if url.startswith("http://") and not is_loopback(url) and not self._allow_insecure_http:
-            return Failure(
-                InvalidRequest(
-                    request.operation,
-                    "server",
-                    "refusing to send the API key over plain http:// to a non-loopback host "
-                    "(pass allow_insecure_http=True to override)",
-                )
-            )
         token = self._token()
         if not isinstance(token, Success):
             return Failure(InvalidRequest(request.operation, "bearer", token.failure()))
@@ -347,6 +405,32 @@ class ClientCore:
         return Failure(problem) if problem else Success(str(bearer))
 
 
+def _logs(level: int) -> bool:
+    return observe.LOGGER.isEnabledFor(level)
+
+
+def _observers_from(observers: Iterable[Observer]) -> Result[tuple[Observer, ...], str]:
+    try:
+        given = tuple(observers)
+    except Exception:  # not iterable, or an iterator that raised: a value, like every problem
+        return Failure(f"must be an iterable of functions, not {type(observers).__name__}")
+    if not all(callable(observer) for observer in given):
+        return Failure("every observer must be a function of one event")
+    return Success(given)
+
+
+def _option_problem(
+    observers: Result[tuple[Observer, ...], str], user_agent: object
+) -> tuple[str, str] | None:
+    """(field, problem) for the first unusable option of those checked once, or None."""
+    if not isinstance(observers, Success):
+        return "observers", observers.failure()
+    # http.client refuses a line break in a header value, and encodes it as Latin-1.
+    if not isinstance(user_agent, str) or not user_agent.isascii() or not user_agent.isprintable():
+        return "user_agent", "must be printable ASCII text, without line breaks"
+    return None
+
+
 def _whole_and_positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -361,6 +445,13 @@ def _jitter_unit() -> float:
 
 def _decode_with(decoder: msgspec.json.Decoder[T]) -> _Decoder[T]:
     return lambda response, operation: decoding.decode(response, decoder, operation)
+
+
+# Made once: a call would otherwise build its decoding function anew each time.
+_DECODE_SESSION: Final = _decode_with(decoding.SESSION)
+_DECODE_DELETED: Final = _decode_with(decoding.DELETED)
+_DECODE_CREATED: Final = _decode_with(decoding.CREATED)
+_DECODE_EXTENDED: Final = _decode_with(decoding.EXTENDED)
 
 
 class ClientBase(Generic[TransportT]):
@@ -399,4 +490,6 @@ class ClientBase(Generic[TransportT]):
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(server={self._core.server!r})"
+        # The base URL as it is used, never the argument as given: that may carry credentials.
+        shown = resolve_server(self._core.server).value_or("<unusable>")
+        return f"{type(self).__name__}(server={shown!r})"

@@ -2,31 +2,43 @@
 
 Expected failures print one line on stderr and exit with a documented code (never a
 traceback). The API key comes from ``COMFY_DEPLOY_API_KEY`` or ``--api-key-file``, never from the
-command line, and is never printed; session urls are printed only with ``--show-url``.
+command line, and is never printed; session urls are printed only with ``--show-url``. Every
+line printed goes through :func:`~cdsessions.cli_text.safe` (or
+:func:`~cdsessions.cli_text.json_text`): the server chooses much of the text, and it must not
+be able to send escape sequences to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
+import signal
+import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from types import FrameType
 from typing import IO, Any, Final, NoReturn
+from urllib.parse import urlsplit
 
 import msgspec
 from returns.result import Result, Success
 
+from cdsessions import cli_costs
 from cdsessions._version import __version__
+from cdsessions.budget import OverBudget
+from cdsessions.cli_text import DEFAULT_SERVER, PROG, command_hint, json_text, safe
 from cdsessions.client import API_KEY_ENV, SessionsClient
 from cdsessions.errors import ApiError, HttpError, InvalidRequest, TransportFailed
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT, NotReady, SessionGone
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
+from cdsessions.servers import is_loopback, resolve_server
 
-__all__ = ["EXIT_CODES", "exit_code_for", "main"]
-
-PROG: Final = "cdsessions"
+__all__ = ["EXIT_CODES", "exit_code_for", "main", "safe"]
 
 OK: Final = 0
 INTERNAL: Final = 1
@@ -36,7 +48,9 @@ AUTH: Final = 4
 REFUSED: Final = 5
 UNREACHABLE: Final = 6
 NOT_READY: Final = 7
+NO_MACHINE: Final = 8
 INTERRUPTED: Final = 130
+TERMINATED: Final = 143  # 128 + SIGTERM, as shells report a process SIGTERM ended
 
 #: Exit codes, as documented in ``cdsessions --help``.
 EXIT_CODES: Final = {
@@ -48,12 +62,29 @@ EXIT_CODES: Final = {
     REFUSED: "the server refused or failed the request (other 4xx, 5xx) or answered unexpectedly",
     UNREACHABLE: "could not reach the server (connection, timeout), or could not listen",
     NOT_READY: "the session did not become ready in time (it may still be running)",
+    NO_MACHINE: "create: no such machine, or another account's (404)",
     INTERRUPTED: "interrupted (Ctrl-C)",
+    TERMINATED: "terminated (SIGTERM), handled like Ctrl-C",
 }
 
+#: A key is one short line; a larger "key file" is a mistake (or /dev/zero), not a key.
+MAX_KEY_FILE_BYTES: Final = 4096
+#: Commands whose routes never answer 404: one means the base URL is wrong.
+_NEVER_404: Final = frozenset({"list", "prices"})
 
-def exit_code_for(error: ApiError) -> int:
-    """The exit code for a failure value (pure)."""
+
+def _machine_missing(error: HttpError) -> bool:
+    """The live create's 404 for an unknown machine (``{"detail": "Machine not found"}``), as
+    opposed to the bare 404 of a wrong base URL."""
+    return isinstance(error.detail, str) and "machine" in error.detail.lower()
+
+
+def exit_code_for(error: ApiError, command: str = "") -> int:
+    """The exit code for a failure value of ``command`` (pure).
+
+    A 404 means "no such session" for the session commands; on ``create`` it means no such
+    machine; ``list`` and ``prices`` never answer 404 (a wrong base URL does): a refusal.
+    """
     if isinstance(error, NotReady):
         return NOT_READY
     if isinstance(error, SessionGone):
@@ -64,7 +95,9 @@ def exit_code_for(error: ApiError) -> int:
         return UNREACHABLE
     if isinstance(error, HttpError):
         if error.status == 404:
-            return NOT_FOUND
+            if command == "create":
+                return NO_MACHINE if _machine_missing(error) else REFUSED
+            return REFUSED if command in _NEVER_404 else NOT_FOUND
         if error.status in (401, 403):
             return AUTH
     return REFUSED
@@ -78,14 +111,124 @@ class _Fail(Exception):
         self.code = code
 
 
+class _Failed(Exception):
+    """Ends the command with a failure value; :func:`main` words it for the command's user."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's ``KeyboardInterrupt`` so that both stop
+    the command the same way (a subclass: code that handles Ctrl-C handles this too)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _stopped(stop: KeyboardInterrupt) -> tuple[str, int]:
+    """What a Ctrl-C or SIGTERM is called, and its exit code."""
+    if isinstance(stop, _Terminated):
+        return "terminated", TERMINATED
+    return "interrupted", INTERRUPTED
+
+
 def _fail_with(error: ApiError) -> NoReturn:
-    raise _Fail(str(error), exit_code_for(error))
+    raise _Failed(error)
 
 
 def _ok(result: Result[Any, ApiError]) -> Any:
     if not isinstance(result, Success):
         _fail_with(result.failure())
     return result.unwrap()
+
+
+# -- failures in a shell user's words -----------------------------------------------------------
+
+#: The CLI spelling of the library's ``InvalidRequest.field`` names.
+_OPTION_FOR_FIELD: Final = {
+    "session_id": "SESSION_ID",
+    "machine_id": "--machine-id",
+    "gpu": "--gpu",
+    "minutes": "MINUTES",
+    "server": "--server",
+    "ready_timeout": "--ready-timeout",
+}
+#: Advice meant for Python callers, e.g. "(pass allow_insecure_http=True to override)".
+_PYTHON_ADVICE: Final = re.compile(r"\s*\((?:pass|set) [^()]*\)|;?\s*\bpass \w+=.*$")
+
+_INSECURE_HTTP: Final = (
+    "plain http:// would carry the API key unencrypted, so it is allowed only to this machine "
+    "(localhost, 127.0.0.0/8, ::1); use an https:// URL (no option overrides this)"
+)
+
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    """The connection options a hint repeats, as :func:`command_hint` takes them."""
+    return {
+        "server": getattr(args, "server", DEFAULT_SERVER),
+        "api_key_file": getattr(args, "api_key_file", None),
+    }
+
+
+def _hint(args: argparse.Namespace, command: str, *words: str) -> str:
+    """A command to run next, with the ``--server`` and ``--api-key-file`` this one used."""
+    return command_hint(command, *words, **_connection(args))
+
+
+def _key_source(args: argparse.Namespace) -> str:
+    path = getattr(args, "api_key_file", None)
+    return API_KEY_ENV if path is None else f"the file {shlex.quote(path)}"
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    server: str = getattr(args, "server", DEFAULT_SERVER)
+    resolved = resolve_server(server)
+    return resolved.unwrap() if isinstance(resolved, Success) else server
+
+
+def _invalid_text(error: InvalidRequest, args: argparse.Namespace) -> str:
+    field, problem = error.field, _PYTHON_ADVICE.sub("", error.problem)
+    if field == "bearer":
+        if "empty" in error.problem:
+            why = f"no API key: set {API_KEY_ENV} or use --api-key-file PATH"
+        else:
+            why = f"the API key in {_key_source(args)} {problem}"
+        return f"{error.operation}: {why} (nothing was sent)"
+    if field == "server" and "http://" in error.problem:
+        return f"{error.operation}: {_INSECURE_HTTP} (nothing was sent)"
+    if field == "timeout":
+        option = "--ready-timeout" if "wait" in error.operation else "--timeout"
+    else:
+        option = _OPTION_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
+    return f"{error.operation}: invalid {option}: {problem} (nothing was sent)"
+
+
+def _describe(error: ApiError, args: argparse.Namespace) -> str:
+    """One line saying what failed, with advice in the command line's terms (CLI options and
+    environment variables, never Python arguments). Not yet made :func:`safe`."""
+    if isinstance(error, OverBudget):  # the price table may have been fetched: say what was not
+        return f"{error.operation}: --max-cost: {error.reason()}"
+    if isinstance(error, InvalidRequest):
+        return _invalid_text(error, args)
+    if isinstance(error, HttpError) and error.status == 404:
+        command = getattr(args, "command", "")
+        if command == "create" and _machine_missing(error):
+            return (
+                f"{error.operation}: machine not found (404): "
+                "the account has no machine with this id (check --machine-id)"
+            )
+        if command == "create" or command in _NEVER_404:
+            return (
+                f"{error.operation}: {error.reason()}, which this route never answers: "
+                f"the base URL {_base_url(args)} is probably wrong "
+                "(ComfyDeploy's ends in /api; see --server)"
+            )
+    if isinstance(error, HttpError) and error.status == 401:
+        return str(error).replace(f"({API_KEY_ENV})", f"in {_key_source(args)}")
+    return str(error)
 
 
 # -- argument parsing -------------------------------------------------------------------------
@@ -101,7 +244,7 @@ class _Parser(argparse.ArgumentParser):
                 "unrecognized arguments (not shown, in case they hold a secret); "
                 f"the API key goes in {API_KEY_ENV} or --api-key-file"
             )
-        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(USAGE, safe(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def _help_epilog() -> str:
@@ -161,12 +304,28 @@ def _port(text: str) -> int:
     return value
 
 
+def _server(text: str) -> str:
+    """An argparse ``type`` for ``--server``: a server name or a base URL the client can use,
+    checked before anything is sent (a malformed URL is bad input, not a broken connection).
+    The URL is not repeated in the message: the user has it, and a URL may hold a secret."""
+    resolved = resolve_server(text)
+    if not isinstance(resolved, Success):
+        problem = _PYTHON_ADVICE.sub("", resolved.failure().problem)
+        subject = "it " if problem.startswith("is ") else ""  # "is not a usable URL"
+        raise argparse.ArgumentTypeError(f"invalid server: {subject}{problem}")
+    url = resolved.unwrap()
+    if urlsplit(url).scheme == "http" and not is_loopback(url):
+        raise argparse.ArgumentTypeError(f"invalid server: {_INSECURE_HTTP}")
+    return text
+
+
 def _api_options() -> _Parser:
     common = _Parser(add_help=False, allow_abbrev=False)
     group = common.add_argument_group("connection")
     group.add_argument(
         "--server",
-        default="production",
+        default=DEFAULT_SERVER,
+        type=_server,
         metavar="NAME|URL",
         help="production (default), staging, local (http://localhost:3011/api) or a base URL",
     )
@@ -231,13 +390,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="ask the server to answer only once ComfyUI is up (can take 10 minutes)",
     )
     _add_wait_options(create)
+    cli_costs.add_create_options(create)
 
     get = command("get", "Show one session.")
     get.add_argument("session_id", metavar="SESSION_ID")
     get.add_argument("--show-url", action="store_true", help="print the session's url (secret)")
 
-    listing = command("list", "List live sessions, newest first.")
+    listing = command(
+        "list",
+        "List live sessions, newest first, with what each costs.",
+        "Per session: GPU, age, time left, USD per hour and cost so far, then a total.\n"
+        "Costs come from the price table (`cdsessions prices`); --json gives exact decimal\n"
+        "strings for money and seconds for durations.",
+    )
     listing.add_argument("--machine-id", help="only sessions of this machine")
+    cli_costs.add_list_options(listing)
+
+    command("prices", "Show what each GPU costs (USD per second and per hour).")
+
+    reap = command(
+        "reap",
+        "Cancel forgotten sessions: a dry run unless --yes.",
+        "Selects live sessions by every selector given (--machine-id, --older-than, --gpu,\n"
+        "--cost-over) and prints what it would cancel and what that saves. --yes cancels\n"
+        "them and reports each: cancelled, already gone, or failed (any failure: non-zero\n"
+        "exit). Without any selector it refuses (exit 2) unless --all is given.",
+    )
+    cli_costs.add_reap_options(reap)
 
     cancel = command("cancel", "Stop a session (and its billing).")
     cancel.add_argument("session_id", metavar="SESSION_ID")
@@ -325,12 +504,17 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
 # -- output ----------------------------------------------------------------------------------
 
 
+def _lines(text: str) -> str:
+    """``text`` made :func:`safe` line by line: its own line breaks stay, nothing else does."""
+    return "\n".join(safe(line) for line in text.split("\n"))
+
+
 def _out(text: str = "") -> None:
-    print(text, flush=True)
+    print(_lines(text), flush=True)
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(_lines(text), file=sys.stderr, flush=True)
 
 
 def _when(moment: datetime | None) -> str:
@@ -346,7 +530,7 @@ def _session_json(session: Session, show_url: bool) -> dict[str, Any]:
 
 
 def _print_json(value: Any) -> None:
-    _out(msgspec.json.encode(value).decode())
+    _out(json_text(value))
 
 
 def _session_text(session: Session, show_url: bool) -> str:
@@ -366,13 +550,13 @@ def _session_text(session: Session, show_url: bool) -> str:
 
 def _table(sessions: Sequence[Session]) -> str:
     header = ("SESSION", "GPU", "READY", "ENDS", "MACHINE")
-    rows = [
+    rows = [  # made safe before widths are measured: an escape is wider than its character
         (
-            s.session_id,
-            s.gpu or "-",
+            safe(s.session_id),
+            safe(s.gpu or "-"),
             "yes" if s.ready else "no",
             _when(s.timeout_end),
-            s.machine_id or "-",
+            safe(s.machine_id or "-"),
         )
         for s in sessions
     ]
@@ -390,7 +574,8 @@ def _progress(session_id: str) -> Callable[[int, float], None] | None:
         return None
 
     def show(polls: int, waited: float) -> None:
-        stream.write(f"\rwaiting for session {session_id}: {waited:4.0f} s, {polls} polls ")
+        shown = safe(session_id)
+        stream.write(f"\rwaiting for session {shown}: {waited:4.0f} s, {polls} polls ")
         stream.flush()
 
     return show
@@ -405,18 +590,64 @@ def _end_progress() -> None:
 # -- commands --------------------------------------------------------------------------------
 
 
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_key_file(path: str) -> str:
+    """The key in ``path``: a regular file of at most :data:`MAX_KEY_FILE_BYTES` UTF-8 bytes.
+
+    Devices, FIFOs and directories are refused before reading (``/dev/zero`` never ends, a FIFO
+    would block), and no more than the limit is ever read, whatever the file claims its size is.
+    """
+
+    def refused(why: str) -> _Fail:
+        return _Fail(f"cannot read the API key file {shlex.quote(path)}: {why}", USAGE)
+
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; O_NOCTTY: a terminal device
+    # must not become this process's controlling terminal.
+    flags = os.O_RDONLY
+    for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):  # POSIX only; harmless where missing
+        flags |= getattr(os, name, 0)
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        why = error.strerror if isinstance(error, OSError) and error.strerror else "cannot open it"
+        raise refused(why.lower()) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise refused("it is a directory")
+        if not stat.S_ISREG(mode):
+            raise refused("it is not a regular file (a device, FIFO or socket)")
+        data = _read_at_most(fd, MAX_KEY_FILE_BYTES + 1)
+    except OSError as error:
+        raise refused((error.strerror or "cannot read it").lower()) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise refused(f"it is larger than {MAX_KEY_FILE_BYTES} bytes (a key is one short line)")
+    try:
+        key = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise refused("it is not UTF-8 text") from None
+    if not key:
+        raise refused("it is empty")
+    return key
+
+
 def _client(args: argparse.Namespace) -> SessionsClient:
     if args.api_key_file is None:
         return SessionsClient(server=args.server)  # reads COMFY_DEPLOY_API_KEY when called
-    try:
-        with open(args.api_key_file, encoding="utf-8") as handle:
-            key = handle.read().strip()
-    except (OSError, UnicodeDecodeError) as error:
-        why = error.strerror if isinstance(error, OSError) and error.strerror else "unreadable"
-        raise _Fail(f"cannot read the API key file: {why}", USAGE) from None
-    if not key:
-        raise _Fail("the API key file is empty", USAGE)
-    return SessionsClient(key, server=args.server)
+    return SessionsClient(_read_key_file(args.api_key_file), server=args.server)
 
 
 def _wait(client: SessionsClient, session_id: str, args: argparse.Namespace) -> Session:
@@ -437,23 +668,30 @@ def _cmd_create(client: SessionsClient, args: argparse.Namespace) -> int:
         timeout=args.timeout,
         wait_for_server=args.wait_for_server,
     )
-    created = _ok(client.create(body))
+    try:
+        created = _ok(client.create(body, max_cost=args.max_cost))
+    except KeyboardInterrupt as stop:
+        word, code = _stopped(stop)
+        raise _Fail(
+            f"{word} while creating a session; one may have started (see {_hint(args, 'list')})",
+            code,
+        ) from None
     session_id: str = created.session_id
     url: str | None = created.url
+    cancel = _hint(args, "cancel", session_id)
     if args.wait and url is None:
         try:
             url = _wait(client, session_id, args).url
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            word, code = _stopped(stop)
             raise _Fail(
-                f"interrupted; session {session_id} is still running "
-                f"(cancel it with `{PROG} cancel {session_id}`)",
-                INTERRUPTED,
+                f"{word}; session {session_id} is still running (cancel it with {cancel})", code
             ) from None
-        except _Fail as failure:
+        except _Failed as failure:
             raise _Fail(
-                f"{failure}; session {session_id} may still be running "
-                f"(cancel it with `{PROG} cancel {session_id}`)",
-                failure.code,
+                f"{_describe(failure.error, args)}; session {session_id} may still be running "
+                f"(cancel it with {cancel})",
+                exit_code_for(failure.error, args.command),
             ) from None
     if args.json:
         data: dict[str, Any] = {"session_id": session_id, "ready": url is not None}
@@ -461,7 +699,7 @@ def _cmd_create(client: SessionsClient, args: argparse.Namespace) -> int:
             data["url"] = url
         _print_json(data)
     else:
-        state = "ready" if url is not None else f"starting; run `{PROG} wait {session_id}`"
+        state = "ready" if url is not None else f"starting; run {_hint(args, 'wait', session_id)}"
         _out(f"created session {session_id} ({state})")
         if args.show_url and url is not None:
             _out(f"url {url}")
@@ -477,15 +715,10 @@ def _cmd_get(client: SessionsClient, args: argparse.Namespace) -> int:
     return OK
 
 
-def _cmd_list(client: SessionsClient, args: argparse.Namespace) -> int:
-    sessions: list[Session] = _ok(client.list(args.machine_id))
-    if args.json:
-        _print_json([_session_json(s, show_url=False) for s in sessions])
-    elif sessions:
-        _out(_table(sessions))
-    else:
-        _out("no live sessions")
-    return OK
+def _cmd_costs(client: SessionsClient, args: argparse.Namespace) -> int:
+    """``list``, ``prices`` and ``reap``: see :mod:`cdsessions.cli_costs`."""
+    code: int = _ok(cli_costs.COMMANDS[args.command](client, args))
+    return code
 
 
 def _cmd_cancel(client: SessionsClient, args: argparse.Namespace) -> int:
@@ -520,7 +753,9 @@ def _cmd_wait(client: SessionsClient, args: argparse.Namespace) -> int:
 _API_COMMANDS: Final = {
     "create": _cmd_create,
     "get": _cmd_get,
-    "list": _cmd_list,
+    "list": _cmd_costs,
+    "prices": _cmd_costs,
+    "reap": _cmd_costs,
     "cancel": _cmd_cancel,
     "extend": _cmd_extend,
     "wait": _cmd_wait,
@@ -616,26 +851,49 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _API_COMMANDS[args.command](client, args)
 
 
+def _tolerant_streams() -> None:
+    """Never fail on printing: a character the terminal's encoding lacks is shown escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    _tolerant_streams()
     args = _build_parser().parse_args(argv)
+    # SIGTERM (a closed terminal tab, `kill`, a CI runner's timeout) stops the command like
+    # Ctrl-C does: with one line that names a session left running, not silently.
+    # (Not when SIGTERM is ignored, as a supervisor may arrange, nor outside the main thread.)
+    previous = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _dispatch(args)
     except _Fail as failure:
         _err(f"{PROG}: {failure}")
         return failure.code
-    except KeyboardInterrupt:
-        _err(f"{PROG}: interrupted")
-        return INTERRUPTED
+    except _Failed as failed:
+        _err(f"{PROG}: {_describe(failed.error, args)}")
+        return exit_code_for(failed.error, args.command)
+    except KeyboardInterrupt as stop:
+        word, code = _stopped(stop)
+        _err(f"{PROG}: {word}")
+        return code
     except BrokenPipeError:
         # The reader went away (`cdsessions list | head`): nothing more to say to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
     except Exception as error:
         # A bug, not an expected failure: one line, no traceback, nothing from the message
-        # (it could quote anything).
+        # (it could quote anything, the API key included): the exception's type only.
         _err(f"{PROG}: internal error ({type(error).__name__}); please report it")
         return INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

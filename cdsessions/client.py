@@ -31,7 +31,10 @@ from cdsessions.transports.base import Transport
 
 if TYPE_CHECKING:
     # Imported when a lifecycle method is first called: most programs never call one.
+    from decimal import Decimal
+
     from cdsessions.lifecycle import OnPoll, SessionScope
+    from cdsessions.pricing import GpuPricing
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
 
@@ -99,12 +102,23 @@ class SessionsClient(ClientBase[Transport]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        max_cost: Decimal | int | str | float | None = None,
     ) -> Result[CreateSessionResponse, ApiError]:
         """Start a paid session. With ``wait_for_server=True`` the read timeout is at least
         11 minutes, since the server may take 10 to answer.
 
         Never repeated once the request may have reached the server (a retry could start a
-        second paid session) unless ``retry=RetryPolicy(allow_duplicates=True)``."""
+        second paid session) unless ``retry=RetryPolicy(allow_duplicates=True)``.
+
+        ``max_cost`` (USD: Decimal, int or str, parsed exactly; a float is read through its
+        repr, so ``2.5`` means 2.50) is a budget: the worst case, the requested minutes (15
+        when unset or 0) x 60 x the GPU's price per second, must not exceed it. Over budget, or
+        no way to price it (no ``gpu`` given, or a GPU missing from the price table), is an
+        :class:`~cdsessions.budget.OverBudget` (an ``InvalidRequest``) and no create is sent.
+        The price table is fetched first if this client has none yet; if that fails, that
+        failure is returned and no create is sent."""
+        if max_cost is not None:
+            return self._run(self._core.create_within(body, max_cost, timeout, retry))
         return self._run(self._core.create(body, timeout, retry))
 
     def extend(
@@ -118,6 +132,20 @@ class SessionsClient(ClientBase[Transport]):
         """Add ``minutes`` to a live session's timeout (live server only). Repeated, like
         create, only when the request surely never reached the server or got a 429."""
         return self._run(self._core.extend(session_id, minutes, timeout, retry))
+
+    def gpu_pricing(
+        self,
+        refresh: bool = False,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[GpuPricing, ApiError]:
+        """The GPU price table, ``GET /platform/gpu-pricing``: USD per second for each GPU, as
+        exact decimals. Fetched on first use and kept for the client's lifetime (prices change
+        rarely); ``refresh=True`` fetches it again. A read: retried like :meth:`get`.
+        ``pricing.price_per_second("A10G")`` is a :class:`~cdsessions.Price`, or a
+        :class:`~cdsessions.NoPrice` for a GPU the table does not list."""
+        return self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 
@@ -142,14 +170,25 @@ class SessionsClient(ClientBase[Transport]):
         wait: bool = True,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         on_poll: OnPoll | None = None,
+        max_cost: Decimal | int | str | float | None = None,
     ) -> SessionScope:
         """A context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it on exit, exceptions and Ctrl-C included.
-        ``with client.session(body) as started`` gives ``Result[OpenSession, ApiError]``."""
+        ``with client.session(body) as started`` gives ``Result[OpenSession, ApiError]``.
+
+        With ``max_cost`` (USD, as for :meth:`create`) the create is checked against the budget
+        first (nothing is created when it is over, or cannot be priced), and so is every
+        ``scope.extend(minutes)`` inside the block: the session's new worst case, all its
+        minutes at its GPU's price, must stay within the budget."""
         from cdsessions import lifecycle
 
         return lifecycle.SessionScope(
-            self, body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll
+            self,
+            body,
+            wait=wait,
+            ready_timeout=ready_timeout,
+            on_poll=on_poll,
+            max_cost=max_cost,
         )
 
     # -- the shell -------------------------------------------------------------------------

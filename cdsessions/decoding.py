@@ -1,7 +1,9 @@
 """Pure decoding: an :class:`HttpResponse` in, ``Result[T, ApiError]`` out. Never raises.
 
-msgspec raises ``DecodeError`` (and ``ValidationError``, a subclass) for bad input and
-``RecursionError`` for deeply nested JSON, even inside ignored fields; both become values here.
+msgspec raises ``DecodeError`` (and ``ValidationError``, a subclass) for bad input,
+``UnicodeDecodeError`` for a string that is not valid UTF-8 (not a ``DecodeError``: both are
+``ValueError``) and ``RecursionError`` for deeply nested JSON, even inside ignored fields; all of
+them become values here.
 """
 
 from __future__ import annotations
@@ -58,11 +60,23 @@ class _ErrorBody(msgspec.Struct):
 
 _ERROR_BODY: Final = msgspec.json.Decoder(_ErrorBody)
 _TEXT_LIMIT: Final = 300
+_REDIRECT: Final = (
+    "redirect not followed (the API key goes only to the configured server); check the server URL"
+)
+
+
+#: What msgspec raises for input it cannot decode. ``ValueError`` covers ``msgspec.DecodeError``
+#: and ``UnicodeDecodeError``.
+_UNDECODABLE: Final = (ValueError, RecursionError)
 
 
 def _split_msgspec_error(error: Exception) -> tuple[str, str]:
     """msgspec says ``Expected `str`, got `int` - at `$.url```: split off the path."""
-    text = str(error) if not isinstance(error, RecursionError) else "JSON nested too deeply"
+    if isinstance(error, RecursionError):
+        return "$", "JSON nested too deeply"
+    if isinstance(error, UnicodeDecodeError):  # its text would quote the bytes' position only
+        return "$", "a string is not valid UTF-8"
+    text = str(error)
     problem, sep, where = text.rpartition(" - at `")
     if sep and where.endswith("`"):
         return where[:-1], problem
@@ -72,7 +86,7 @@ def _split_msgspec_error(error: Exception) -> tuple[str, str]:
 def _try_decode(decoder: msgspec.json.Decoder[T], body: bytes) -> Result[T, tuple[str, str]]:
     try:
         return Success(decoder.decode(body))
-    except (msgspec.DecodeError, RecursionError) as error:
+    except _UNDECODABLE as error:
         return Failure(_split_msgspec_error(error))
 
 
@@ -93,8 +107,8 @@ def error_from(response: HttpResponse, operation: str) -> ApiError:
     """The failure value for a non-2xx response, keeping what the server said."""
     status = response.status
     if 300 <= status < 400:
-        location = response.header("location") or "nowhere"
-        return HttpError(operation, status, f"redirect to {location} (not followed)")
+        # The Location is not kept: it can name a session's tunnel, and errors reach logs.
+        return HttpError(operation, status, _REDIRECT)
     if status == 422:
         parsed = _try_decode(_VALIDATION, response.body)
         if isinstance(parsed, Success):
@@ -123,7 +137,7 @@ def decode(
         return Failure(DecodeFailed(operation, response.status, "$", f"expected JSON, got {media}"))
     try:  # inline rather than through _try_decode: this is every successful call's path
         return Success(decoder.decode(response.body))
-    except (msgspec.DecodeError, RecursionError) as error:
+    except _UNDECODABLE as error:
         return Failure(DecodeFailed(operation, response.status, *_split_msgspec_error(error)))
 
 

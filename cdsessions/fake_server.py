@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Final
+from typing import Final, cast
 from urllib.parse import parse_qsl
 
 from cdsessions.fake_service import FakeService
@@ -94,7 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "cdsessions-fake"
     sys_version = ""
     timeout = 30  # an idle keep-alive connection does not hold a thread forever
-    server: FakeHTTPServer
+
+    @property
+    def fake(self) -> FakeHTTPServer:
+        # Only FakeHTTPServer creates this handler. (Re-annotating ``server`` instead narrows a
+        # mutable base attribute, which pyright rejects.)
+        return cast("FakeHTTPServer", self.server)
 
     def setup(self) -> None:
         super().setup()
@@ -113,10 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
-        if self.server.log is not None:
+        if self.fake.log is not None:
             elapsed = (time.perf_counter() - started) * 1000
             # Path only: the query may carry anything, and headers carry the key.
-            self.server.log(f"{self.command} {path} {response.status} {elapsed:.1f}ms")
+            self.fake.log(f"{self.command} {path} {response.status} {elapsed:.1f}ms")
 
     def _answer(self, path: str, query: str) -> HttpResponse:
         length_text = self.headers.get("Content-Length")
@@ -137,9 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
             query=tuple(parse_qsl(query, keep_blank_values=True)),
             headers=tuple(self.headers.items()),
             body=body,
-            base_url=self.server.base_url,
+            base_url=self.fake.base_url,
         )
-        return self.server.service.handle(request)
+        return self.fake.service.handle(request)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
 

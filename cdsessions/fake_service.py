@@ -30,8 +30,14 @@ What it models, and the live behaviour each rule copies:
   cancel → 404). With ``early_cancel_fails=True`` a session cancelled before it was ready
   answers 400 ``"Modal function id not found"`` and is closed anyway, as live does when the
   Modal call had not been spawned yet.
+* **Prices.** ``GET /platform/gpu-pricing`` answers the price table (USD per second per GPU):
+  by default :data:`DEFAULT_GPU_PRICES`, the live values of 2025-11; pass ``prices`` to change it.
 * **increase-timeout** adds minutes to ``timeout_end`` (``timeout`` stays the initial value,
   as live); more than 60 minutes left afterwards is the live 400.
+
+For tests: :attr:`FakeService.requests_seen` lists the ``(method, path)`` of every request
+handled, and ``intercept`` (a function of each authenticated request, returning a response or
+None) can answer a request in place of the fake, e.g. to make one cancel fail.
 
 Not modelled: plans and balances (free-plan 400s, 403), the moment after a cancel when the live
 server may still answer 200, and real ComfyUI behind the url.
@@ -50,6 +56,7 @@ import math
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
@@ -62,6 +69,7 @@ from cdsessions.http import HttpRequest, HttpResponse, header
 from cdsessions.models import MachineGPU
 
 __all__ = [
+    "DEFAULT_GPU_PRICES",
     "DEFAULT_MACHINE_ID",
     "MAX_LIVE_SESSIONS_PER_MACHINE",
     "Clock",
@@ -82,7 +90,26 @@ MAX_REMAINING_MINUTES: Final = 60
 #: keep every date representable.
 MAX_TIMEOUT_MINUTES: Final = 7 * 24 * 60
 
+#: ``GET /platform/gpu-pricing`` of the live server (api-facts.md, 2025-11): USD per second,
+#: written as the server writes them.
+DEFAULT_GPU_PRICES: Final[Mapping[str, str]] = {
+    "T4": "0.00018",
+    "L4": "0.00032",
+    "A10G": "0.000337",
+    "L40S": "0.000596",
+    "A100": "0.00114",
+    "A100-80GB": "0.001708",
+    "H100": "0.002338",
+    "H200": "0.001891",
+    "B200": "0.002604",
+    "CPU": "0.000042",
+}
+#: How many requests :attr:`FakeService.requests_seen` remembers (the oldest are dropped).
+REQUEST_LOG_SIZE: Final = 10_000
+
 Clock: TypeAlias = Callable[[], datetime]
+#: Sees each authenticated request first; a response it returns is the answer.
+Intercept: TypeAlias = Callable[[HttpRequest], HttpResponse | None]
 _Json: TypeAlias = Any
 
 _NAMESPACE: Final = uuid.UUID("6f1d7c2e-3a58-4c0e-9a39-fa4e5e551011")
@@ -192,6 +219,16 @@ def _utc_z(moment: datetime) -> str:
 def _naive(moment: datetime) -> str:
     """The live ``timeout_end``: naive ISO text meaning UTC (it comes from ``utcnow()``)."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+
+def _price_table(prices: Mapping[str, str | int]) -> bytes:
+    """The gpu-pricing body, each price written with exactly the digits given (json.dumps would
+    go through float)."""
+    for gpu, price in prices.items():
+        if not re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?", str(price)):
+            raise ValueError(f"the price of {gpu!r} is not a JSON number: {price!r}")
+    items = ",".join(f"{json.dumps(gpu)}:{price}" for gpu, price in prices.items())
+    return ("{" + items + "}").encode()
 
 
 def _is_uuid(text: str) -> bool:
@@ -346,6 +383,8 @@ class FakeService:
         seed_shapes: bool = False,
         early_cancel_fails: bool = False,
         seed: int = 0,
+        prices: Mapping[str, str | int] | None = None,
+        intercept: Intercept | None = None,
     ) -> None:
         listed = [m if isinstance(m, FakeMachine) else FakeMachine(m) for m in machines]
         self._machines = {machine.id: machine for machine in listed}
@@ -361,6 +400,9 @@ class FakeService:
         self._created = 0
         self._handled = 0
         self._lock = threading.RLock()
+        self._prices_body = _price_table(DEFAULT_GPU_PRICES if prices is None else prices)
+        self._intercept = intercept
+        self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
 
     # -- looking inside (for tests) --------------------------------------------------------
 
@@ -372,6 +414,12 @@ class FakeService:
     def requests_handled(self) -> int:
         with self._lock:
             return self._handled
+
+    @property
+    def requests_seen(self) -> tuple[tuple[str, str], ...]:
+        """``(method, path)`` of each request handled, oldest first (paths below the base)."""
+        with self._lock:
+            return tuple(self._seen)
 
     def live_sessions(self, api_key: str | None = None) -> tuple[FakeSession, ...]:
         """Sessions that exist now (expired ones removed), oldest first; only those of
@@ -390,12 +438,17 @@ class FakeService:
         """The response the live server would give to ``request``."""
         with self._lock:
             self._handled += 1
+            self._seen.append((request.method.upper(), unquote(request.path)))
             now = self._clock()
             self._expire(now)
             account, refusal = self._authenticate(request)
             if refusal is not None:
                 return refusal
             assert account is not None  # _authenticate gives one or the other
+            if self._intercept is not None:
+                answer = self._intercept(request)
+                if answer is not None:
+                    return answer
             return self._route(request, account, now)
 
     # -- auth ------------------------------------------------------------------------------
@@ -428,6 +481,10 @@ class FakeService:
         if path == "/session":
             if method == "POST":
                 return self._create(request.body, account, now)
+            return _detail(405, "Method Not Allowed")
+        if path == "/platform/gpu-pricing":
+            if method == "GET":
+                return HttpResponse(200, (("content-type", "application/json"),), self._prices_body)
             return _detail(405, "Method Not Allowed")
         if path == "/sessions":
             if method == "GET":

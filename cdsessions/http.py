@@ -13,8 +13,18 @@ import msgspec
 
 __all__ = ["REDACTED", "SECRET_HEADERS", "Headers", "HttpRequest", "HttpResponse", "header"]
 
-#: Header names whose values are never shown (compared lowercase).
-SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+#: Header names whose values are never shown (compared lowercase). A redirect's Location can
+#: name a session's tunnel (an unauthenticated URL), so a response's repr hides it too.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "proxy-authorization",
+        "location",
+        "content-location",
+    }
+)
 REDACTED = "<redacted>"
 
 Headers = tuple[tuple[str, str], ...]

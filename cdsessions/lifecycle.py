@@ -33,22 +33,31 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions import builders
 from cdsessions.builders import describe_id
-from cdsessions.errors import ApiError, HttpError, TransportFailed
+from cdsessions.errors import ApiError, HttpError, InvalidRequest, TransportFailed
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
     DeleteSessionResponse,
+    ExtendSessionResponse,
     Session,
 )
+from cdsessions.observe import mask_urls
 from cdsessions.retry import Wait
 from cdsessions.steps import Steps, drive
-from cdsessions.timeouts import DEFAULT_READY_TIMEOUT
+from cdsessions.timeouts import DEFAULT_READY_TIMEOUT, clamp_seconds, ready_timeout_from
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from cdsessions.budget import Allowance
+    from cdsessions.pricing import GpuPricing
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -112,21 +121,42 @@ class Backoff(msgspec.Struct, frozen=True):
     cap: float = 4.0
 
     def delay(self, attempt: int) -> float:
-        """The pause before poll number ``attempt + 2`` (the first poll is immediate)."""
-        return float(min(self.cap, self.first * self.factor ** min(attempt, 64)))
+        """The pause before poll number ``attempt + 2`` (the first poll is immediate). Always
+        something a sleep accepts, between 0 and :data:`~cdsessions.timeouts.MAX_SECONDS`:
+        unusable fields (see :meth:`problem`) give 0 rather than an exception."""
+        if self.problem() is not None:
+            return 0.0
+        try:
+            pause = min(self.cap, self.first * self.factor ** min(attempt, 64))
+        except OverflowError:  # grew past what a float holds: the cap applies
+            pause = self.cap
+        return clamp_seconds(pause)
+
+    def problem(self) -> str | None:
+        """Why these delays cannot be used, or None: each field must be a finite number ≥ 0
+        (``factor`` ≥ 1)."""
+        for name in ("first", "factor", "cap"):
+            checked = ready_timeout_from(getattr(self, name))
+            if not isinstance(checked, Success):
+                return f"{name} {checked.failure()}"
+        return "factor must be at least 1" if self.factor < 1 else None
 
 
 _DEFAULT_BACKOFF: Final = Backoff()
 
 
 class SessionOps(Protocol):
-    """The three calls the helpers need; :class:`~cdsessions.SessionsClient` has them."""
+    """The calls the helpers need; :class:`~cdsessions.SessionsClient` has them."""
 
     def create(self, body: CreateSessionBody) -> Result[CreateSessionResponse, ApiError]: ...
 
     def get(self, session_id: str) -> Result[Session, ApiError]: ...
 
     def cancel(self, session_id: str) -> Result[DeleteSessionResponse, ApiError]: ...
+
+    def extend(self, session_id: str, minutes: int) -> Result[ExtendSessionResponse, ApiError]: ...
+
+    def gpu_pricing(self) -> Result[GpuPricing, ApiError]: ...
 
 
 class Poll(msgspec.Struct, frozen=True):
@@ -149,10 +179,18 @@ def ready_steps(
     on_poll: OnPoll | None = None,
     clock: Clock = time.monotonic,
 ) -> Steps[Poll, Result[Session, ApiError], Result[Session, ApiError]]:
-    """The steps of :func:`wait_until_ready`, for any driver (see :mod:`cdsessions.steps`)."""
-    operation = f"wait for session {describe_id(session_id)}"
+    """The steps of :func:`wait_until_ready`, for any driver (see :mod:`cdsessions.steps`).
+    An unusable ``timeout`` or ``backoff`` is an ``InvalidRequest`` before the first poll."""
+    shown = describe_id(session_id) if isinstance(session_id, str) else "(not a string)"
+    operation = f"wait for session {shown}"
+    seconds = ready_timeout_from(timeout)
+    if not isinstance(seconds, Success):  # NaN would poll forever: no deadline ever passes
+        return Failure(InvalidRequest(operation, "timeout", seconds.failure()))
+    unusable = backoff.problem() if isinstance(backoff, Backoff) else "must be a Backoff"
+    if unusable:
+        return Failure(InvalidRequest(operation, "backoff", unusable))
     started = clock()
-    deadline = started + timeout
+    deadline = started + seconds.unwrap()
     polls = 0
     while True:
         answer = yield Poll(session_id)
@@ -224,7 +262,9 @@ def cancel_steps(
 ) -> Steps[Cancel, Result[DeleteSessionResponse, ApiError], Result[str, ApiError]]:
     """The steps of :func:`cancel_until_closed`, for any driver (see :mod:`cdsessions.steps`)."""
     error: ApiError | None = None
-    for attempt in range(max(1, attempts)):
+    # A cancel must be tried whatever ``attempts`` holds: refusing would leave a session running.
+    whole = isinstance(attempts, int) and not isinstance(attempts, bool)
+    for attempt in range(max(1, attempts) if whole else CANCEL_ATTEMPTS):
         if attempt:
             yield Wait(backoff.delay(attempt - 1), "cancel failed")
         answer = yield Cancel(session_id)
@@ -258,14 +298,17 @@ def cancel_until_closed(
 
 
 def report_unclosed(session_id: str, closed: Result[str, ApiError] | None) -> None:
-    """Log, at ERROR, a session a scope could not confirm closed: it may still be billing."""
+    """Log, at ERROR, a session a scope could not confirm closed: it may still be billing.
+
+    The line is bounded and holds no URL: the failure's text comes from the server (a
+    redirect, an error detail) and may name the session's tunnel."""
     if closed is not None and not isinstance(closed, Success):
-        logger.error(
-            "session %s may still be running: %s; cancel it with `cdsessions cancel %s`",
-            session_id,
-            closed.failure(),
-            session_id,
+        shown = describe_id(session_id)
+        line = (
+            f"session {shown} may still be running: {closed.failure()}; "
+            f"cancel it with `cdsessions cancel {shown}`"
         )
+        logger.error("%s", mask_urls(line))
 
 
 class OpenSession(msgspec.Struct, frozen=True):
@@ -282,7 +325,7 @@ class OpenSession(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         shown = "None" if self.url is None else "'<redacted url>'"
-        return f"OpenSession(session_id={self.session_id!r}, url={shown})"
+        return f"OpenSession(session_id={self.session_id[:80]!r}, url={shown})"
 
 
 class ScopeState:
@@ -297,13 +340,82 @@ class ScopeState:
         wait: bool = True,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         on_poll: OnPoll | None = None,
+        max_cost: object = None,
     ) -> None:
         self._body = body
         self._wait = wait
         self._ready_timeout = ready_timeout
         self._on_poll = on_poll
+        self._max_cost = max_cost
+        #: What the budget allows (None without a budget): price and minutes so far.
+        self._allowance: Allowance | None = None
         self.session_id: str | None = None
         self.closed: Result[str, ApiError] | None = None
+
+    def _unusable(self, backoff: Backoff | None = None) -> Result[OpenSession, ApiError] | None:
+        """What the block gets when the scope's own settings cannot be used, else None. Checked
+        before the create: a ready timeout of NaN must not start (and bill) a session."""
+        seconds = ready_timeout_from(self._ready_timeout)
+        if not isinstance(seconds, Success):
+            problem = seconds.failure()
+            return Failure(InvalidRequest("start session", "ready_timeout", problem))
+        if backoff is None:
+            return None
+        unusable = backoff.problem() if isinstance(backoff, Backoff) else "must be a Backoff"
+        return Failure(InvalidRequest("start session", "backoff", unusable)) if unusable else None
+
+    # The budget guard (see cdsessions.budget): checked before the create and each extension.
+
+    def _budget_limit(self) -> Result[Decimal | None, ApiError]:
+        """The budget in USD (None without one), or why the create must not be sent."""
+        if self._max_cost is None:
+            return Success(None)
+        from cdsessions import budget
+
+        built = builders.build_create(self._body)  # a body that cannot be sent needs no prices
+        if not isinstance(built, Success):
+            return Failure(built.failure())
+        return budget.budget_from(self._max_cost, built.unwrap().operation)
+
+    def _allow(
+        self, limit: Decimal, pricing: Result[GpuPricing, ApiError]
+    ) -> Result[OpenSession, ApiError] | None:
+        """Check the create against ``limit`` with the price table: what the block gets when it
+        must not be sent, else None (and the allowance is kept for extensions)."""
+        from cdsessions import budget
+
+        if not isinstance(pricing, Success):
+            return Failure(pricing.failure())
+        operation = builders.build_create(self._body).unwrap().operation  # checked before
+        checked = budget.check_create(self._body, pricing.unwrap(), limit, operation)
+        if not isinstance(checked, Success):
+            return Failure(checked.failure())
+        self._allowance = checked.unwrap()
+        return None
+
+    def _extension(self, minutes: int) -> Result[tuple[str, Allowance | None], ApiError]:
+        """The open session's id and its allowance after ``minutes`` more, or why the extension
+        must not be sent (no open session, bad minutes, over budget)."""
+        session_id = self.session_id
+        if session_id is None or self.closed is not None:
+            problem = "no session is open in this scope"
+            return Failure(InvalidRequest("extend session", "session", problem))
+        built = builders.build_extend(session_id, minutes)
+        if not isinstance(built, Success):
+            return Failure(built.failure())
+        if self._allowance is None:
+            return Success((session_id, None))
+        from cdsessions import budget
+
+        checked = budget.check_extend(self._allowance, minutes, built.unwrap().operation)
+        return checked.map(lambda allowance: (session_id, allowance))
+
+    def _extended(
+        self, allowance: Allowance | None, answer: Result[ExtendSessionResponse, ApiError]
+    ) -> Result[ExtendSessionResponse, ApiError]:
+        if isinstance(answer, Success) and allowance is not None:
+            self._allowance = allowance
+        return answer
 
     def _created(
         self, created: Result[CreateSessionResponse, ApiError]
@@ -325,7 +437,9 @@ class ScopeState:
         return waited.map(lambda session: OpenSession(session_id, session.url, session))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(session_id={self.session_id!r}, closed={self.closed!r})"
+        # The id came from the server: shown bounded, like every failure's repr.
+        shown = None if self.session_id is None else self.session_id[:80]
+        return f"{type(self).__name__}(session_id={shown!r}, closed={self.closed!r})"
 
 
 class SessionScope(ScopeState):
@@ -348,16 +462,34 @@ class SessionScope(ScopeState):
         backoff: Backoff = _DEFAULT_BACKOFF,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
+        max_cost: object = None,
     ) -> None:
-        super().__init__(body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll)
+        super().__init__(
+            body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll, max_cost=max_cost
+        )
         self._ops = ops
         self._backoff = backoff
         self._sleep = sleep
         self._clock = clock
+        self._entered = False
 
     def __enter__(self) -> Result[OpenSession, ApiError]:
-        if self.session_id is not None:
+        # Once, whatever the first entry gave (as the async scope): a second ``with`` after a
+        # failed create would otherwise start a session the caller believes was refused.
+        if self._entered:
             raise RuntimeError("a SessionScope can be entered only once")
+        self._entered = True
+        unusable = self._unusable(self._backoff)
+        if unusable is not None:
+            return unusable
+        limit = self._budget_limit()
+        if not isinstance(limit, Success):
+            return Failure(limit.failure())
+        usd = limit.unwrap()
+        if usd is not None:
+            refused = self._allow(usd, self._ops.gpu_pricing())
+            if refused is not None:
+                return refused
         early = self._created(self._ops.create(self._body))
         if early is not None:
             return early
@@ -388,6 +520,16 @@ class SessionScope(ScopeState):
     ) -> None:
         if self.session_id is not None and self.closed is None:
             self._close()
+
+    def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
+        """Add ``minutes`` to the open session's timeout. In a scope with ``max_cost``, refused
+        (an :class:`~cdsessions.budget.OverBudget`, nothing sent) when the session's new worst
+        case, all its minutes at its GPU's price, would be over the budget."""
+        checked = self._extension(minutes)
+        if not isinstance(checked, Success):
+            return Failure(checked.failure())
+        session_id, allowance = checked.unwrap()
+        return self._extended(allowance, self._ops.extend(session_id, minutes))
 
     def _close(self) -> None:
         session_id = self.session_id

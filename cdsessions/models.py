@@ -216,8 +216,8 @@ class SeedListItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     The fields a :class:`Session` is made of, and the ones the seed requires, typed as in
     :class:`GPUEventModel`. The optional fields a Session drops (``ws_gpu``, ``updated_at``,
     ``modal_function_id``, ``cost_item_title``, ``cost``) are skipped unread: a list of 100 000
-    sessions then never holds their ~25 MB, and decodes faster. No ``__post_init__``: the
-    datetimes a Session keeps are normalised by ``Session`` itself.
+    sessions then never holds their ~25 MB, and decodes faster. The datetimes a Session keeps
+    are normalised by ``Session`` itself.
     """
 
     id: str
@@ -232,6 +232,15 @@ class SeedListItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     session_timeout: int | None = None
     session_id: str | None = None
     tunnel_url: str | None = None
+
+    def __post_init__(self) -> None:
+        # Both are checked as the seed requires, then let go as soon as it is clear the Session
+        # will not use them (it never uses end_time; start_time only without created_at): a
+        # list of 100 000 items decoded whole then holds ~5 MB less at its peak.
+        if self.end_time is not None:
+            force_setattr(self, "end_time", None)
+        if self.start_time is not None and self.created_at is not None:
+            force_setattr(self, "start_time", None)
 
 
 def session_from_seed(event: GPUEventModel | SeedListItem) -> Session:

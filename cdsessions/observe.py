@@ -39,12 +39,15 @@ __all__ = [
 LOGGER: Final = logging.getLogger("cdsessions")
 # Trailing punctuation is left alone: "see https://x.y/z." keeps its full stop. Compiled (and
 # then cached by ``re``) on first use rather than on import: most calls log nothing.
-_URL: Final = r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>,.;:!?)\]]"
+# Percent-encoded too (``https%3A%2F%2F…``): a server's id can hold a URL, and ids are logged
+# as part of the request path, encoded.
+_URL: Final = r"\b([a-zA-Z][a-zA-Z0-9+.-]*(?:://|%3[aA]%2[fF]%2[fF]))[^\s'\"<>]*[^\s'\"<>,.;:!?)\]]"
 
 
 def mask_urls(text: str) -> str:
-    """``text`` with every ``scheme://…`` URL replaced by ``scheme://<masked>``."""
-    return re.sub(_URL, lambda match: match.group(0).split("://", 1)[0] + "://<masked>", text)
+    """``text`` with every ``scheme://…`` URL (percent-encoded or not) replaced by
+    ``scheme://<masked>``."""
+    return re.sub(_URL, r"\1<masked>", text)
 
 
 class AttemptStarted(msgspec.Struct, frozen=True):

@@ -24,7 +24,7 @@ from returns.result import Failure, Result, Success
 
 from cdsessions.errors import TransportFailed
 from cdsessions.http import HttpResponse
-from cdsessions.timeouts import Timeout
+from cdsessions.timeouts import Timeout, clamp_seconds
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -142,11 +142,13 @@ def backoff_delay(policy: RetryPolicy, attempt: int, unit: float) -> float:
     exponent = max(attempt - 1, 0)
     log_delay = math.log(policy.backoff) + exponent * math.log(policy.multiplier)
     full = policy.max_delay if log_delay >= math.log(policy.max_delay) else math.exp(log_delay)
-    return full * (1.0 - policy.jitter * min(max(unit, 0.0), 1.0))
+    # No sleep may be longer than the platform can wait (time.sleep(1e10) raises).
+    return clamp_seconds(full) * (1.0 - policy.jitter * min(max(unit, 0.0), 1.0))
 
 
 # Compiled (and then cached by ``re``) on first use: most responses carry no Retry-After.
-_SECONDS: Final = r"\s*(\d{1,10}(?:\.\d{1,6})?)\s*"
+# ASCII digits only: ``\d`` alone also matches "١٢٠", which no HTTP peer may send.
+_SECONDS: Final = r"(?a)\s*(\d{1,10}(?:\.\d{1,6})?)\s*"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -228,7 +230,7 @@ def decide(
         asked = parse_retry_after(outcome.unwrap().header("retry-after"), now)
     if asked is not None and asked > policy.max_retry_after:
         return Stop(f"{reason}; Retry-After {asked:g}s is over {policy.max_retry_after:g}s")
-    delay = asked if asked is not None else backoff_delay(policy, attempt, unit)
+    delay = clamp_seconds(asked) if asked is not None else backoff_delay(policy, attempt, unit)
     if remaining is not None and delay >= remaining:
         return Stop(f"{reason}; waiting {delay:.2f}s would pass the overall deadline")
     return Retry(delay, reason)
@@ -236,8 +238,10 @@ def decide(
 
 def attempt_timeout(timeout: Timeout, remaining: float | None) -> Timeout:
     """The timeout for one attempt: no part of it may outlast the call's overall deadline."""
-    if remaining is None:
-        return timeout
+    if remaining is None or (
+        remaining == timeout.total and timeout.connect <= remaining and timeout.read <= remaining
+    ):
+        return timeout  # the first attempt, usually: nothing to shorten, nothing to build
     return Timeout(min(timeout.connect, remaining), min(timeout.read, remaining), remaining)
 
 
@@ -287,6 +291,11 @@ def plan(
         attempt += 1
         outcome = yield Send(attempt, attempt_timeout(timeout, remaining))
         assert outcome is not None, "the driver must send back the outcome of each Send"
+        if isinstance(outcome, Success) and 200 <= outcome.unwrap().status < 300:
+            # What decide() answers first, without reading the clocks or drawing a random
+            # number: the usual call ends here.
+            yield Done(outcome, attempt, "succeeded")
+            return
         remaining = None if deadline is None else deadline - clock()
         decision = decide(
             policy, kind, attempt, outcome, remaining=remaining, now=wallclock(), unit=unit()

@@ -1,38 +1,81 @@
 """Suite-wide guard: no test may make the library log an API key or a session tunnel URL.
 
 Every test runs with the ``cdsessions`` and ``urllib3`` loggers at DEBUG and a handler that
-records each formatted line; a line holding an unredacted ``Bearer`` token or a Modal tunnel
-host fails the test that produced it. (``tests/test_secrets.py`` checks reprs, errors and
-observer events in depth; this catches a leak from any test, whatever it exercises.)
+records each formatted line; a line holding a leak fails the test that produced it. A leak is an
+``Authorization``/``Bearer <token>`` pair that is not redacted, any of the key values the test's
+module uses (its module-level ``*KEY*`` strings), or a Modal tunnel host. The bare word
+``Bearer`` elsewhere is not a leak: ``GET /api/session/Bearer HTTP/1.1`` is a session id.
+(``tests/test_secrets.py`` checks reprs, errors and observer events in depth; this catches a
+leak from any test, whatever it exercises.)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
+from hypothesis import settings
 
-_LEAK = re.compile(r"Bearer\s+(?!<redacted>)\S|\.modal\.(?:host|run|localhost)")
+# CI (CI=true) runs without any saved example database: a counterexample saved by an earlier run
+# in the same clone must not decide the verdict. This replaces Hypothesis's built-in "ci" profile,
+# which would also derandomize: seeds still vary from run to run, so CI keeps exploring.
+# HYPOTHESIS_PROFILE names a profile explicitly ("default" keeps the local database).
+settings.register_profile(
+    "ci", parent=settings.get_profile("default"), database=None, print_blob=True
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
+)
+
+# The header in any shape a log line may show it: ``Authorization: Bearer x``,
+# ``('Authorization', 'Bearer x')``, ``"authorization": "Bearer x"``, ``authorization=Bearer x``.
+_LEAK = re.compile(
+    r"(?i)\bauthorization\b\W{0,6}bearer\s+(?!<redacted>)[^\s'\"]"
+    r"|\.modal\.(?:host|run|localhost)"
+)
 _WATCHED = ("cdsessions", "urllib3")
+#: Shorter module constants (``KEY = "k"``) would match ordinary text; they are not looked for.
+_SHORTEST_KEY = 6
+
+
+def is_leak(line: str, keys: Iterable[str] = ()) -> bool:
+    """Whether a log line shows a secret: the header's shape, a tunnel host or a key value."""
+    return _LEAK.search(line) is not None or any(key in line for key in keys)
+
+
+def module_keys(module: object) -> frozenset[str]:
+    """The API keys a test module uses: its module-level strings (or tuples of strings) whose
+    name holds ``KEY``, long enough not to match ordinary words."""
+    found: set[str] = set()
+    for name, value in vars(module).items():
+        if "KEY" not in name:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        found.update(v for v in values if isinstance(v, str) and len(v) >= _SHORTEST_KEY)
+    return frozenset(found)
 
 
 class _LeakWatch(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, keys: frozenset[str]) -> None:
         super().__init__(logging.DEBUG)
+        self.keys = keys
         self.leaks: list[str] = []
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
-        if _LEAK.search(line):
+        if is_leak(line, self.keys):
             self.leaks.append(line[:300])
 
 
 @pytest.fixture(autouse=True)
-def _no_secret_in_logs() -> Iterator[None]:
-    watch = _LeakWatch()
+def _no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Only Python test functions have a module (README blocks run through Sybil do not).
+    module = getattr(request.node, "module", None)
+    watch = _LeakWatch(module_keys(module) if module is not None else frozenset())
     loggers = [logging.getLogger(name) for name in _WATCHED]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

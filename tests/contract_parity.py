@@ -26,6 +26,7 @@ from cdsessions.models import (
     Session,
     ValidationError,
 )
+from cdsessions.pricing import PriceTable
 from tests.contract_strategies import Contract, Json, Schema
 
 __all__ = ["CLAIMS", "Found", "model_schemas", "schema_differences"]
@@ -49,6 +50,7 @@ CLAIMS: Final[Mapping[str, Mapping[str, type]]] = {
         "CreateSessionResponse": CreateSessionResponse,
         "DeleteSessionResponse": DeleteSessionResponse,
         "IncreaseTimeoutResponse": ExtendSessionResponse,
+        "GpuPricing": PriceTable,  # a map, not a Struct: compared as a whole (see below)
         "HTTPValidationError": HTTPValidationError,
         "ValidationError": ValidationError,
         "MachineGPU": MachineGPU,
@@ -137,13 +139,28 @@ def _field_differences(
             )
 
 
+def _map_differences(contract: str, name: str, theirs: Schema, model: Any) -> Iterator[Found]:
+    """A schema for a JSON object used as a map (``additionalProperties``), claimed by a
+    ``dict[str, T]``: its values compared as one field named ``*``."""
+    ours = msgspec.json.schema(model)
+    if theirs.get("type") != ours.get("type"):
+        yield Found(contract, name, None, "type", theirs.get("type"), ours.get("type"))
+    their_values = _shape(theirs.get("additionalProperties", {}), {})
+    our_values = _shape(ours.get("additionalProperties", {}), {})
+    yield from _field_differences(contract, name, "*", their_values, our_values)
+
+
 def schema_differences(contract: Contract, claims: Mapping[str, type] | None = None) -> list[Found]:
     """Every difference between ``contract``'s schemas and the models claiming them."""
     claims = CLAIMS[contract.name] if claims is None else claims
+    maps = {name: model for name, model in claims.items() if not isinstance(model, type)}
+    claims = {name: model for name, model in claims.items() if name not in maps}
     models = model_schemas(tuple(dict.fromkeys(claims.values())))
     # A model refers to other models by its own names; map them to the contract's names.
     names = {model.__name__: name for name, model in claims.items()}
     found: list[Found] = []
+    for name, model in maps.items():
+        found += _map_differences(contract.name, name, contract.schema(name), model)
     for name, model in claims.items():
         theirs = contract.schema(name)
         ours = models[model.__name__]

@@ -64,12 +64,22 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def _inside_scope(client: AsyncSessionsClient, scopes: list[AsyncSessionScope]) -> None:
+async def _inside_scope(
+    client: AsyncSessionsClient, scopes: list[AsyncSessionScope], inside: asyncio.Event
+) -> None:
+    """Open a session and stay in the block; ``inside`` is set once the body runs, so a test
+    can cancel provably inside the block and not during the readiness wait."""
     scope = client.session(BODY, ready_timeout=5)
     scopes.append(scope)
     async with scope as started:
         assert isinstance(started, Success), started
+        inside.set()
         await asyncio.sleep(3600)
+    raise AssertionError("the block ended without being cancelled")  # pragma: no cover
+
+
+async def _until_inside(inside: asyncio.Event) -> None:
+    await asyncio.wait_for(inside.wait(), 10)
 
 
 def test_cancelling_the_task_inside_the_scope_cancels_the_session() -> None:
@@ -78,11 +88,10 @@ def test_cancelling_the_task_inside_the_scope_cancels_the_session() -> None:
     async def scenario() -> None:
         async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
             scopes: list[AsyncSessionScope] = []
-            task = asyncio.create_task(_inside_scope(client, scopes))
-            while not service.live_sessions() or scopes[0].session_id is None:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)  # well inside the block now
-            assert len(service.live_sessions()) == 1
+            inside = asyncio.Event()
+            task = asyncio.create_task(_inside_scope(client, scopes, inside))
+            await _until_inside(inside)  # the body runs: the cancel lands inside the block
+            assert [s.session_id for s in service.live_sessions()] == [scopes[0].session_id]
             await _cancelled(task)
             # Cancelled when the task ended, not later on close.
             assert service.live_sessions() == ()
@@ -92,19 +101,51 @@ def test_cancelling_the_task_inside_the_scope_cancels_the_session() -> None:
 
 
 def test_a_timeout_inside_the_scope_cancels_the_session() -> None:
-    service = FakeService()
+    service = FakeService(ready_after_polls=2)
+    ran: list[str] = []
 
     async def scenario() -> None:
         async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
-            scope = client.session(BODY)
+            scope = client.session(BODY, ready_timeout=5)
 
             async def overrun() -> None:
-                async with asyncio.timeout(0.2), scope as started:
-                    assert isinstance(started, Success)
+                # No deadline while the scope opens; the body sets one, so it fires in the body.
+                async with asyncio.timeout(None) as deadline, scope as started:
+                    assert isinstance(started, Success), started
+                    assert len(service.live_sessions()) == 1
+                    ran.append("body")
+                    deadline.reschedule(asyncio.get_running_loop().time() + 0.05)
                     await asyncio.sleep(3600)
+                    ran.append("not cancelled")  # pragma: no cover
 
             with pytest.raises(TimeoutError):
                 await overrun()
+            assert ran == ["body"]
+            assert service.live_sessions() == ()
+            assert scope.closed == Success("cancelled")
+
+    asyncio.run(scenario())
+
+
+def test_an_exception_in_the_body_cancels_the_session_and_propagates() -> None:
+    service = FakeService(ready_after_polls=2)
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
+            scope = client.session(BODY, ready_timeout=5)
+
+            async def fail_inside() -> None:
+                async with scope as started:
+                    assert isinstance(started, Success), started
+                    assert len(service.live_sessions()) == 1
+                    ran.append("body")
+                    raise ZeroDivisionError
+
+            with pytest.raises(ZeroDivisionError):
+                await fail_inside()
+            assert ran == ["body"]
+            # Cancelled by the scope's exit, before the client closes.
             assert service.live_sessions() == ()
             assert scope.closed == Success("cancelled")
 
@@ -116,11 +157,15 @@ def test_cancelled_while_waiting_for_ready_the_session_is_cancelled() -> None:
 
     async def scenario() -> None:
         async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
-            task = asyncio.create_task(_inside_scope(client, []))
+            inside = asyncio.Event()
+            scopes: list[AsyncSessionScope] = []
+            task = asyncio.create_task(_inside_scope(client, scopes, inside))
             while not service.live_sessions():
                 await asyncio.sleep(0.01)
             await _cancelled(task)
+            assert not inside.is_set()  # cancelled in the readiness wait, not in the body
             assert service.live_sessions() == ()
+            assert scopes[0].closed == Success("cancelled")
 
     asyncio.run(scenario())
 
@@ -131,9 +176,9 @@ def test_cancelled_again_during_the_cancel_the_cancel_still_finishes_by_close() 
     async def scenario() -> None:
         transport = Held(service, "DELETE", before=True)
         client = AsyncSessionsClient(KEY, transport=transport)
-        task = asyncio.create_task(_inside_scope(client, []))
-        while not service.live_sessions():
-            await asyncio.sleep(0.01)
+        inside = asyncio.Event()
+        task = asyncio.create_task(_inside_scope(client, [], inside))
+        await _until_inside(inside)
         task.cancel()
         await transport.arrived.wait()  # the scope's cancel is now held at the gate
         await _cancelled(task)  # a second cancellation: the task ends, the cancel goes on
@@ -154,9 +199,11 @@ def test_cancelled_while_create_is_in_flight_no_session_is_left_once_closed(
     async def scenario() -> None:
         transport = Held(service, "POST", before=not reached_the_server)
         client = AsyncSessionsClient(KEY, transport=transport)
-        task = asyncio.create_task(_inside_scope(client, []))
+        inside = asyncio.Event()
+        task = asyncio.create_task(_inside_scope(client, [], inside))
         await transport.arrived.wait()
         await _cancelled(task)
+        assert not inside.is_set()
         # The create is still held: its session, if any, has an id nobody has seen yet.
         assert len(service.live_sessions()) == (1 if reached_the_server else 0)
         transport.gate.set()

@@ -130,9 +130,15 @@ class Face:
                 yield started
             return
         started = self.loop.run(self.scope.__aenter__())
+        # As ``async with`` does: the block's exception goes to __aexit__, and is re-raised
+        # unless __aexit__ returns true.
         try:
             yield started
-        finally:
+        except BaseException as error:
+            exit_ = self.scope.__aexit__(type(error), error, error.__traceback__)
+            if not self.loop.run(exit_):
+                raise
+        else:
             self.loop.run(self.scope.__aexit__(None, None, None))
 
     def close(self) -> None:
@@ -404,14 +410,18 @@ def test_the_session_scope_cancels_when_the_body_raises_in_both_forms(
 ) -> None:
     service = FakeService()
     face = faces(transport=FakeTransport(service))
+    ran: list[str] = []
 
     def use_it() -> None:
         with face.session(BODY, wait=False) as started:
-            assert isinstance(started, Success)
+            assert isinstance(started, Success), started
+            assert [s.session_id for s in service.live_sessions()] == [started.unwrap().session_id]
+            ran.append("body")
             raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):
         use_it()
+    assert ran == ["body"]
     assert service.live_sessions() == ()
     assert face.scope.closed == Success("cancelled")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
@@ -161,15 +162,36 @@ def test_reserved_characters_never_change_the_route(session_id: str) -> None:
     assert unquote(segment) == session_id
 
 
+#: Ids the builders must accept: any printable-or-space text that is not blank, "." or "..",
+#: without control characters or lone surrogates, up to 80 characters.
+_ACCEPTABLE_IDS = st.text(
+    st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=80
+).filter(lambda s: s.strip() != "" and s not in (".", ".."))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(min_size=1, max_size=80))
-def test_any_accepted_id_round_trips_through_its_single_path_segment(session_id: str) -> None:
-    result = build_get(session_id)
-    if isinstance(result, Failure):
-        return  # refused ids are covered above; here we check every accepted one
-    segment = result.unwrap().path.removeprefix("/session/")
+@given(_ACCEPTABLE_IDS)
+def test_any_acceptable_id_is_accepted_and_round_trips_through_one_path_segment(
+    session_id: str,
+) -> None:
+    segment = _ok(build_get(session_id)).path.removeprefix("/session/")
     assert all(c not in segment for c in "/?#")
     assert unquote(segment, errors="strict") == session_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    _ACCEPTABLE_IDS,
+    st.sampled_from([chr(c) for c in (*range(32), *range(127, 160))]),
+    st.integers(0, 80),
+)
+def test_an_id_with_a_control_character_anywhere_is_refused(
+    session_id: str, control: str, where: int
+) -> None:
+    bad = session_id[:where] + control + session_id[where:]
+    error = _refused(build_get(bad))
+    assert error.field == "session_id"
+    assert "control character" in error.problem
 
 
 def test_authorize_adds_server_and_standard_headers_and_repr_hides_the_key() -> None:
@@ -191,3 +213,124 @@ def test_builders_are_pure_values() -> None:
     assert build_create(CreateSessionBody(machine_id="m")) == build_create(
         CreateSessionBody(machine_id="m")
     )
+
+
+_JSON_HEADERS = (("Content-Type", "application/json"),)
+
+
+def test_every_builder_makes_exactly_this_request() -> None:
+    """Whole values, operation names included: what each builder hands the transport."""
+    from cdsessions.builders import build_gpu_pricing
+
+    assert _ok(build_get("s 1")) == HttpRequest(
+        "GET", "/session/s%201", operation="get session s 1"
+    )
+    assert _ok(build_cancel("s1")) == HttpRequest(
+        "DELETE", "/session/s1", operation="cancel session s1"
+    )
+    assert _ok(build_cancel("s1", wait_for_shutdown=True)) == HttpRequest(
+        "DELETE", "/session/s1", (("wait_for_shutdown", "true"),), operation="cancel session s1"
+    )
+    assert _ok(build_list()) == HttpRequest("GET", "/sessions", operation="list sessions")
+    assert _ok(build_list("m1")) == HttpRequest(
+        "GET", "/sessions", (("machine_id", "m1"),), operation="list sessions of machine m1"
+    )
+    assert _ok(build_extend("s1", 1)) == HttpRequest(
+        "POST",
+        "/session/s1/increase-timeout",
+        headers=_JSON_HEADERS,
+        body=b'{"minutes":1}',
+        operation="extend session s1",
+    )
+    body = CreateSessionBody(machine_id="m1", gpu=MachineGPU.H100, timeout=0)
+    assert _ok(build_create(body)) == HttpRequest(
+        "POST",
+        "/session",
+        headers=_JSON_HEADERS,
+        body=b'{"machine_id":"m1","gpu":"H100","timeout":0,"wait_for_server":false}',
+        operation="create session on machine m1",
+    )
+    assert build_gpu_pricing() == HttpRequest(
+        "GET", "/platform/gpu-pricing", operation="get GPU prices"
+    )
+
+
+_LONG_ID = "x" * (MAX_ID_LENGTH + 1)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (
+            lambda: build_cancel("s1", "yes"),  # type: ignore[arg-type]
+            InvalidRequest("cancel session s1", "wait_for_shutdown", "must be True or False"),
+        ),
+        (
+            lambda: build_extend("s1", True),
+            InvalidRequest("extend session s1", "minutes", "must be a whole number ≥ 1"),
+        ),
+        (
+            lambda: build_extend("s1", 2.0),  # type: ignore[arg-type]
+            InvalidRequest("extend session s1", "minutes", "must be a whole number ≥ 1"),
+        ),
+        (
+            lambda: build_extend("s1", -3),
+            InvalidRequest("extend session s1", "minutes", "must be a whole number ≥ 1"),
+        ),
+        (
+            lambda: build_list(""),
+            InvalidRequest("list sessions of machine ''", "machine_id", "must not be empty"),
+        ),
+        (
+            lambda: build_list(7),  # type: ignore[arg-type]
+            InvalidRequest("list sessions", "machine_id", "must be a string, not int"),
+        ),
+        (
+            lambda: build_get(_LONG_ID),
+            InvalidRequest(
+                f"get session {'x' * 36}…",
+                "session_id",
+                f"is {MAX_ID_LENGTH + 1} characters long; at most {MAX_ID_LENGTH} are accepted",
+            ),
+        ),
+        (
+            lambda: build_cancel(None),  # type: ignore[arg-type]
+            InvalidRequest(
+                "cancel session <invalid id>", "session_id", "must be a string, not NoneType"
+            ),
+        ),
+        (
+            lambda: build_create(CreateSessionBody(machine_id="m", timeout=-1)),
+            InvalidRequest("create session on machine m", "timeout", "must not be negative"),
+        ),
+        (
+            lambda: build_create(CreateSessionBody(machine_id="m", timeout="5")),  # type: ignore[arg-type]
+            InvalidRequest(
+                "create session on machine m",
+                "timeout",
+                "must be a whole number of minutes, not str",
+            ),
+        ),
+        (
+            lambda: build_create({"machine_id": "m"}),  # type: ignore[arg-type]
+            InvalidRequest("create session", "body", "must be a CreateSessionBody"),
+        ),
+        (
+            lambda: build_create(CreateSessionBody(machine_id="m", gpu=" ")),  # type: ignore[arg-type]
+            InvalidRequest(
+                "create session on machine m", "gpu", "must be a MachineGPU or a non-blank GPU name"
+            ),
+        ),
+        (
+            lambda: build_create(CreateSessionBody(machine_id="m", wait_for_server=1)),  # type: ignore[arg-type]
+            InvalidRequest(
+                "create session on machine m", "wait_for_server", "must be True or False"
+            ),
+        ),
+    ],
+)
+def test_refusals_name_the_operation_the_field_and_the_problem(
+    build: Callable[[], object], expected: InvalidRequest
+) -> None:
+    # Built inside the test, not at collection: the call is then the test's own.
+    assert _refused(build()) == expected

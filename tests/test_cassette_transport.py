@@ -36,9 +36,13 @@ def _interaction(
     }
 
 
-def _cassette(*interactions: dict[str, Any], **options: bool) -> CassetteTransport:
+def _cassette(
+    *interactions: dict[str, Any], match_body: bool = False, allow_repeats: bool = False
+) -> CassetteTransport:
     text = yaml.safe_dump({"version": 1, "interactions": list(interactions)})
-    loaded = CassetteTransport.from_yaml(text, name="test.yaml", **options)
+    loaded = CassetteTransport.from_yaml(
+        text, name="test.yaml", match_body=match_body, allow_repeats=allow_repeats
+    )
     assert isinstance(loaded, Success), loaded
     cassette: CassetteTransport = loaded.unwrap()
     return cassette
@@ -73,6 +77,39 @@ def test_host_port_scheme_and_base_path_are_ignored() -> None:
     cassette = _cassette(_interaction("GET", "http://127.0.0.1:3011/api/session/a", '"a"'))
     request = HttpRequest("GET", "/session/a", base_url="https://elsewhere.invalid:8443/v9")
     assert _body(_send(cassette, request)) == b'"a"'
+
+
+def test_a_path_matches_only_its_own_recording_never_a_longer_one() -> None:
+    """The relative path must be equal: ``GET /0`` is not ``/api/0/0`` (with the base path
+    ``/0`` stripped), whatever the order of recordings and requests."""
+    cassette = _cassette(
+        _interaction("GET", "http://h/api/0/0", '"zero-zero"'),
+        _interaction("GET", "http://h/api/0", '"zero"'),
+        _interaction("GET", "http://h/api/session/x", '"x"'),
+    )
+    assert _body(_send(cassette, HttpRequest("GET", "/0"))) == b'"zero"'
+    assert _body(_send(cassette, HttpRequest("GET", "/0/0"))) == b'"zero-zero"'
+    _miss(_send(cassette, HttpRequest("GET", "/x")))  # a suffix of /session/x, but not it
+    _miss(_send(cassette, HttpRequest("GET", "/api/session/x")))  # the base path is not repeated
+    assert _body(_send(cassette, HttpRequest("GET", "/session/x"))) == b'"x"'
+    assert cassette.all_played
+
+
+def test_the_recorded_base_path_is_an_option_and_a_uri_outside_it_is_a_load_error() -> None:
+    text = yaml.safe_dump(
+        {"version": 1, "interactions": [_interaction("GET", "http://h/proxy/api/session/a")]}
+    )
+    default = CassetteTransport.from_yaml(text, name="p.yaml")
+    assert isinstance(default, Failure)
+    error = default.failure()
+    assert (error.where, error.path) == ("interactions[0].request.uri", "p.yaml")
+    assert "/proxy/api/session/a is not under the base path /api" in error.problem
+    assert "base_path" in error.problem
+    cassette = CassetteTransport.from_yaml(text, base_path="/proxy/api").unwrap()
+    _miss(_send(cassette, HttpRequest("GET", "/api/session/a")))
+    assert _body(_send(cassette, HttpRequest("GET", "/session/a"))) == b"{}"
+    at_root = CassetteTransport.from_yaml(text, base_path="").unwrap()
+    assert _body(_send(at_root, HttpRequest("GET", "/proxy/api/session/a"))) == b"{}"
 
 
 def test_method_path_and_query_must_match_and_query_order_does_not_matter() -> None:
@@ -155,13 +192,15 @@ def test_an_empty_cassette_says_so() -> None:
     assert "has no interactions" in error.problem
 
 
-def test_a_body_over_the_cap_is_too_large() -> None:
-    cassette = _cassette(_interaction("GET", "http://h/api/sessions", "[" + "1," * 50 + "1]"))
-    result = cassette.send(
-        HttpRequest("GET", "/sessions"), timeout=TIMEOUT, max_response_bytes=10, operation="op"
-    )
-    assert isinstance(result, Failure)
-    assert result.failure().kind == "too_large"
+def test_a_body_at_the_cap_is_answered_and_one_byte_over_is_too_large() -> None:
+    body = "[" + "1," * 50 + "1]"
+    cassette = _cassette(*[_interaction("GET", "http://h/api/sessions", body)] * 2)
+    request = HttpRequest("GET", "/sessions")
+    at_cap = cassette.send(request, timeout=TIMEOUT, max_response_bytes=len(body), operation="op")
+    assert _body(at_cap) == body.encode()
+    over = cassette.send(request, timeout=TIMEOUT, max_response_bytes=len(body) - 1, operation="op")
+    assert isinstance(over, Failure)
+    assert (over.failure().kind, over.failure().sent) == ("too_large", True)
 
 
 def test_the_response_keeps_status_reason_and_repeated_headers() -> None:
@@ -191,10 +230,13 @@ interactions:
 _SEGMENT: Final = st.text(min_size=1, max_size=12).filter(
     lambda s: s.strip() not in ("", ".", "..")
 )
+# A few short segments (including the base path's own "api") make paths that are suffixes and
+# prefixes of one another common, which is where matching can go wrong.
+_COLLIDING: Final = st.sampled_from(["0", "api", "a b"])
 _REQUESTS: Final = st.lists(
     st.tuples(
         st.sampled_from(["GET", "POST", "DELETE"]),
-        st.lists(_SEGMENT, min_size=1, max_size=3),
+        st.lists(st.one_of(_COLLIDING, _COLLIDING, _SEGMENT), min_size=1, max_size=3),
         st.lists(st.tuples(st.text(min_size=1, max_size=6), st.text(max_size=6)), max_size=2),
     ),
     max_size=6,

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from returns.result import Failure, Result, Success
+from returns.result import Failure, Result
 
 from cdsessions.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, ValidationFailed
@@ -212,9 +212,22 @@ def test_decoding_never_raises(status: int, body: bytes, content_type: str) -> N
         decode(response, CREATED, "create"),
         decode_session_list(response, "list"),
     ):
-        assert isinstance(result, Success | Failure)
+        assert_status_decides(result, status)
         if isinstance(result, Failure):
             assert "\n" not in str(result.failure())
+
+
+def assert_status_decides(result: Result[object, ApiError], status: int) -> None:
+    """What the status alone says about any body: a non-2xx is an HttpError with that status;
+    a 2xx is a value, or a DecodeFailed for that status when the body is not the model."""
+    if 200 <= status < 300:
+        if isinstance(result, Failure):
+            assert type(result.failure()) is DecodeFailed, result
+            assert result.failure().status == status
+    else:
+        assert isinstance(result, Failure), result
+        assert isinstance(result.failure(), HttpError), result
+        assert result.failure().status == status
 
 
 @settings(max_examples=200, deadline=None)
@@ -228,4 +241,8 @@ def test_any_json_value_decodes_to_a_value(value: object) -> None:
     body = msgspec.json.encode(value)
     for status in (200, 404, 422):
         result = decode(ok(body, status), SESSION, "get")
-        assert isinstance(result, Success | Failure)
+        assert_status_decides(result, status)
+        if status == 200 and isinstance(value, dict) and not value:  # {} lacks required fields
+            assert result.failure() == DecodeFailed(
+                "get", 200, "$", "Object missing required field `session_id`"
+            )

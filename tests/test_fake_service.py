@@ -1,6 +1,6 @@
-"""The fake ComfyDeploy answers as api-facts.md says the live server does.
+"""The fake ComfyDeploy answers as contracts/live-bodies.json says the live server does.
 
-Raw answers are checked byte for byte where api-facts.md quotes them; the rest through the real
+Raw answers are checked byte for byte where that file quotes them; the rest through the real
 client (``SessionsClient`` + ``FakeTransport``), so the fake and the decoders are held together.
 """
 
@@ -32,6 +32,7 @@ from cdsessions.fake_service import (
 from cdsessions.http import HttpRequest, HttpResponse
 from cdsessions.timeouts import Timeout
 from cdsessions.transports.fake import FakeTransport
+from tests import live_facts
 
 KEY = "fake-key-alice"
 OTHER_KEY = "fake-key-bob"
@@ -246,41 +247,16 @@ def test_configured_non_uuid_machine_ids_work() -> None:
     assert [s.session_id for s in client.list("my-test-machine").unwrap()] == [sid]
 
 
-# -- 422 bodies, exactly as api-facts.md quotes them -------------------------------------------
-
-EXACT_422 = [
-    ("POST", "/session", b"{}", (),
-     '{"detail":[{"type":"missing","loc":["body","machine_id"],"msg":"Field required",'
-     '"input":{}}]}'),
-    ("POST", "/session", json.dumps({"machine_id": DEFAULT_MACHINE_ID, "gpu": "RTX4090"}).encode(),
-     (),
-     '{"detail":[{"type":"enum","loc":["body","gpu"],"msg":"Input should be \'CPU\', \'T4\', '
-     "'L4', 'A10G', 'L40S', 'A100', 'A100-80GB', 'H100', 'H200' or 'B200'\",\"input\":"
-     "\"RTX4090\",\"ctx\":{\"expected\":\"'CPU', 'T4', 'L4', 'A10G', 'L40S', 'A100', "
-     "'A100-80GB', 'H100', 'H200' or 'B200'\"}}]}"),
-    ("POST", "/session", json.dumps({"machine_id": DEFAULT_MACHINE_ID, "timeout": 1.5}).encode(),
-     (),
-     '{"detail":[{"type":"int_from_float","loc":["body","timeout"],"msg":"Input should be a '
-     'valid integer, got a number with a fractional part","input":1.5}]}'),
-    ("POST", "/session", None, (),
-     '{"detail":[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]}'),
-    ("DELETE", "/session/x", None, (("wait_for_shutdown", "maybe"),),
-     '{"detail":[{"type":"bool_parsing","loc":["query","wait_for_shutdown"],"msg":"Input '
-     'should be a valid boolean, unable to interpret input","input":"maybe"}]}'),
-]  # fmt: skip
+# -- 422 bodies, exactly as contracts/live-bodies.json gives them (FastAPI's) -----------------
 
 
-@pytest.mark.parametrize(("method", "path", "body", "query", "expected"), EXACT_422)
-def test_422_bodies_match_the_live_server(
-    method: str,
-    path: str,
-    body: bytes | None,
-    query: tuple[tuple[str, str], ...],
-    expected: str,
-) -> None:
-    answer = _raw(FakeService(), method, path, body=body, query=query)
+@pytest.mark.parametrize("invalid", live_facts.invalid_requests(), ids=lambda i: i.request)
+def test_422_bodies_match_the_live_server(invalid: live_facts.Invalid) -> None:
+    answer = _raw(
+        FakeService(), invalid.method, invalid.path, body=invalid.body, query=invalid.query
+    )
     assert answer.status == 422
-    assert _json(answer) == json.loads(expected)
+    assert _json(answer) == json.loads(invalid.response)
 
 
 def test_422_decodes_to_validation_failed_with_every_problem() -> None:

@@ -23,12 +23,14 @@ from cdsessions.fake_service import (
     ManualClock,
 )
 from cdsessions.transports.fake import FakeTransport
+from tests import live_facts
 
 SECOND_MACHINE = "0c5e0000-0000-4000-8000-000000000002"
 UNKNOWN_MACHINE = "0b5e55ed-0000-4000-8000-000000000000"
 KEYS = ("key-alice", "key-bob", "key-carol")
 READY_AFTER_POLLS = 2
-LIVE_SESSIONS_PER_MACHINE = 5  # api-facts.md; deliberately not imported from the fake
+# contracts/live-bodies.json; deliberately not imported from the fake.
+LIVE_SESSIONS_PER_MACHINE = live_facts.limit("live_sessions_per_machine")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from cdsessions.retry import (
     parse_retry_after,
     plan,
     policy_from,
+    retry_reason,
 )
 
 KINDS: tuple[OperationKind, ...] = get_args(OperationKind)
@@ -61,14 +62,16 @@ def failed(kind: str, sent: bool) -> Outcome:
 def test_a_jittered_delay_stays_within_its_bounds(
     policy: RetryPolicy, attempt: int, unit: float
 ) -> None:
-    try:
-        raw = policy.backoff * policy.multiplier ** (attempt - 1)
-    except OverflowError:  # the implementation must not overflow; the reference may
-        raw = math.inf
-    full = min(policy.max_delay, raw) if policy.backoff else 0.0
+    # Stated as relations, not by computing the formula again (test_delays_follow_the_documented
+    # formula pins its values): jitter only shortens, by exactly its share; nothing passes the
+    # cap; no delay is shorter than the first one.
     delay = backoff_delay(policy, attempt, unit)
-    assert 0 <= delay <= policy.max_delay
-    assert full * (1 - policy.jitter) - 1e-9 <= delay <= full + 1e-9
+    full = backoff_delay(policy, attempt, 0.0)
+    assert 0 <= delay <= full <= policy.max_delay
+    assert delay == pytest.approx(full * (1 - policy.jitter * unit), rel=1e-9, abs=1e-12)
+    first = backoff_delay(policy, 1, 0.0)
+    assert first == pytest.approx(min(policy.backoff, policy.max_delay), rel=1e-9, abs=1e-12)
+    assert full >= first - 1e-9
 
 
 @settings(max_examples=200, deadline=None)
@@ -89,6 +92,11 @@ def test_delays_follow_the_documented_formula() -> None:
     assert [backoff_delay(policy, n, 0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
     assert backoff_delay(policy, 2, 0.5) == pytest.approx(0.75)  # 1.0 shortened by a quarter
     assert backoff_delay(policy, 10**6, 0.0) == 3.0  # no overflow however many attempts
+    assert backoff_delay(policy, 4, 0.999) == pytest.approx(3.0 * (1 - 0.5 * 0.999))
+    slow = RetryPolicy(backoff=1, multiplier=3, max_delay=30, jitter=0)
+    delays = [backoff_delay(slow, n, 0.7) for n in (1, 2, 3, 4, 5)]
+    assert delays == pytest.approx([1, 3, 9, 27, 30])
+    assert backoff_delay(RetryPolicy(backoff=5, max_delay=2, jitter=0), 1, 0.0) == 2.0
 
 
 # -- Retry-After ------------------------------------------------------------------------------
@@ -355,3 +363,136 @@ def test_unusable_timeouts_are_explained(value: object) -> None:
     result = timeout_from(value, DEFAULT_TIMEOUT)
     assert isinstance(result, Failure)
     assert result.failure()
+
+
+# -- exact values at the edges (survivors of ``nox -s mutation``) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        (RetryPolicy(backoff=0, jitter=0, max_delay=0, max_retry_after=0), None),  # 0 is allowed
+        (RetryPolicy(multiplier=1), None),
+        (RetryPolicy(jitter=1), None),
+        (RetryPolicy(statuses=frozenset({100, 599}), read_statuses=frozenset()), None),
+        (RetryPolicy(max_attempts=1), None),
+        (RetryPolicy(max_attempts=0), "max_attempts must be at least 1 (1 means no retries)"),
+        (RetryPolicy(max_attempts=2.0), "max_attempts must be a whole number"),  # type: ignore[arg-type]
+        (RetryPolicy(max_attempts=True), "max_attempts must be a whole number"),
+        (RetryPolicy(backoff=True), "backoff must be a number"),
+        (RetryPolicy(jitter="0"), "jitter must be a number"),  # type: ignore[arg-type]
+        (RetryPolicy(max_delay=-1), "max_delay must be a finite number ≥ 0, not -1"),
+        (
+            RetryPolicy(max_retry_after=math.nan),
+            "max_retry_after must be a finite number ≥ 0, not nan",
+        ),
+        (RetryPolicy(multiplier=0.99), "multiplier must be at least 1"),
+        (RetryPolicy(jitter=1.01), "jitter must be between 0 and 1"),
+        (
+            RetryPolicy(statuses=frozenset({600})),
+            "statuses must be a frozenset of HTTP status codes",
+        ),
+        (
+            RetryPolicy(statuses=frozenset({99})),
+            "statuses must be a frozenset of HTTP status codes",
+        ),
+        (
+            RetryPolicy(read_statuses={500}),  # type: ignore[arg-type]
+            "read_statuses must be a frozenset of HTTP status codes",
+        ),
+        (RetryPolicy(allow_duplicates=1), "allow_duplicates must be True or False"),  # type: ignore[arg-type]
+    ],
+)
+def test_policy_problems_are_exact_at_the_edges(policy: RetryPolicy, problem: str | None) -> None:
+    assert policy.problem() == problem
+
+
+def test_429_is_retried_only_when_the_policy_lists_it() -> None:
+    without = RetryPolicy(statuses=frozenset({503}))
+    assert retry_reason(without, "get", status(429)) is None
+    assert retry_reason(RetryPolicy(), "create", status(429)) == "429"
+    # A cassette miss, never sent, is not retried: the same request finds nothing again.
+    assert retry_reason(RetryPolicy(), "get", failed("unmatched", False)) is None
+    assert retry_reason(RetryPolicy(), "get", failed("connect", False)) == "connect (not sent)"
+
+
+def test_a_3xx_is_not_a_success_and_is_not_retried() -> None:
+    decision = decide(RetryPolicy(), "get", 1, status(300), remaining=None, now=NOW, unit=0.0)
+    assert decision == Stop("not retryable")
+    assert decide(RetryPolicy(), "get", 1, status(299), remaining=None, now=NOW, unit=0) == Stop(
+        "succeeded"
+    )
+
+
+def test_stop_reasons_say_why() -> None:
+    policy = RetryPolicy(max_attempts=2, backoff=1, jitter=0, max_retry_after=10)
+    assert decide(policy, "get", 2, status(503), remaining=None, now=NOW, unit=0) == Stop(
+        "503; no attempts left (2 made)"
+    )
+    late = status(503, ("Retry-After", "11"))
+    assert decide(policy, "get", 1, late, remaining=None, now=NOW, unit=0) == Stop(
+        "503; Retry-After 11s is over 10s"
+    )
+    # A wait exactly as long as what remains would end at the deadline: not started.
+    assert decide(policy, "get", 1, status(503), remaining=1.0, now=NOW, unit=0) == Stop(
+        "503; waiting 1.00s would pass the overall deadline"
+    )
+    assert decide(policy, "get", 1, status(503), remaining=1.01, now=NOW, unit=0) == Retry(
+        1.0, "503"
+    )
+
+
+def test_an_attempt_never_outlasts_what_remains() -> None:
+    timeout = Timeout(10, 30, total=120)
+    assert attempt_timeout(timeout, None) is timeout
+    assert attempt_timeout(timeout, 120) is timeout
+    assert attempt_timeout(timeout, 50) == Timeout(10, 30, 50)
+    assert attempt_timeout(timeout, 20) == Timeout(10, 20, 20)
+    assert attempt_timeout(timeout, 5) == Timeout(5, 5, 5)
+    assert attempt_timeout(Timeout(10, 200, total=120), 120) == Timeout(10, 120, 120)
+
+
+def test_the_first_attempt_is_bounded_by_the_total_too() -> None:
+    seen, _ = drive(RetryPolicy(), "get", Timeout(10, 200, total=120), [status(200)], FakeClock())
+    assert seen == [Send(1, Timeout(10, 120, 120))]
+
+
+def test_without_an_overall_deadline_retries_still_run_and_retry_after_dates_count() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff=1, jitter=0)
+    date = formatdate(NOW + 7, usegmt=True)
+    outcomes = [status(503), status(503, ("Retry-After", date)), status(200)]
+    seen, done = drive(policy, "get", Timeout(2, 5, total=None), outcomes, FakeClock())
+    assert [step for step in seen if isinstance(step, Wait)] == [
+        Wait(1, "503; attempt 2 of 3"),
+        Wait(7, "503; attempt 3 of 3"),
+    ]
+    assert (done.outcome, done.attempts, done.reason) == (status(200), 3, "succeeded")
+
+
+def test_a_wait_that_ends_exactly_at_the_deadline_ends_the_call() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff=1, jitter=0)
+    clock = FakeClock()
+    steps = plan(
+        policy, "get", Timeout(1, 1, total=3), clock=clock, wallclock=lambda: NOW, unit=lambda: 0
+    )
+    next(steps)
+    assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
+    clock.now += 3  # the sleep overran to exactly the deadline
+    assert steps.send(None) == Done(status(503), 1, "the overall deadline passed while waiting")
+
+
+def test_a_3xx_ends_the_call_as_not_retryable_not_as_a_success() -> None:
+    _, done = drive(RetryPolicy(), "get", Timeout(), [status(300)], FakeClock())
+    assert (done.attempts, done.reason) == (1, "not retryable")
+
+
+def test_a_wait_that_leaves_a_moment_of_the_deadline_tries_again() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff=1, jitter=0)
+    clock = FakeClock()
+    steps = plan(
+        policy, "get", Timeout(1, 1, total=3), clock=clock, wallclock=lambda: NOW, unit=lambda: 0
+    )
+    next(steps)
+    assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
+    clock.now += 2.5  # half a second of the deadline is left: enough for another attempt
+    assert steps.send(None) == Send(2, Timeout(0.5, 0.5, 0.5))

@@ -7,8 +7,14 @@ network and no monkeypatching, so the same cassette replays in any test runner o
 Matching rules (chosen so a cassette recorded against one server replays against any base URL):
 
 - method, path and query must match; the request body too when ``match_body=True``;
-- scheme, host and port are ignored, and so is the base URL's path prefix: a recording of
-  ``https://api.comfydeploy.com/api/session/x`` answers ``GET /session/x`` on any base URL;
+- the request's base URL is ignored entirely (scheme, host, port and path): a request is matched
+  by its path relative to the base URL (``/session/x``);
+- a recorded URI is read relative to the base path it was recorded under, ``base_path``
+  (``/api`` by default, the base path of every named server): a recording of
+  ``https://api.comfydeploy.com/api/session/x`` is ``/session/x`` and answers ``GET /session/x``
+  on any base URL, and only that: the relative paths must be equal, segment for segment, so
+  ``GET /x`` never takes the recording of ``/api/session/x``. A recorded URI outside
+  ``base_path`` is a :class:`CassetteError` at load time, not a recording that never matches;
 - paths compare segment by segment after percent-decoding (``%2F`` stays distinct from ``/``);
   queries compare as sorted pairs; JSON bodies compare as parsed values;
 - each recorded interaction plays once, in recorded order among equals, unless
@@ -46,7 +52,16 @@ from cdsessions.errors import TransportFailed
 from cdsessions.http import Headers, HttpRequest, HttpResponse
 from cdsessions.timeouts import Timeout
 
-__all__ = ["CassetteError", "CassetteTransport", "Interaction", "RecordedRequest"]
+__all__ = [
+    "DEFAULT_BASE_PATH",
+    "CassetteError",
+    "CassetteTransport",
+    "Interaction",
+    "RecordedRequest",
+]
+
+#: The path of every named server's base URL, which recorded URIs are read relative to.
+DEFAULT_BASE_PATH: Final = "/api"
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _CLOSEST_SHOWN: Final = 3
@@ -66,7 +81,8 @@ class CassetteError(msgspec.Struct, frozen=True):
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
-    """The parts of a recorded request that matching looks at."""
+    """The parts of a recorded request that matching looks at. ``segments`` is the recorded
+    path relative to the cassette's base path, percent-decoded."""
 
     method: str
     uri: str
@@ -122,15 +138,12 @@ class _Wanted(msgspec.Struct, frozen=True):
         return f"{self.method} /{'/'.join(self.segments)}" + (f"?{query}" if query else "")
 
 
-def _path_matches(recorded: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
-    # The recorded path may carry the recording server's base path (/api) before the request's.
-    return len(recorded) >= len(wanted) and recorded[len(recorded) - len(wanted) :] == wanted
-
-
 def _matches(recorded: RecordedRequest, wanted: _Wanted, match_body: bool) -> bool:
+    # Both paths are relative to their base (the base path was stripped at load): equal or not,
+    # no suffix or prefix guessing, so one recording can answer only one path.
     return (
         recorded.method == wanted.method
-        and _path_matches(recorded.segments, wanted.segments)
+        and recorded.segments == wanted.segments
         and recorded.query == wanted.query
         and (not match_body or _json_or_bytes(recorded.body) == _json_or_bytes(wanted.body))
     )
@@ -139,7 +152,7 @@ def _matches(recorded: RecordedRequest, wanted: _Wanted, match_body: bool) -> bo
 def _closeness(recorded: RecordedRequest, wanted: _Wanted) -> tuple[int, float]:
     score = (
         (recorded.method == wanted.method)
-        + 2 * _path_matches(recorded.segments, wanted.segments)
+        + 2 * (recorded.segments == wanted.segments)
         + (recorded.query == wanted.query)
     )
     text = difflib.SequenceMatcher(None, recorded.describe(), wanted.describe()).ratio()
@@ -163,6 +176,8 @@ class CassetteTransport:
         allow_repeats: bool = False,
         name: str = "<cassette>",
     ) -> None:
+        """``interactions`` as :func:`parse_cassette` returns them (paths already relative to
+        the base path they were recorded under)."""
         self._interactions = tuple(interactions)
         self._plays = [0] * len(self._interactions)
         self._match_body = match_body
@@ -172,10 +187,18 @@ class CassetteTransport:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, match_body: bool = False, allow_repeats: bool = False
+        cls,
+        path: str | Path,
+        *,
+        match_body: bool = False,
+        allow_repeats: bool = False,
+        base_path: str = DEFAULT_BASE_PATH,
     ) -> Result[CassetteTransport, CassetteError]:
-        """Read a cassette file. Every problem (missing file, bad YAML, wrong shape, PyYAML
-        not installed) is a :class:`CassetteError`, never an exception."""
+        """Read a cassette file. Every problem (missing file, bad YAML, wrong shape, a URI
+        outside ``base_path``, PyYAML not installed) is a :class:`CassetteError`, never an
+        exception. ``base_path`` is the path of the base URL the cassette was recorded against
+        (``/api`` for every named server; ``/proxy/api`` if it was recorded through
+        ``https://host/proxy/api``)."""
         name = str(path)
         try:
             raw = Path(path).read_bytes()
@@ -185,7 +208,13 @@ class CassetteTransport:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             return Failure(CassetteError(name, f"byte {error.start}", "the file is not UTF-8"))
-        return cls.from_yaml(text, name=name, match_body=match_body, allow_repeats=allow_repeats)
+        return cls.from_yaml(
+            text,
+            name=name,
+            match_body=match_body,
+            allow_repeats=allow_repeats,
+            base_path=base_path,
+        )
 
     @classmethod
     def from_yaml(
@@ -195,11 +224,12 @@ class CassetteTransport:
         name: str = "<string>",
         match_body: bool = False,
         allow_repeats: bool = False,
+        base_path: str = DEFAULT_BASE_PATH,
     ) -> Result[CassetteTransport, CassetteError]:
-        """A transport from cassette text; ``name`` labels errors."""
+        """A transport from cassette text; ``name`` labels errors (see :meth:`load`)."""
         return (
             _load_yaml(text, name)
-            .bind(lambda data: parse_cassette(data, name))
+            .bind(lambda data: parse_cassette(data, name, base_path=base_path))
             .map(
                 lambda interactions: cls(
                     interactions, match_body=match_body, allow_repeats=allow_repeats, name=name
@@ -349,10 +379,13 @@ class _Bad(Exception):
         self.problem = problem
 
 
-def parse_cassette(data: object, name: str) -> Result[tuple[Interaction, ...], CassetteError]:
-    """The interactions of loaded cassette data (VCR format version 1), or where it is wrong."""
+def parse_cassette(
+    data: object, name: str, *, base_path: str = DEFAULT_BASE_PATH
+) -> Result[tuple[Interaction, ...], CassetteError]:
+    """The interactions of loaded cassette data (VCR format version 1), or where it is wrong.
+    Recorded paths are made relative to ``base_path``; one outside it is an error."""
     try:
-        return Success(_interactions(data))
+        return Success(_interactions(data, _segments(base_path)))
     except _Bad as bad:
         return Failure(CassetteError(name, bad.where, bad.problem))
 
@@ -367,7 +400,7 @@ def _kind(value: object) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def _interactions(data: object) -> tuple[Interaction, ...]:
+def _interactions(data: object, base: tuple[str, ...]) -> tuple[Interaction, ...]:
     top = _mapping(data, "document")
     if "version" not in top:
         raise _Bad("version", "missing: not a VCR cassette (vcrpy writes version: 1)")
@@ -380,7 +413,7 @@ def _interactions(data: object) -> tuple[Interaction, ...]:
     for i, item in enumerate(listed):
         where = f"interactions[{i}]"
         entry = _mapping(item, where)
-        request = _request(entry.get("request"), f"{where}.request")
+        request = _request(entry.get("request"), f"{where}.request", base)
         response = _response(entry.get("response"), f"{where}.response")
         found.append(Interaction(request, response))
     return tuple(found)
@@ -404,7 +437,7 @@ def _body(value: object, where: str) -> bytes | None:
     raise _Bad(where, f"expected text or !!binary, found {_kind(value)}")
 
 
-def _request(value: object, where: str) -> RecordedRequest:
+def _request(value: object, where: str, base: tuple[str, ...]) -> RecordedRequest:
     request = _mapping(value, where)
     method = _text(request.get("method"), f"{where}.method").upper()
     uri = _text(request.get("uri"), f"{where}.uri")
@@ -412,10 +445,18 @@ def _request(value: object, where: str) -> RecordedRequest:
         parts = urlsplit(uri)
     except ValueError as error:
         raise _Bad(f"{where}.uri", f"not a URL ({error})") from None
+    segments = _segments(parts.path)
+    if segments[: len(base)] != base:
+        shown = "/" + "/".join(base)
+        problem = (
+            f"the path {parts.path or '/'} is not under the base path {shown} (pass the "
+            "base_path the cassette was recorded under)"
+        )
+        raise _Bad(f"{where}.uri", problem)
     return RecordedRequest(
         method=method,
         uri=uri,
-        segments=_segments(parts.path),
+        segments=segments[len(base) :],
         query=tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))),
         body=_body(request.get("body"), f"{where}.body"),
     )

@@ -79,10 +79,17 @@ class AsyncCassetteTransport(InlineTransport):
 
     @classmethod
     def load(
-        cls, path: str | Path, *, match_body: bool = False, allow_repeats: bool = False
+        cls,
+        path: str | Path,
+        *,
+        match_body: bool = False,
+        allow_repeats: bool = False,
+        base_path: str = "/api",
     ) -> Result[AsyncCassetteTransport, CassetteError]:
         """Read a cassette file (see :meth:`CassetteTransport.load`)."""
         from cdsessions.transports.cassette import CassetteTransport
 
-        loaded = CassetteTransport.load(path, match_body=match_body, allow_repeats=allow_repeats)
+        loaded = CassetteTransport.load(
+            path, match_body=match_body, allow_repeats=allow_repeats, base_path=base_path
+        )
         return loaded.map(cls)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
@@ -39,11 +41,28 @@ def _release_on(loop: asyncio.AbstractEventLoop, free: asyncio.Semaphore) -> Non
         loop.call_soon_threadsafe(free.release)
 
 
+#: Every threaded transport alive in this process, so a forked child can start afresh.
+_live: weakref.WeakSet[ThreadedTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child of os.fork() has none of the parent's worker threads: an executor that believes
+    # it has idle workers would queue every job forever, and aclose() would wait for jobs that
+    # can never finish. Each transport forgets them and starts new threads on demand.
+    for transport in list(_live):
+        transport._forget_threads()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class ThreadedTransport:
     """Runs ``transport`` (blocking) in at most ``max_workers`` threads, started on first use.
 
     :meth:`aclose` waits for the attempts still running, stops the threads and closes
-    ``transport`` (pass ``close_transport=False`` to keep it open, when it is shared).
+    ``transport`` (pass ``close_transport=False`` to keep it open, when it is shared). After
+    ``os.fork()`` the child starts its own threads (the parent's are not inherited).
     """
 
     def __init__(
@@ -52,6 +71,11 @@ class ThreadedTransport:
         self.transport = transport
         self._max_workers = max_workers
         self._close_transport = close_transport
+        self._forget_threads()
+        _live.add(self)
+
+    def _forget_threads(self) -> None:
+        """No worker threads, no permits, no running jobs: the state before first use."""
         self._workers: ThreadPoolExecutor | None = None
         # One permit per worker thread, held from submission until the job is done (not until
         # its caller stops waiting), so a submitted job always finds a thread at once and the

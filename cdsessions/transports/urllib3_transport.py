@@ -5,20 +5,36 @@ This is the only module that imports urllib3, and the only place its exceptions 
 not travel to another host) and urllib3's own retries are off: retrying is the client's decision.
 
 Every attempt is bounded as a whole by ``timeout.total``: waiting for a free pooled connection,
-connecting, the headers and the body. urllib3's timeouts only bound each wait for the next bytes,
-so a server trickling a byte every few seconds would never trip them; a small watchdog closes
-such an attempt's socket at its deadline instead (see :class:`_Watchdog`).
+resolving the host name, connecting, the TLS handshake, the headers and the body. urllib3's
+timeouts only bound each wait for the next bytes, so a server trickling a byte every few seconds
+would never trip them; a small watchdog closes such an attempt's socket at its deadline instead
+(see :class:`_Watchdog`).
+
+Whether a failed request may have reached the server (``TransportFailed.sent``) is decided by
+*where* it failed, not by the exception's class: the connection class below records the moment
+the request's first byte is handed to the socket. Everything before (waiting for a connection,
+name resolution, connecting, the TLS handshake, a header value that cannot be written) is
+``sent=False``; everything after, a TLS error included, is ``sent=True``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
+import ipaddress
 import itertools
+import os
 import socket
+import ssl
 import threading
 import time
-from typing import Any, Final, TypeVar
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from queue import Empty, Full
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 import urllib3
@@ -30,13 +46,16 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     EmptyPoolError,
     HTTPError,
+    InvalidHeader,
+    NameResolutionError,
     NewConnectionError,
     ReadTimeoutError,
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse, HTTPResponse
+from urllib3.util import connection as urllib3_connection
 
-from cdsessions.errors import TransportFailed
+from cdsessions.errors import TransportFailed, TransportFailureKind
 from cdsessions.http import HttpRequest, HttpResponse
 from cdsessions.timeouts import Timeout
 
@@ -45,40 +64,93 @@ __all__ = ["Urllib3Transport"]
 _CHUNK: Final = 64 * 1024
 #: How long the watchdog thread waits for more work before it exits.
 _WATCHDOG_IDLE: Final = 0.5
+#: The longest wait every platform can express (a longer lock wait or socket timeout raises
+#: OverflowError: past threading.TIMEOUT_MAX, or 2**31 ms in some C APIs). Every wait and socket
+#: timeout here is clamped to it, so a huge ``Timeout`` means "very long", never a crash.
+_LONGEST_WAIT: Final = min(threading.TIMEOUT_MAX, 2**31 / 1000 - 1)
+#: How long a resolved host name is reused for new connections without resolving it again.
+_RESOLVED_FOR: Final = 30.0
+#: Interim (1xx) responses skipped before the final one; more means a hostile server.
+_MAX_INTERIM: Final = 100
 
 
-def _failure(operation: str, error: BaseException) -> TransportFailed:
-    """The single place urllib3's (and the socket layer's) errors become values."""
+def _clamped(seconds: float) -> float:
+    return min(seconds, _LONGEST_WAIT)
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The underlying error of urllib3's wrappers (MaxRetryError.reason, ProtocolError's
+    second argument, SSLError's first)."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    wrapped = [argument for argument in error.args if isinstance(argument, BaseException)]
+    return wrapped[0] if wrapped else error
+
+
+def _tls_reason(error: BaseException) -> str:
+    cause = _cause(error)
+    reason = getattr(cause, "reason", None)  # ssl.SSLError: "CERTIFICATE_VERIFY_FAILED", …
+    return reason if isinstance(reason, str) and reason else type(cause).__name__
+
+
+def _failure(operation: str, error: BaseException, *, sent: bool) -> TransportFailed:
+    """The single place urllib3's (and the socket layer's) errors become values. ``sent`` comes
+    from where the failure happened (see the module doc); the class only picks the words."""
     reason = getattr(error, "reason", None)
     if isinstance(reason, BaseException):  # MaxRetryError and friends wrap the real cause
         error = reason
-    name = type(error).__name__
-    # The order matters: NewConnectionError is a subclass of ConnectTimeoutError.
+    return _sent_failure(operation, error) if sent else _unsent_failure(operation, error)
+
+
+def _unsent_failure(operation: str, error: BaseException) -> TransportFailed:
+    def unsent(kind: TransportFailureKind, problem: str) -> TransportFailed:
+        return TransportFailed(operation, kind, problem, sent=False)
+
+    # The order matters: NameResolutionError is a NewConnectionError, which is a
+    # ConnectTimeoutError.
+    if isinstance(error, _ResolvingTookTooLong):
+        return unsent("timeout", "resolving the host name took too long")
+    if isinstance(error, NameResolutionError):
+        return unsent("connect", "the host name could not be resolved")
     if isinstance(error, NewConnectionError):
-        # "HTTPConnection(host=…, port=…): Failed to establish …: [Errno 111] Connection refused"
-        cause = str(error).rpartition("] ")[2] or name
-        return TransportFailed(operation, "connect", cause.lower(), sent=False)
-    if isinstance(error, ConnectTimeoutError):
-        return TransportFailed(operation, "timeout", "connecting took too long", sent=False)
+        # "HTTPConnection(…): Failed to establish …: [Errno 111] Connection refused"
+        return unsent("connect", (str(error).rpartition("] ")[2] or "refused").lower())
     if isinstance(error, EmptyPoolError):
         problem = "no pooled connection became free in time (max_connections are all busy)"
-        return TransportFailed(operation, "timeout", problem, sent=False)
+        return unsent("timeout", problem)
     if isinstance(error, ClosedPoolError):
-        return TransportFailed(operation, "connect", "the client was closed", sent=False)
-    if isinstance(error, ReadTimeoutError):
-        return TransportFailed(operation, "timeout", "the server did not answer in time", True)
-    if isinstance(error, SSLError):
-        return TransportFailed(operation, "connect", f"TLS failed ({name})", sent=False)
+        return unsent("connect", "the client was closed")
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        return unsent("timeout", "connecting took too long")
+    if isinstance(error, SSLError | ssl.SSLError):
+        return unsent("connect", f"TLS failed ({_tls_reason(error)})")
     if isinstance(error, ConnectionRefusedError):
-        return TransportFailed(operation, "connect", "connection refused", sent=False)
-    if isinstance(error, TimeoutError):
-        return TransportFailed(operation, "timeout", "the server did not answer in time", True)
+        return unsent("connect", "connection refused")
+    if isinstance(error, ValueError):  # http.client refuses a header value (a newline)
+        return unsent("broken", "the request could not be written (an invalid header value)")
+    return unsent("connect", f"{type(_cause(error)).__name__} before the request was written")
+
+
+def _sent_failure(operation: str, error: BaseException) -> TransportFailed:
+    def sent(kind: TransportFailureKind, problem: str) -> TransportFailed:
+        return TransportFailed(operation, kind, problem, sent=True)
+
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        return sent("timeout", "the server did not answer in time")
+    if isinstance(error, SSLError | ssl.SSLError):
+        # A bad record, an alert or bytes that are not TLS, after the request went out: the
+        # server may have acted on it, so a paid create must not be repeated.
+        return sent("broken", f"TLS failed after the request was written ({_tls_reason(error)})")
+    if isinstance(error, InvalidHeader):
+        return sent("broken", "the response's framing is invalid (its Content-Length)")
     # Anything else happened once the request may have been written: a reset, a response that
     # is not HTTP, a body shorter than its Content-Length, a chunk that never ended.
-    return TransportFailed(operation, "broken", f"{name}: the response was cut short", True)
+    return sent("broken", f"{type(error).__name__}: the response was cut short")
 
 
 _DEADLINE_PASSED: Final = "the overall deadline passed before the answer was complete"
+_DEADLINE_BEFORE_SENDING: Final = "the overall deadline passed before the request was written"
 
 
 class _Watchdog:
@@ -87,10 +159,15 @@ class _Watchdog:
     One daemon thread, started when there is something to watch and gone soon after there is
     not, sleeps until the earliest deadline. Shutting a socket down makes the read blocked on it
     return at once, in whichever thread it is; the attempt then reports a timeout.
+
+    The thread must never die while something is watched, or every later call on the transport
+    loses its deadline: waits are clamped to what the platform can express, a failure to shut a
+    socket is ignored (the token still counts as fired), and if the thread ends anyway the next
+    :meth:`watch` starts another.
     """
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())
         self._watched: dict[int, tuple[float, socket.socket]] = {}
         self._fired: set[int] = set()
         self._tokens = itertools.count()
@@ -104,14 +181,21 @@ class _Watchdog:
             self._watched[token] = (deadline, sock)
             self._closing = False
             if not self._running:
-                self._running = True
-                self._wake_at = deadline
-                threading.Thread(target=self._run, name="cdsessions-deadlines", daemon=True).start()
+                self._start(deadline)
             elif deadline < self._wake_at:
                 # Only an earlier deadline needs the thread awake now. Waking it for every
                 # request cost a thread switch (and a GIL hand-over) per call.
                 self._changed.notify()
             return token
+
+    def _start(self, deadline: float) -> None:
+        thread = threading.Thread(target=self._run, name="cdsessions-deadlines", daemon=True)
+        self._running, self._wake_at = True, deadline
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (interpreter exit, thread limit)
+            # The socket timeouts still bound each wait; the next watch() tries again.
+            self._running = False
 
     def release(self, token: int) -> bool:
         """Stop watching; True if the deadline had already cut this attempt off."""
@@ -127,26 +211,31 @@ class _Watchdog:
 
     def _run(self) -> None:
         with self._changed:
-            idle_since: float | None = None
-            while True:
-                now = time.monotonic()
-                for token, (deadline, sock) in list(self._watched.items()):
-                    if deadline <= now:
-                        del self._watched[token]
-                        self._fired.add(token)
-                        _shut(sock)
-                if self._watched:
-                    idle_since = None
-                    wait = min(d for d, _ in self._watched.values()) - now
-                    self._wake_at = now + wait
-                    self._changed.wait(wait)
-                    continue
-                idle_since = now if idle_since is None else idle_since
-                if self._closing or now - idle_since >= _WATCHDOG_IDLE:
-                    self._running = False
-                    return
-                self._wake_at = now + _WATCHDOG_IDLE
-                self._changed.wait(_WATCHDOG_IDLE)
+            try:
+                self._loop()
+            finally:  # whatever ended the loop, a later watch() must start a new thread
+                self._running = False
+
+    def _loop(self) -> None:
+        idle_since: float | None = None
+        while True:
+            now = time.monotonic()
+            for token, (deadline, sock) in list(self._watched.items()):
+                if deadline <= now:
+                    del self._watched[token]
+                    self._fired.add(token)
+                    _shut(sock)
+            if self._watched:
+                idle_since = None
+                wait = min(d for d, _ in self._watched.values()) - now
+                self._wake_at = now + wait
+                self._changed.wait(_clamped(wait))
+                continue
+            idle_since = now if idle_since is None else idle_since
+            if self._closing or now - idle_since >= _WATCHDOG_IDLE:
+                return
+            self._wake_at = now + _WATCHDOG_IDLE
+            self._changed.wait(_WATCHDOG_IDLE)
 
     def close(self) -> None:
         """Let the thread exit as soon as nothing is watched, rather than after a pause."""
@@ -156,13 +245,15 @@ class _Watchdog:
 
 
 def _shut(sock: socket.socket) -> None:
-    # OSError: already closed by the other side, so nothing is left to interrupt.
-    with contextlib.suppress(OSError):
+    # OSError: already closed by the other side, so nothing is left to interrupt. Anything
+    # else (a recorder's stub socket has no shutdown) must not end the watchdog's thread.
+    with contextlib.suppress(Exception):
         sock.shutdown(socket.SHUT_RDWR)
 
 
-# The attempt running in this thread: its watchdog and deadline, and the watch token once its
-# socket is known. Thread-local because urllib3 offers no other way into the connection.
+# The attempt running in this thread: its watchdog and deadline, the watch token once its
+# socket is known, and whether the request's first byte was handed to the socket. Thread-local
+# because urllib3 offers no other way into the connection.
 _current = threading.local()
 
 
@@ -173,35 +264,334 @@ def _watch_this(sock: socket.socket | None) -> None:
         _current.token = watchdog.watch(deadline, sock)
 
 
+class _FairQueue:
+    """The pool's connections, handed to waiting callers first come, first served.
+
+    urllib3's ``LifoQueue`` lets a thread that has just put a connection back take it again
+    before the waiter it woke gets to run, so under load some callers wait their whole deadline
+    while others are served again and again. Here a returned connection goes straight to the
+    longest-waiting caller; a caller arriving while others wait queues behind them. Idle
+    connections are kept last in, first out (the warmest is reused). The lock guards only list
+    and deque updates; an uncontended ``get`` or ``put`` never hands over to another thread.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []  # urllib3 puts None for "may open a new connection"
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
+
+    def qsize(self) -> int:
+        return len(self._idle)
+
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self._lock:
+            if self._closed:
+                # A closed pool is drained with get(block=False) until Empty. A blocking get
+                # raises AttributeError, which urllib3's _get_conn turns into ClosedPoolError
+                # (it is what a closed pool's missing queue raises): "the client was closed".
+                if not block:
+                    raise Empty
+                raise AttributeError("the pool is closed")
+            if self._idle:  # only ever non-empty while nobody waits
+                return self._idle.pop()
+            if not block:
+                raise Empty
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        if timeout is None:
+            in_time = waiter.ready.acquire()
+        else:
+            in_time = waiter.ready.acquire(timeout=_clamped(max(timeout, 0.0)))
+        with self._lock:
+            if waiter.handed and in_time and not self._closed:
+                return waiter.item
+            if not waiter.handed:
+                self._waiters.remove(waiter)  # O(waiters), only when a wait runs out
+            elif not self._closed:
+                # Handed over just as this caller's time ran out: pass it on, unused.
+                self._put(waiter.item)
+            if not self._closed:
+                raise Empty
+        if waiter.item is not None:  # handed over, then the pool closed under it
+            waiter.item.close()
+        raise AttributeError("the pool is closed")
+
+    def put(self, item: Any, block: bool = False) -> None:
+        with self._lock:
+            self._put(item)
+
+    def _put(self, item: Any) -> None:
+        if self._waiters:
+            self._waiters.popleft().hand(item)
+        elif len(self._idle) >= self.maxsize:
+            raise Full
+        else:
+            self._idle.append(item)
+
+    def close(self) -> list[Any]:
+        """Wake every waiter (they fail as "closed") and give back the idle connections."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            while self._waiters:
+                self._waiters.popleft().hand(None)
+            return idle
+
+    def after_fork(self) -> list[Any]:
+        """In a forked child: the lock may have been held by a thread that no longer exists,
+        and the waiters are gone. Give back what the parent left idle (to be closed here)."""
+        self._lock = threading.Lock()
+        self._waiters = deque()
+        return self.close()
+
+
+class _Waiter:
+    __slots__ = ("handed", "item", "ready")
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.handed = False
+        self.item: Any = None
+
+    def hand(self, item: Any) -> None:
+        self.item, self.handed = item, True
+        self.ready.release()
+
+
+class _ResolvingTookTooLong(ConnectTimeoutError):
+    """The deadline passed while the host name was still being resolved."""
+
+
+class _Resolver:
+    """Resolves host names in helper threads, so a caller stops waiting at its deadline.
+
+    The stdlib resolver cannot be interrupted: a lookup that never answers would hold the
+    calling thread past any deadline. A lookup runs in its own daemon thread instead, shared by
+    every caller asking for the same name meanwhile; its answer is kept for ``_RESOLVED_FOR``
+    seconds, so new connections to a known host hand nothing over to a thread. IP literals are
+    never resolved at all, and reused keep-alive connections never get here.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
+        self._pending: dict[tuple[str, int], Future[list[tuple[str, int]]]] = {}
+
+    def resolve(self, host: str, port: int, wait: float | None) -> list[tuple[str, int]]:
+        """The (address, port) pairs of ``host``; raises TimeoutError after ``wait`` seconds,
+        or the resolver's ``socket.gaierror``."""
+        key = (host, port)
+        with self._lock:
+            known = self._known.get(key)
+            if known is not None and known[0] > time.monotonic():
+                return known[1]
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = Future()
+                thread = threading.Thread(
+                    target=self._lookup, args=(key, pending), name="cdsessions-resolve", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: resolve here, unbounded
+                    del self._pending[key]
+                    return _addresses(host, port)
+        return pending.result(None if wait is None else _clamped(max(wait, 0.0)))
+
+    def _lookup(self, key: tuple[str, int], pending: Future[list[tuple[str, int]]]) -> None:
+        try:
+            found = _addresses(*key)
+        except BaseException as error:  # handed to the waiting callers, whatever it is
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.set_exception(error)
+            return
+        with self._lock:
+            self._pending.pop(key, None)
+            if len(self._known) >= 256:  # a client talks to a few hosts; never let it grow
+                self._known.clear()
+            self._known[key] = (time.monotonic() + _RESOLVED_FOR, found)
+        pending.set_result(found)
+
+
+def _addresses(host: str, port: int) -> list[tuple[str, int]]:
+    family = urllib3_connection.allowed_gai_family()
+    found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    return [(_literal(address), int(address[1])) for *_, address in found]
+
+
+def _literal(address: tuple[Any, ...]) -> str:
+    """An address as an IP literal; an IPv6 link-local one keeps its scope (``fe80::1%2``)."""
+    scope = address[3] if len(address) == 4 else 0
+    return f"{address[0]}%{scope}" if scope else str(address[0])
+
+
+_resolver = _Resolver()
+
+
+@functools.lru_cache(maxsize=256)
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _connect(
+    conn: HTTPConnection, connect_to_literal: Callable[[], socket.socket]
+) -> socket.socket:
+    """A new connection's socket, with resolving and connecting bounded by the deadline. The
+    connect timeout left is also the TLS handshake's (CPython bounds a whole handshake by the
+    socket's timeout); the watchdog takes over once the request starts going out."""
+    deadline: float | None = getattr(_current, "deadline", None)
+    host = conn._dns_host.strip("[]")  # the name as given (not ``host``: that drops a final dot)
+    if deadline is not None:
+        _bound_by(conn, deadline)
+    if _is_ip_literal(host):
+        return connect_to_literal()  # nothing to resolve: no thread, no cache
+    wait = None if deadline is None else deadline - time.monotonic()
+    try:
+        addresses = _resolver.resolve(host, conn.port or 0, wait)
+    except TimeoutError as error:
+        raise _ResolvingTookTooLong(conn, "resolving the host name took too long") from error
+    except socket.gaierror as error:
+        raise NameResolutionError(conn.host, conn, error) from error
+    if deadline is not None:
+        _bound_by(conn, deadline)  # what resolving left of it
+    return _first_that_connects(conn, addresses)
+
+
+def _bound_by(conn: HTTPConnection, deadline: float) -> None:
+    """Shorten the connect (and TLS handshake) timeout to what is left before the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ConnectTimeoutError(conn, "the deadline passed before connecting")
+    timeout = conn.timeout
+    conn.timeout = left if not isinstance(timeout, int | float) else min(timeout, left)
+
+
+def _first_that_connects(conn: HTTPConnection, addresses: list[tuple[str, int]]) -> socket.socket:
+    """What ``create_connection`` does after resolving: try each address in turn."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return urllib3_connection.create_connection(
+                address,
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except OSError as failed:
+            error = failed
+    if isinstance(error, TimeoutError):
+        raise ConnectTimeoutError(conn, "connecting took too long") from error
+    message = f"Failed to establish a new connection: {error or 'no address'}"
+    raise NewConnectionError(conn, message) from error
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """``http.client``'s response, skipping every interim (1xx) response before the final one,
+    as HTTP/1.1 requires of a client (http.client skips only 100). 101 is final: it would switch
+    protocols, which is never asked for here, so it reaches the caller as an error status."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(_MAX_INTERIM):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+        raise http.client.HTTPException(f"more than {_MAX_INTERIM} interim (1xx) responses")
+
+
 _C = TypeVar("_C", bound=HTTPConnection)
 
 
 @functools.cache
 def _watched(base: type[_C]) -> type[_C]:
-    """``base`` with the watchdog started once the request is out (in ``getresponse``)."""
+    """``base`` with the deadline enforced and the moment the request starts going out noted.
 
-    def getresponse(self: HTTPConnection) -> HTTPResponse:
+    For urllib3's own connection classes: new connections resolve and connect within the
+    deadline and are watched from the first byte on; ``send`` marks the request as possibly
+    sent just before its first byte is handed to the socket; interim responses are skipped.
+    Any other class (a recorder's stub) is only known to have sent once it is asked for the
+    response, and is taken as sent as soon as a request starts: the safe side for a create.
+    """
+
+    def getresponse(self: _C) -> HTTPResponse:
         # The request is out; from here on we only wait on the server. (A recorder's stub
         # connection may have no socket: then there is nothing to watch.)
-        _watch_this(getattr(self, "sock", None))
+        _current.sent = True
+        if getattr(_current, "token", None) is None:
+            _watch_this(getattr(self, "sock", None))
         return base.getresponse(self)
 
-    return type(f"_Watched{base.__name__}", (base,), {"getresponse": getresponse})
+    members: dict[str, Any] = {"getresponse": getresponse}
+    if issubclass(base, HTTPConnection):
+
+        def _new_conn(self: HTTPConnection) -> socket.socket:
+            return _connect(self, lambda: base._new_conn(self))
+
+        def send(self: HTTPConnection, data: Any) -> None:
+            if self.sock is None:  # http.client connects here, lazily: nothing is out yet
+                self.connect()
+            if getattr(_current, "token", None) is None:  # a reused keep-alive connection
+                _watch_this(self.sock)
+            _current.sent = True  # from here on the server may see (part of) the request
+            base.send(self, data)
+
+        members.update(_new_conn=_new_conn, send=send, response_class=_FinalResponse)
+    else:
+
+        def request(self: HTTPConnection, *args: Any, **kwargs: Any) -> None:
+            _current.sent = True
+            base.request(self, *args, **kwargs)
+
+        members["request"] = request
+    return cast("type[_C]", type(f"_Watched{base.__name__}", (base,), members))
+
+
+def _close_queue(pool: HTTPConnectionPool) -> None:
+    """Wake the callers waiting on ``pool``'s queue; they fail as "the client was closed"."""
+    connections = pool.pool
+    if isinstance(connections, _FairQueue):
+        for conn in connections.close():
+            if conn is not None:
+                conn.close()
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
+    QueueCls = _FairQueue  # type: ignore[assignment]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Subclass the connection class in use *now*, not one fixed at import: recorders such
         # as vcrpy / pytest-recording patch HTTPConnectionPool.ConnectionCls, and a fixed
         # subclass would hide every request from them (nothing recorded, replays hit the net).
-        self.ConnectionCls = _watched(HTTPConnectionPool.ConnectionCls)
+        # urllib3 types ConnectionCls as protocols its own HTTPConnection misses under pyright.
+        self.ConnectionCls = _watched(HTTPConnectionPool.ConnectionCls)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def close(self) -> None:
+        _close_queue(self)
+        super().close()
 
 
 class _WatchedHTTPSPool(HTTPSConnectionPool):
+    QueueCls = _FairQueue  # type: ignore[assignment]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ConnectionCls = _watched(HTTPSConnectionPool.ConnectionCls)
+        self.ConnectionCls = _watched(HTTPSConnectionPool.ConnectionCls)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def close(self) -> None:
+        _close_queue(self)
+        super().close()
 
 
 #: urllib3 never retries or follows redirects here; one shared value (it is immutable) instead of
@@ -212,8 +602,12 @@ _CUT_SHORT: Final = "the body ended before its Content-Length"
 
 @functools.lru_cache(maxsize=64)
 def _urllib3_timeout(connect: float | None, read: float | None) -> urllib3.Timeout:
-    # urllib3 clones a Timeout before using it, so one per distinct pair can be shared.
-    return urllib3.Timeout(connect=connect, read=read)
+    # urllib3 clones a Timeout before using it, so one per distinct pair can be shared. Clamped:
+    # a socket timeout beyond what the platform can wait raises OverflowError.
+    return urllib3.Timeout(
+        connect=None if connect is None else _clamped(connect),
+        read=None if read is None else _clamped(read),
+    )
 
 
 def _too_large(operation: str, limit: int) -> TransportFailed:
@@ -221,28 +615,99 @@ def _too_large(operation: str, limit: int) -> TransportFailed:
 
 
 def _declared_length(response: BaseHTTPResponse) -> int | None:
-    value = response.headers.get("content-length", "").strip()
-    return int(value) if value.isdigit() else None
+    """The body's declared size, or None when it has none (chunked, or read until close).
+
+    A Content-Length that is not ASCII digits (``int()`` and ``str.isdigit`` accept other
+    scripts' digits, and ``isdigit`` even ``²``, which ``int`` refuses) makes the response's
+    framing invalid; HTTP/1.1 says to treat that as an unrecoverable error, so it raises
+    ``InvalidHeader`` (a broken, sent failure, and the connection is not reused). Repeats of one
+    value (``12, 12``) are allowed, as RFC 9110 permits."""
+    headers = response.headers
+    value = headers.get("content-length")
+    if value is None or headers.get("transfer-encoding"):
+        return None  # chunked (or another coding) overrides any Content-Length
+    lengths = {part.strip() for part in value.split(",")}
+    length = lengths.pop() if len(lengths) == 1 else ""
+    if not (length.isascii() and length.isdigit()):
+        raise InvalidHeader("the response's Content-Length is invalid")
+    return int(length)
+
+
+#: Every transport alive in this process, so a forked child can give each fresh connections.
+_live: weakref.WeakSet[Urllib3Transport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The child of ``os.fork()`` (pre-fork worker pools: gunicorn ``--preload``, Celery,
+    ``multiprocessing``) inherits the parent's pooled sockets, which parent and child would
+    then read each other's answers from, and no watchdog or resolver thread, whose locks may
+    even be held forever. Each transport starts afresh; the parent is not touched."""
+    global _resolver  # the old one's lock and pending lookups did not survive the fork
+    _resolver = _Resolver()
+    for transport in list(_live):
+        transport._start_afresh()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Urllib3Transport:
     """Sends requests over a pooled, thread-safe urllib3 ``PoolManager``.
 
-    ``max_connections`` bounds the connections per host; callers beyond it wait for a free one
-    (for at most what remains of their deadline, then fail with a timeout, nothing sent).
+    ``max_connections`` bounds the connections per host; callers beyond it wait for a free one,
+    first come first served (for at most what remains of their deadline, then fail with a
+    timeout, nothing sent).
+
+    TLS certificates are checked against the system's trusted CAs, or ``ca_certs`` (a path to
+    a PEM bundle: a private CA, a corporate proxy's) or ``ssl_context`` (an ``ssl.SSLContext``
+    of your own, for client certificates or pinned settings) when given. Either way the
+    certificate must be valid for the host: verification cannot be turned off here.
+
+    Safe to use after ``os.fork()``: the child gets fresh connections and its own deadline
+    thread.
     """
 
-    def __init__(self, *, max_connections: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 10,
+        ca_certs: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max_connections = max_connections
+        self._tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        if ca_certs is not None:
+            self._tls["ca_certs"] = os.fspath(ca_certs)
+        if ssl_context is not None:
+            self._tls["ssl_context"] = ssl_context
+        self._start_afresh()
+        _live.add(self)
+
+    def _start_afresh(self) -> None:
+        """New pools and watchdog; in a forked child, first let go of the parent's sockets
+        (closing the child's copies, which leaves the parent's connections open)."""
+        for pool, _path in getattr(self, "_pools", {}).values():
+            if isinstance(pool.pool, _FairQueue):
+                for conn in pool.pool.after_fork():
+                    if conn is not None:
+                        conn.close()
         self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=max_connections,
-            block=True,
-            retries=False,
-            cert_reqs="CERT_REQUIRED",
+            num_pools=4, maxsize=self._max_connections, block=True, retries=False, **self._tls
         )
         self._pool.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
         self._watchdog = _Watchdog()
         self._pools: dict[str, tuple[HTTPConnectionPool, str]] = {}
+
+    @property
+    def queued(self) -> int:
+        """How many calls are waiting for a free connection right now."""
+        count = 0
+        for pool, _path in list(self._pools.values()):
+            queue: object = pool.pool  # urllib3 types it as its LifoQueue
+            if isinstance(queue, _FairQueue):
+                count += queue.waiting()
+        return count
 
     def _pool_for(self, base_url: str) -> tuple[HTTPConnectionPool, str]:
         """The connection pool for ``base_url`` and its path prefix, looked up once."""
@@ -263,19 +728,27 @@ class Urllib3Transport:
         operation: str,
     ) -> Result[HttpResponse, TransportFailed]:
         deadline = None if timeout.total is None else time.monotonic() + timeout.total
-        _current.watchdog, _current.deadline, _current.token = self._watchdog, deadline, None
+        watchdog = self._watchdog
+        _current.watchdog, _current.deadline, _current.token = watchdog, deadline, None
+        _current.sent = False
         try:
-            return self._send(request, timeout, max_response_bytes, operation)
+            return self._send(request, timeout, deadline, max_response_bytes, operation)
+        except Exception as error:  # the boundary: nothing may escape a send
+            # Not one of the errors urllib3, http.client or ssl are known to raise: still a
+            # value, named by its class so it can be reported.
+            problem = f"unexpected {type(error).__name__} in the HTTP stack"
+            return Failure(TransportFailed(operation, "broken", problem, _current.sent))
         finally:
             token: int | None = _current.token
             _current.watchdog = _current.deadline = _current.token = None
             if token is not None:
-                self._watchdog.release(token)
+                watchdog.release(token)
 
     def _send(
         self,
         request: HttpRequest,
         timeout: Timeout,
+        deadline: float | None,
         limit: int,
         operation: str,
     ) -> Result[HttpResponse, TransportFailed]:
@@ -294,16 +767,14 @@ class Urllib3Transport:
                 assert_same_host=False,
                 preload_content=False,
                 release_conn=False,
-                pool_timeout=timeout.total,  # type: ignore[arg-type]  # a float works
+                # What is left of the deadline (a float works).
+                pool_timeout=None if deadline is None else deadline - time.monotonic(),  # type: ignore[arg-type]
             )
-        except (HTTPError, OSError) as error:
+        except (HTTPError, OSError, ValueError, http.client.HTTPException) as error:
             return Failure(self._explain(operation, error))
-        except ValueError:  # http.client refuses a header value (a newline in the user agent)
-            problem = "the request could not be written (an invalid header value)"
-            return Failure(TransportFailed(operation, "broken", problem, sent=False))
         try:
             read = self._read(response, limit, operation)
-        except (HTTPError, OSError) as error:
+        except (HTTPError, OSError, http.client.HTTPException) as error:
             response.close()  # never hand a half-read connection back to the pool
             read = Failure(self._explain(operation, error))
         finally:
@@ -314,10 +785,11 @@ class Urllib3Transport:
         return read
 
     def _explain(self, operation: str, error: BaseException) -> TransportFailed:
-        failure = _failure(operation, error)
-        if failure.sent and self._cut_off():
-            return TransportFailed(operation, "timeout", _DEADLINE_PASSED, sent=True)
-        return failure
+        sent: bool = _current.sent
+        if self._cut_off():  # the watchdog shut the socket: whatever broke, time ran out
+            problem = _DEADLINE_PASSED if sent else _DEADLINE_BEFORE_SENDING
+            return TransportFailed(operation, "timeout", problem, sent)
+        return _failure(operation, error, sent=sent)
 
     def _cut_off(self) -> bool:
         """Whether the watchdog stopped this attempt at its overall deadline."""
@@ -366,7 +838,13 @@ class Urllib3Transport:
         )
 
     def close(self) -> None:
+        """Close every pooled connection now (urllib3's ``clear`` leaves that to the garbage
+        collector); calls still waiting for a connection fail at once, as never sent. The
+        transport can be used again: new pools open on demand."""
+        pools, self._pools = self._pools, {}
         self._pool.clear()
+        for pool, _path in pools.values():
+            pool.close()
         self._watchdog.close()
 
     def __repr__(self) -> str:

@@ -1,0 +1,124 @@
+"""The budget guard: refuse a create (or an extension) whose worst case is over budget, before
+anything is sent.
+
+A session is billed per second until its timeout, so the most a new one can cost is the
+requested minutes (the server's 15 when none or 0 is asked for) x 60 x its GPU's price per
+second. :func:`check_create` compares that with a budget and answers with an :class:`Allowance`
+(what was checked, kept for later extensions) or an :class:`OverBudget`, an
+:class:`~cdsessions.errors.InvalidRequest` naming the numbers. A session that cannot be priced
+(no GPU named, so the machine's default applies and the client cannot know it; or a GPU missing
+from the price table) is refused too: a budget that cannot be checked is not a budget.
+All pure: the caller fetches the price table.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+from returns.result import Failure, Result, Success
+
+from cdsessions.errors import InvalidRequest
+from cdsessions.models import CreateSessionBody
+from cdsessions.pricing import EXACT, GpuPricing, NoPrice, Price, usd_from
+
+__all__ = [
+    "DEFAULT_MINUTES",
+    "Allowance",
+    "OverBudget",
+    "budget_from",
+    "check_create",
+    "check_extend",
+    "requested_minutes",
+]
+
+#: What the server makes of a timeout of None or 0.
+DEFAULT_MINUTES: Final = 15
+_SIXTY: Final = Decimal(60)
+
+
+class OverBudget(InvalidRequest, frozen=True):
+    """Refused by the budget guard: the worst case is over ``budget`` USD, or (``worst_case``
+    None) the session cannot be priced. ``field`` is ``"max_cost"``; the create (or extension)
+    was not sent."""
+
+    budget: Decimal
+    worst_case: Decimal | None
+
+    def reason(self) -> str:
+        return f"over budget: {self.problem} (not sent)"
+
+
+class Allowance(msgspec.Struct, frozen=True):
+    """A session checked against ``budget``: billed at ``price``, for ``minutes`` minutes in all
+    so far (the requested ones plus extensions)."""
+
+    budget: Decimal
+    price: Price
+    minutes: int
+
+    @property
+    def worst_case(self) -> Decimal:
+        """USD, if the session runs all its minutes."""
+        return worst_case(self.minutes, self.price)
+
+
+def requested_minutes(timeout: int | None) -> int:
+    """The minutes a create asks for, as the server counts them (None or 0 mean 15)."""
+    return timeout or DEFAULT_MINUTES
+
+
+def worst_case(minutes: int, price: Price) -> Decimal:
+    """``minutes`` x 60 x the price per second, exactly."""
+    return EXACT.multiply(EXACT.multiply(Decimal(minutes), _SIXTY), price.usd_per_second)
+
+
+def budget_from(value: object, operation: str) -> Result[Decimal, InvalidRequest]:
+    """A ``max_cost`` as exact USD (see :func:`~cdsessions.pricing.usd_from`), or why not."""
+    return usd_from(value).alt(lambda problem: InvalidRequest(operation, "max_cost", problem))
+
+
+def _sum(minutes: int, price: Price) -> str:
+    return (
+        f"{minutes} min x 60 s x {price.usd_per_second} USD/s ({price.gpu}) = "
+        f"{worst_case(minutes, price).normalize(EXACT):f} USD"
+    )
+
+
+def check_create(
+    body: CreateSessionBody, pricing: GpuPricing, budget: Decimal, operation: str
+) -> Result[Allowance, OverBudget]:
+    """May ``body`` be created within ``budget`` USD? See the module docs."""
+    minutes = requested_minutes(body.timeout)
+    found = pricing.price_per_second(body.gpu)
+    if isinstance(found, NoPrice):
+        why = (
+            "no GPU given (the machine's default GPU cannot be priced; name the GPU)"
+            if found.gpu is None
+            else f"GPU {found.gpu} cannot be priced ({found.reason})"
+        )
+        problem = f"{why}; the budget is {budget} USD"
+        return Failure(OverBudget(operation, "max_cost", problem, budget, None))
+    allowance = Allowance(budget, found, minutes)
+    if allowance.worst_case > budget:
+        problem = f"worst case {_sum(minutes, found)} is over the budget of {budget} USD"
+        return Failure(OverBudget(operation, "max_cost", problem, budget, allowance.worst_case))
+    return Success(allowance)
+
+
+def check_extend(
+    allowance: Allowance, minutes: int, operation: str
+) -> Result[Allowance, OverBudget]:
+    """May a session checked as ``allowance`` get ``minutes`` more? The new worst case is the
+    whole session's: all its minutes so far plus these, at its price."""
+    extended = Allowance(allowance.budget, allowance.price, allowance.minutes + minutes)
+    if extended.worst_case > allowance.budget:
+        problem = (
+            f"worst case after the extension {_sum(extended.minutes, allowance.price)} is over "
+            f"the budget of {allowance.budget} USD"
+        )
+        return Failure(
+            OverBudget(operation, "max_cost", problem, allowance.budget, extended.worst_case)
+        )
+    return Success(extended)

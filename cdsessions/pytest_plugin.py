@@ -1,0 +1,86 @@
+"""pytest fixtures for testing code that uses cdsessions, against the in-memory fake.
+
+pytest loads this module through the ``pytest11`` entry point as soon as cdsessions is
+installed; nothing else imports it, so the library never needs pytest. Loading it costs only
+the ``cdsessions`` package itself: the fake, the async client and the HTTP server are imported
+by the first test that asks for them.
+
+Fixtures (each fresh for every test):
+
+* ``cdsessions_fake``: a :class:`~cdsessions.FakeService` with its default machine
+  (``cdsessions_fake.DEFAULT_MACHINE_ID``). Override it in your ``conftest.py`` to configure the
+  fake (a ``ManualClock``, more machines, ``seed_shapes=True``); the fixtures below use yours.
+* ``cdsessions_client``: a :class:`~cdsessions.SessionsClient` bound to ``cdsessions_fake`` in
+  memory (API key ``"test-key"``), closed after the test.
+* ``cdsessions_async_client``: the same as an :class:`~cdsessions.AsyncSessionsClient`; use it
+  inside your own event loop (``asyncio.run``, pytest-asyncio, anyio). Closed after the test.
+* ``cdsessions_fake_url``: ``cdsessions_fake`` served over real HTTP on 127.0.0.1 (a free
+  port); the value is its base URL, for ``server=`` or ``cdsessions --server``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+import pytest
+
+if TYPE_CHECKING:
+    from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.client import SessionsClient
+    from cdsessions.fake_service import FakeService
+
+__all__ = [
+    "TEST_API_KEY",
+    "cdsessions_async_client",
+    "cdsessions_client",
+    "cdsessions_fake",
+    "cdsessions_fake_url",
+]
+
+#: The API key the client fixtures send; the fake accepts any non-empty key.
+TEST_API_KEY: Final = "test-key"
+
+
+@pytest.fixture
+def cdsessions_fake() -> FakeService:
+    """A fresh in-memory fake ComfyDeploy (no sockets, no account, no bills)."""
+    from cdsessions.fake_service import FakeService
+
+    return FakeService()
+
+
+@pytest.fixture
+def cdsessions_client(cdsessions_fake: FakeService) -> Iterator[SessionsClient]:
+    """A ``SessionsClient`` talking to ``cdsessions_fake`` in memory; closed after the test."""
+    from cdsessions.client import SessionsClient
+    from cdsessions.transports.fake import FakeTransport
+
+    with SessionsClient(TEST_API_KEY, transport=FakeTransport(cdsessions_fake)) as client:
+        yield client
+
+
+@pytest.fixture
+def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessionsClient]:
+    """An ``AsyncSessionsClient`` talking to ``cdsessions_fake`` in memory; closed after the test.
+
+    A plain fixture, so it works with any async test runner (or none: ``asyncio.run`` in a
+    sync test). Closing waits for cancels the client still runs in the background."""
+    import asyncio
+
+    from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.transports.inline import AsyncFakeTransport
+
+    client = AsyncSessionsClient(TEST_API_KEY, transport=AsyncFakeTransport(cdsessions_fake))
+    yield client
+    asyncio.run(client.aclose())
+
+
+@pytest.fixture
+def cdsessions_fake_url(cdsessions_fake: FakeService) -> Iterator[str]:
+    """``cdsessions_fake`` served over HTTP on 127.0.0.1; the value is the base URL
+    (``http://127.0.0.1:PORT/api``). The server stops after the test."""
+    from cdsessions.fake_server import serve_in_thread
+
+    with serve_in_thread(cdsessions_fake) as base_url:
+        yield base_url

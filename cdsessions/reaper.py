@@ -1,0 +1,277 @@
+"""Find the sessions a crashed job or a forgotten notebook left running, and stop them.
+
+:func:`select` is the pure part: given the live sessions, the price table, a :class:`Selection`
+and ``now``, which sessions match. Every selector given must match (they combine with "and"); a
+selector that cannot be judged for a session (an age without ``created_at``, a cost without a
+price) does not match it: a session is cancelled only when it is known to match. An empty
+selection selects nothing, unless ``everything=True`` says, explicitly, every session.
+
+:func:`reap` (and :func:`reap_async`) lists the account's sessions, selects, and cancels each
+selected one, reporting each as cancelled, already gone, or failed with the reason; one failed
+cancel does not stop the others. ``dry_run=True`` sends no cancel at all and reports what would
+be cancelled. Both run the same steps (:func:`reap_steps`), as the two clients do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+import msgspec
+from returns.result import Failure, Result, Success
+
+from cdsessions.costs import SessionCosts, Unknown, costs_of
+from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.lifecycle import counts_as_closed
+from cdsessions.models import Session
+from cdsessions.pricing import EXACT, GpuPricing
+from cdsessions.steps import Steps, drive, drive_async
+
+if TYPE_CHECKING:
+    from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.client import SessionsClient
+
+__all__ = [
+    "Action",
+    "CancelSession",
+    "FetchPrices",
+    "ListSessions",
+    "Outcome",
+    "ReapReport",
+    "Reaped",
+    "Selection",
+    "matches",
+    "reap",
+    "reap_async",
+    "reap_steps",
+    "select",
+    "selection_problem",
+]
+
+_OPERATION: Final = "reap sessions"
+
+#: What became of one selected session.
+Outcome: TypeAlias = Literal["would cancel", "cancelled", "already gone", "failed"]
+
+
+class Selection(msgspec.Struct, frozen=True, kw_only=True):
+    """Which sessions to stop. Each selector given must match; None means "any".
+
+    ``machine_id``: on this machine. ``older_than``: created longer ago than this.
+    ``gpu``: on this GPU (exact name). ``cost_over``: cost so far above this many USD.
+    ``everything``: with no other selector, every session (never implied by an empty
+    selection)."""
+
+    machine_id: str | None = None
+    older_than: timedelta | None = None
+    gpu: str | None = None
+    cost_over: Decimal | None = None
+    everything: bool = False
+
+    @property
+    def has_selector(self) -> bool:
+        return any(
+            value is not None
+            for value in (self.machine_id, self.older_than, self.gpu, self.cost_over)
+        )
+
+
+def selection_problem(selection: Selection) -> str | None:
+    """Why ``selection`` cannot be used to cancel sessions, or None."""
+    if not isinstance(selection, Selection):
+        return "must be a Selection"
+    if not selection.has_selector and selection.everything is not True:
+        return (
+            "no selector given (machine, age, GPU or cost); refusing to select every session "
+            "unless that is asked for explicitly"
+        )
+    if selection.older_than is not None and selection.older_than < timedelta(0):
+        return "older_than must not be negative"
+    if selection.cost_over is not None and not (
+        selection.cost_over.is_finite() and selection.cost_over >= 0
+    ):
+        return "cost_over must be a finite amount of USD, at least 0"
+    return None
+
+
+def matches(costs: SessionCosts, selection: Selection) -> bool:
+    """Whether the session ``costs`` describes is selected (see the module docs)."""
+    if not selection.has_selector:
+        return selection.everything is True
+    session = costs.session
+    if selection.machine_id is not None and session.machine_id != selection.machine_id:
+        return False
+    if selection.gpu is not None and session.gpu != selection.gpu:
+        return False
+    if selection.older_than is not None and (
+        isinstance(costs.age, Unknown) or costs.age <= selection.older_than
+    ):
+        return False
+    return selection.cost_over is None or (
+        not isinstance(costs.cost_so_far, Unknown) and costs.cost_so_far > selection.cost_over
+    )
+
+
+def select(
+    sessions: Iterable[Session], selection: Selection, pricing: GpuPricing, now: datetime
+) -> tuple[SessionCosts, ...]:
+    """The selected sessions, in the order given, each with its figures at ``now``."""
+    figured = (costs_of(session, pricing, now) for session in sessions)
+    return tuple(costs for costs in figured if matches(costs, selection))
+
+
+class Reaped(msgspec.Struct, frozen=True):
+    """One selected session and what became of it; ``error`` says why a cancel failed."""
+
+    costs: SessionCosts
+    outcome: Outcome
+    error: ApiError | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.costs.session.session_id
+
+
+class ReapReport(msgspec.Struct, frozen=True):
+    """What :func:`reap` did: ``considered`` sessions listed, ``reaped`` the selected ones."""
+
+    selection: Selection
+    now: datetime
+    dry_run: bool
+    considered: int
+    reaped: tuple[Reaped, ...]
+
+    @property
+    def failed(self) -> tuple[Reaped, ...]:
+        return tuple(item for item in self.reaped if item.outcome == "failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when no cancel failed."""
+        return not self.failed
+
+    @property
+    def saves(self) -> Decimal:
+        """USD no longer to be billed (or, in a dry run, that would not be): each stopped
+        session's cost from ``now`` to its timeout, where known (see :attr:`unpriced`)."""
+        total = Decimal(0)
+        for item in self.reaped:
+            remaining = item.costs.remaining_cost
+            if item.outcome != "failed" and not isinstance(remaining, Unknown):
+                total = EXACT.add(total, remaining)
+        return total
+
+    @property
+    def unpriced(self) -> int:
+        """How many stopped sessions have savings that cannot be known (not in :attr:`saves`)."""
+        return sum(
+            1
+            for item in self.reaped
+            if item.outcome != "failed" and isinstance(item.costs.remaining_cost, Unknown)
+        )
+
+
+class Action(msgspec.Struct, frozen=True):
+    """What the reap steps ask their driver to do (one of the three below)."""
+
+
+class ListSessions(Action, frozen=True):
+    """List the account's live sessions (of one machine, when set); send the ``Result`` back."""
+
+    machine_id: str | None
+
+
+class FetchPrices(Action, frozen=True):
+    """Get the price table; send the ``Result`` back."""
+
+
+class CancelSession(Action, frozen=True):
+    """Cancel one session; send the ``Result`` back."""
+
+    session_id: str
+
+
+def reap_steps(
+    selection: Selection, now: datetime, *, dry_run: bool = False
+) -> Steps[Action, Result[Any, ApiError], Result[ReapReport, ApiError]]:
+    """The steps of :func:`reap`, for any driver (see :mod:`cdsessions.steps`).
+
+    The price table is needed only to judge ``cost_over``; without it (the fetch failed) the
+    other selectors still work and savings are reported as unknown, since stopping a forgotten
+    session must not depend on the price endpoint."""
+    problem = selection_problem(selection)
+    if problem is not None:
+        return Failure(InvalidRequest(_OPERATION, "selection", problem))
+    listed = yield ListSessions(selection.machine_id)
+    assert listed is not None, "the driver must send back the answer to each action"
+    if not isinstance(listed, Success):
+        return Failure(listed.failure())
+    priced = yield FetchPrices()
+    assert priced is not None, "the driver must send back the answer to each action"
+    if isinstance(priced, Success):
+        pricing: GpuPricing = priced.unwrap()
+    elif selection.cost_over is not None:
+        return Failure(priced.failure())
+    else:
+        pricing = GpuPricing()
+    sessions: list[Session] = listed.unwrap()
+    chosen = select(sessions, selection, pricing, now)
+    reaped: list[Reaped] = []
+    for costs in chosen:
+        if dry_run:
+            reaped.append(Reaped(costs, "would cancel"))
+            continue
+        answer = yield CancelSession(costs.session.session_id)
+        assert answer is not None, "the driver must send back the answer to each action"
+        if isinstance(answer, Success):
+            reaped.append(Reaped(costs, "cancelled"))
+        elif counts_as_closed(answer.failure()):
+            reaped.append(Reaped(costs, "already gone"))
+        else:
+            reaped.append(Reaped(costs, "failed", answer.failure()))
+    return Success(ReapReport(selection, now, dry_run, len(sessions), tuple(reaped)))
+
+
+def _no_sleep(seconds: float) -> None:  # the steps never wait
+    return None
+
+
+async def _no_sleep_async(seconds: float) -> None:
+    return None
+
+
+def reap(
+    client: SessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+) -> Result[ReapReport, ApiError]:
+    """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
+    ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
+    go ahead; ``report.ok`` is False then. Failure only when nothing could be judged: a bad
+    selection, the list failed, or ``cost_over`` was given and the prices could not be had."""
+
+    def act(action: Action) -> Result[Any, ApiError]:
+        if isinstance(action, ListSessions):
+            return client.list(action.machine_id)
+        if isinstance(action, FetchPrices):
+            return client.gpu_pricing()
+        assert isinstance(action, CancelSession)  # the only other action
+        return client.cancel(action.session_id)
+
+    return drive(reap_steps(selection, now, dry_run=dry_run), act, _no_sleep)
+
+
+async def reap_async(
+    client: AsyncSessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+) -> Result[ReapReport, ApiError]:
+    """:func:`reap` for the :class:`~cdsessions.AsyncSessionsClient` (cancels one at a time)."""
+
+    async def act(action: Action) -> Result[Any, ApiError]:
+        if isinstance(action, ListSessions):
+            return await client.list(action.machine_id)
+        if isinstance(action, FetchPrices):
+            return await client.gpu_pricing()
+        assert isinstance(action, CancelSession)  # the only other action
+        return await client.cancel(action.session_id)
+
+    return await drive_async(reap_steps(selection, now, dry_run=dry_run), act, _no_sleep_async)

@@ -1,0 +1,178 @@
+"""The pytest plugin (``cdsessions.pytest_plugin``, entry point ``pytest11``): its fixtures work in
+a project that only installed cdsessions (``pytester``), are fresh per test, can be
+configured by overriding ``cdsessions_fake``, and loading the plugin stays cheap."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from returns.result import Success
+
+from cdsessions import AsyncSessionsClient, CreateSessionBody, FakeService, SessionsClient
+
+pytest_plugins = ["pytester"]
+
+_USER_TESTS = """
+    import asyncio
+
+    from returns.result import Success
+
+    from cdsessions import CreateSessionBody, SessionsClient
+
+
+    def test_client_talks_to_the_fake(cdsessions_client, cdsessions_fake):
+        body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+        created = cdsessions_client.create(body).unwrap()
+        assert [s.session_id for s in cdsessions_fake.live_sessions()] == [created.session_id]
+
+
+    def test_each_test_gets_a_fresh_fake(cdsessions_client, cdsessions_fake):
+        assert cdsessions_fake.live_sessions() == ()
+        assert cdsessions_client.list().unwrap() == []
+
+
+    def test_async_client_talks_to_the_same_fake(cdsessions_async_client, cdsessions_fake):
+        async def scenario():
+            body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+            async with cdsessions_async_client.session(body) as started:
+                assert isinstance(started, Success)
+                assert len(cdsessions_fake.live_sessions()) == 1
+            return len(cdsessions_fake.live_sessions())
+
+        assert asyncio.run(scenario()) == 0
+
+
+    def test_fake_over_http(cdsessions_fake_url, cdsessions_fake):
+        assert cdsessions_fake_url.startswith("http://127.0.0.1:")
+        with SessionsClient("k", server=cdsessions_fake_url) as client:
+            body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+            created = client.create(body).unwrap()
+        assert cdsessions_fake.live_sessions()[0].session_id == created.session_id
+"""
+
+
+def test_fixtures_work_in_a_project_that_only_installed_cdsessions(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_user=textwrap.dedent(_USER_TESTS))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        from cdsessions.fake_service import FakeService
+
+        OTHER = "fa4e0000-0000-4000-8000-000000000002"
+
+
+        @pytest.fixture
+        def cdsessions_fake():
+            return FakeService(machines=[OTHER], seed_shapes=True)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        from cdsessions import CreateSessionBody
+
+
+        def test_sync(cdsessions_client):
+            created = cdsessions_client.create(
+                CreateSessionBody(machine_id="fa4e0000-0000-4000-8000-000000000002")
+            )
+            assert created.unwrap().url is not None  # seed shapes: url from the start
+
+
+        def test_async(cdsessions_async_client):
+            other = "fa4e0000-0000-4000-8000-000000000002"
+            found = asyncio.run(cdsessions_async_client.list(machine_id=other))
+            assert found.unwrap() == []
+            body = CreateSessionBody(machine_id="fa4e0000-0000-4000-8000-000000000001")
+            refused = asyncio.run(cdsessions_async_client.create(body))
+            assert "Machine not found" in str(refused.failure())
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(
+        [
+            "*cdsessions_fake*",
+            "*fresh in-memory fake ComfyDeploy*",
+            "*cdsessions_client*",
+            "*cdsessions_async_client*",
+            "*cdsessions_fake_url*",
+        ]
+    )
+
+
+def test_plugin_can_be_disabled_by_its_entry_point_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_needs_it(cdsessions_client):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cdsessions", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'cdsessions_client' not found*"])
+
+
+def _imported_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {modules!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.split()
+
+
+def test_loading_the_plugin_imports_nothing_heavy() -> None:
+    heavy = (
+        "asyncio",
+        "cdsessions.fake_service",
+        "cdsessions.fake_server",
+        "cdsessions.async_client",
+        "cdsessions.transports.urllib3_transport",
+    )
+    assert _imported_after("import cdsessions.pytest_plugin", heavy) == []
+
+
+def test_the_library_never_imports_pytest() -> None:
+    # pytest made unimportable: every public name still loads, and the plugin is never loaded.
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["pytest"] = None
+        import cdsessions
+        for name in cdsessions.__all__:
+            getattr(cdsessions, name)
+        """
+    )
+    assert _imported_after(code, ("cdsessions.pytest_plugin",)) == []
+
+
+# The fixtures, used by this suite itself (loaded through the installed entry point).
+
+
+def test_client_fixture_is_bound_to_the_fake_fixture(
+    cdsessions_client: SessionsClient, cdsessions_fake: FakeService
+) -> None:
+    body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID, timeout=5)
+    with cdsessions_client.session(body) as started:
+        assert isinstance(started, Success)
+        assert len(cdsessions_fake.live_sessions()) == 1
+    assert cdsessions_fake.live_sessions() == ()
+
+
+def test_async_client_fixture_is_bound_to_the_fake_fixture(
+    cdsessions_async_client: AsyncSessionsClient, cdsessions_fake: FakeService
+) -> None:
+    body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID, timeout=5)
+    created = asyncio.run(cdsessions_async_client.create(body)).unwrap()
+    assert [s.session_id for s in cdsessions_fake.live_sessions()] == [created.session_id]

@@ -1,0 +1,335 @@
+"""The reaper: the pure selection, then :func:`reap` against the fake over real HTTP.
+
+The fake holds a mix of sessions on a :class:`ManualClock` (so ages and costs are fixed):
+the account's old A10G sessions on the default machine (the ones a typical selection wants),
+a young one, one on another machine, one on another GPU, and another account's old session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Final
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Failure, Result, Success
+
+from cdsessions import (
+    ApiError,
+    AsyncSessionsClient,
+    CreateSessionBody,
+    InvalidRequest,
+    MachineGPU,
+    Session,
+    SessionsClient,
+)
+from cdsessions.costs import costs_of
+from cdsessions.fake_server import serve_in_thread
+from cdsessions.fake_service import (
+    DEFAULT_GPU_PRICES,
+    DEFAULT_MACHINE_ID,
+    FakeMachine,
+    FakeService,
+    ManualClock,
+)
+from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.pricing import GpuPricing
+from cdsessions.reaper import ReapReport, Selection, matches, reap, reap_async, select
+
+KEY: Final = "sk-reaper-mine-0123456789"
+OTHER_KEY: Final = "sk-reaper-theirs-0123456789"
+OTHER_MACHINE: Final = "fa4e0000-0000-4000-8000-0000000000b2"
+T0: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
+NOW: Final = T0 + timedelta(minutes=40)
+TABLE: Final = GpuPricing.from_table(DEFAULT_GPU_PRICES)
+#: What a typical clean-up asks for: old A10G sessions on the default machine.
+TYPICAL: Final = Selection(
+    machine_id=DEFAULT_MACHINE_ID, older_than=timedelta(minutes=30), gpu="A10G"
+)
+
+
+# -- the pure selection ----------------------------------------------------------------------------
+
+
+def _session(
+    sid: str,
+    *,
+    machine: str = DEFAULT_MACHINE_ID,
+    gpu: str | None = "A10G",
+    created: datetime | None = T0,
+    minutes: int = 60,
+) -> Session:
+    end = None if created is None else created + timedelta(minutes=minutes)
+    return Session(
+        session_id=sid,
+        gpu_event_id=f"e-{sid}",
+        gpu=gpu,
+        created_at=created,
+        timeout=minutes,
+        timeout_end=end,
+        machine_id=machine,
+    )
+
+
+MIX: Final = (
+    _session("old"),
+    _session("old-too", created=T0 + timedelta(minutes=1)),
+    _session("young", created=T0 + timedelta(minutes=35)),
+    _session("elsewhere", machine=OTHER_MACHINE, gpu="H100"),
+    _session("t4", gpu="T4"),
+    _session("no-start", created=None),
+    _session("unpriced", gpu="X9"),
+)
+
+
+def _ids(selection: Selection, sessions: tuple[Session, ...] = MIX) -> list[str]:
+    return [c.session.session_id for c in select(sessions, selection, TABLE, NOW)]
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (TYPICAL, ["old", "old-too"]),
+        (Selection(machine_id=OTHER_MACHINE), ["elsewhere"]),
+        (Selection(gpu="T4"), ["t4"]),
+        (
+            Selection(older_than=timedelta(minutes=30)),
+            ["old", "old-too", "elsewhere", "t4", "unpriced"],
+        ),
+        (Selection(older_than=timedelta(minutes=39)), ["old", "elsewhere", "t4", "unpriced"]),
+        # 40 min of H100 is $5.61; of A10G $0.81 (39 min: $0.79); of T4 $0.43.
+        (Selection(cost_over=Decimal("0.80")), ["old", "elsewhere"]),
+        (Selection(cost_over=Decimal("5.61")), ["elsewhere"]),
+        (Selection(cost_over=Decimal("5.6112")), []),  # exactly 2400 s x 0.002338: not over
+        (Selection(machine_id=OTHER_MACHINE, gpu="A10G"), []),
+        (Selection(), []),  # nothing given selects nothing
+        (Selection(everything=True), [s.session_id for s in MIX]),
+        (Selection(everything=True, gpu="T4"), ["t4"]),  # everything never widens a selector
+    ],
+)
+def test_selection_is_every_given_selector_at_once(
+    selection: Selection, expected: list[str]
+) -> None:
+    assert _ids(selection) == expected
+
+
+def test_what_cannot_be_judged_is_not_selected() -> None:
+    # No created_at: its age is unknown, so "older than" cannot be said of it.
+    assert "no-start" not in _ids(Selection(older_than=timedelta(0)))
+    # No price: its cost is unknown, so "cost over" cannot be said of it either.
+    assert "unpriced" not in _ids(Selection(cost_over=Decimal(0)))
+    assert "unpriced" in _ids(Selection(older_than=timedelta(minutes=30)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    machine=st.sampled_from([None, DEFAULT_MACHINE_ID, OTHER_MACHINE]),
+    gpu=st.sampled_from([None, "A10G", "H100", "T4", "X9"]),
+    minutes=st.none() | st.integers(0, 60),
+    cents=st.none() | st.integers(0, 700),
+    picked=st.sampled_from(MIX),
+)
+def test_a_session_is_selected_only_if_it_matches_every_selector(
+    machine: str | None, gpu: str | None, minutes: int | None, cents: int | None, picked: Session
+) -> None:
+    older = None if minutes is None else timedelta(minutes=minutes)
+    cost = None if cents is None else Decimal(cents) / 100
+    selection = Selection(machine_id=machine, gpu=gpu, older_than=older, cost_over=cost)
+    costs = costs_of(picked, TABLE, NOW)
+    expected = selection.has_selector and (
+        (machine is None or picked.machine_id == machine)
+        and (gpu is None or picked.gpu == gpu)
+        and (older is None or (picked.created_at is not None and NOW - picked.created_at > older))
+        and (cost is None or (isinstance(costs.cost_so_far, Decimal) and costs.cost_so_far > cost))
+    )
+    assert matches(costs, selection) == expected
+
+
+# -- reap against the fake over HTTP ---------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    fake: FakeService
+    clock: ManualClock
+    base_url: str
+    ids: dict[str, str]
+    failing: dict[str, HttpResponse]  # session id -> the answer its cancel gets instead
+
+    def deletes(self) -> list[str]:
+        return [path for method, path in self.fake.requests_seen if method == "DELETE"]
+
+    def live(self, key: str = KEY) -> set[str]:
+        return {s.session_id for s in self.fake.live_sessions(key)}
+
+
+def _intercept(failing: dict[str, HttpResponse]) -> Callable[[HttpRequest], HttpResponse | None]:
+    def answer(request: HttpRequest) -> HttpResponse | None:
+        if request.method == "DELETE":
+            return failing.get(request.path.rsplit("/", 1)[-1])
+        return None
+
+    return answer
+
+
+@contextmanager
+def scene() -> Iterator[Scene]:
+    """The fake over HTTP, holding (at NOW = T0 + 40 min): ``old`` and ``old-too`` (A10G,
+    default machine, 40 and 39 min old), ``young`` (5 min), ``elsewhere`` (another machine),
+    ``t4`` (another GPU), and ``theirs`` (another account's old A10G session)."""
+    clock = ManualClock(T0)
+    failing: dict[str, HttpResponse] = {}
+    fake = FakeService(
+        clock=clock,
+        machines=[DEFAULT_MACHINE_ID, FakeMachine(OTHER_MACHINE, "H100")],
+        intercept=_intercept(failing),
+    )
+    ids: dict[str, str] = {}
+    with serve_in_thread(fake) as base_url:
+        with (
+            SessionsClient(KEY, server=base_url) as mine,
+            SessionsClient(OTHER_KEY, server=base_url) as theirs,
+        ):
+
+            def start(name: str, client: SessionsClient, **fields: object) -> None:
+                made = CreateSessionBody(
+                    machine_id=str(fields.get("machine", DEFAULT_MACHINE_ID)),
+                    gpu=MachineGPU(str(fields.get("gpu", "A10G"))),
+                    timeout=60,
+                )
+                ids[name] = client.create(made).unwrap().session_id
+
+            start("old", mine)
+            start("theirs", theirs)
+            start("elsewhere", mine, machine=OTHER_MACHINE, gpu="H100")
+            start("t4", mine, gpu="T4")
+            clock.advance(minutes=1)
+            start("old-too", mine)
+            clock.advance(minutes=34)
+            start("young", mine)
+            clock.advance(minutes=5)
+        assert clock() == NOW
+        yield Scene(fake, clock, base_url, ids, failing)
+
+
+def _outcomes(report: ReapReport, ids: dict[str, str]) -> dict[str, str]:
+    names = {sid: name for name, sid in ids.items()}
+    return {names[item.session_id]: item.outcome for item in report.reaped}
+
+
+def _reap(base_url: str, selection: Selection, *, dry_run: bool, form: str) -> ReapReport:
+    if form == "blocking":
+        with SessionsClient(KEY, server=base_url, retry=False) as client:
+            result = reap(client, selection, NOW, dry_run=dry_run)
+    else:
+
+        async def run() -> Result[ReapReport, ApiError]:
+            async with AsyncSessionsClient(KEY, server=base_url, retry=False) as client:
+                return await reap_async(client, selection, NOW, dry_run=dry_run)
+
+        result = asyncio.run(run())
+    assert isinstance(result, Success), result
+    report = result.unwrap()
+    assert isinstance(report, ReapReport)
+    return report
+
+
+FORMS: Final = ("blocking", "asyncio")
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_dry_run_sends_no_delete_at_all(form: str) -> None:
+    with scene() as s:
+        before = s.live() | s.live(OTHER_KEY)
+        report = _reap(s.base_url, TYPICAL, dry_run=True, form=form)
+        assert _outcomes(report, s.ids) == {"old-too": "would cancel", "old": "would cancel"}
+        assert s.deletes() == []
+        assert s.live() | s.live(OTHER_KEY) == before
+        # What it would save: each one's cost from NOW to its timeout (20 and 21 min of A10G).
+        assert report.saves == Decimal(41 * 60) * Decimal("0.000337")
+        assert report.considered == 4  # the account's sessions on the machine, as listed
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_yes_cancels_exactly_the_selected_and_leaves_every_other_running(form: str) -> None:
+    with scene() as s:
+        report = _reap(s.base_url, TYPICAL, dry_run=False, form=form)
+        assert _outcomes(report, s.ids) == {"old-too": "cancelled", "old": "cancelled"}
+        assert report.ok
+        assert sorted(s.deletes()) == sorted(f"/session/{s.ids[n]}" for n in ("old", "old-too"))
+        assert s.live() == {s.ids[n] for n in ("young", "elsewhere", "t4")}
+        assert s.live(OTHER_KEY) == {s.ids["theirs"]}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_failed_cancel_is_reported_and_the_others_still_go_ahead(form: str) -> None:
+    with scene() as s:
+        # The list is newest first: old-too's cancel is tried first, and fails.
+        s.failing[s.ids["old-too"]] = HttpResponse(
+            500, (("content-type", "text/plain"),), b"Internal Server Error"
+        )
+        report = _reap(
+            s.base_url, Selection(older_than=timedelta(minutes=30)), dry_run=False, form=form
+        )
+        outcomes = _outcomes(report, s.ids)
+        assert outcomes == {
+            "old-too": "failed",
+            "t4": "cancelled",
+            "elsewhere": "cancelled",
+            "old": "cancelled",
+        }
+        assert not report.ok
+        (failed,) = report.failed
+        assert "500" in str(failed.error)
+        assert s.live() == {s.ids["young"], s.ids["old-too"]}  # the failed one still runs
+        assert s.live(OTHER_KEY) == {s.ids["theirs"]}
+        # Only the cancelled ones count as saved.
+        # old, elsewhere and t4 each had 20 minutes left.
+        saved = 20 * 60 * (Decimal("0.000337") + Decimal("0.002338") + Decimal("0.00018"))
+        assert report.saves == saved
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_session_already_gone_is_reported_as_such(form: str) -> None:
+    with scene() as s:
+        gone = b'{"detail":"GPUEvent not found session_id: x, the event might be already closed"}'
+        s.failing[s.ids["old"]] = HttpResponse(404, (("content-type", "application/json"),), gone)
+        report = _reap(s.base_url, TYPICAL, dry_run=False, form=form)
+        assert _outcomes(report, s.ids) == {"old-too": "cancelled", "old": "already gone"}
+        assert report.ok
+
+
+def test_no_selector_is_refused_before_anything_is_sent() -> None:
+    with scene() as s:
+        seen = len(s.fake.requests_seen)
+        with SessionsClient(KEY, server=s.base_url) as client:
+            refused = reap(client, Selection(), NOW)
+        assert isinstance(refused, Failure)
+        assert isinstance(refused.failure(), InvalidRequest)
+        assert len(s.fake.requests_seen) == seen
+        assert s.deletes() == []
+
+
+def test_cost_over_needs_the_prices_and_the_rest_does_not() -> None:
+    def no_prices(request: HttpRequest) -> HttpResponse | None:
+        if request.path == "/platform/gpu-pricing":
+            return HttpResponse(503, (("content-type", "application/json"),), b'{"detail":"x"}')
+        return None
+
+    fake = FakeService(clock=ManualClock(T0), intercept=no_prices)
+    with serve_in_thread(fake) as base_url, SessionsClient(KEY, server=base_url, retry=False) as c:
+        c.create(CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)).unwrap()
+        later = T0 + timedelta(minutes=10)
+        refused = reap(c, Selection(cost_over=Decimal(0)), later)
+        assert isinstance(refused, Failure)
+        assert "503" in str(refused.failure())
+        report = reap(c, Selection(older_than=timedelta(minutes=5)), later).unwrap()
+        assert [item.outcome for item in report.reaped] == ["cancelled"]
+        assert (report.saves, report.unpriced) == (Decimal(0), 1)
+        assert fake.live_sessions() == ()
