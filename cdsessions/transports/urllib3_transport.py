@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 from returns.result import Failure, Result, Success
+from urllib3 import HTTPHeaderDict
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
@@ -614,6 +615,14 @@ def _too_large(operation: str, limit: int) -> TransportFailed:
     return TransportFailed(operation, "too_large", f"body exceeds {limit} bytes", sent=True)
 
 
+def _present(headers: HTTPHeaderDict, name: str) -> bool:
+    """Whether header ``name`` is there with a non-empty value: ``bool(headers.get(name))``,
+    without the KeyError that urllib3's ``get`` raises and catches inside for every header a
+    response does not have (most responses have neither Content-Encoding nor
+    Transfer-Encoding)."""
+    return name in headers and bool(headers[name])
+
+
 def _declared_length(response: BaseHTTPResponse) -> int | None:
     """The body's declared size, or None when it has none (chunked, or read until close).
 
@@ -624,8 +633,10 @@ def _declared_length(response: BaseHTTPResponse) -> int | None:
     value (``12, 12``) are allowed, as RFC 9110 permits."""
     headers = response.headers
     value = headers.get("content-length")
-    if value is None or headers.get("transfer-encoding"):
+    if value is None or _present(headers, "transfer-encoding"):
         return None  # chunked (or another coding) overrides any Content-Length
+    if value.isascii() and value.isdigit():
+        return int(value)  # the usual "1234": what the checks below would accept unchanged
     lengths = {part.strip() for part in value.split(",")}
     length = lengths.pop() if len(lengths) == 1 else ""
     if not (length.isascii() and length.isdigit()):
@@ -805,17 +816,30 @@ class Urllib3Transport:
         if declared is not None and declared > limit:
             response.close()  # refuse before reading a byte of it
             return Failure(_too_large(operation, limit))
-        if declared is not None and not response.headers.get("content-encoding"):
+        # iteritems(), not tuple(headers.items()): tuple() asks urllib3's items view for its
+        # length first, which walks every header once more just to count them. Same pairs,
+        # same order (repeated names included).
+        headers = tuple(response.headers.iteritems())
+        if declared is not None and not _present(response.headers, "content-encoding"):
             # The usual case: one read of exactly the declared size. One allocation, no chunk
-            # list and no join, which briefly held a large body twice.
-            body = response.read(declared)
-            if len(body) < declared:
-                response.close()
-                return Failure(TransportFailed(operation, "broken", _CUT_SHORT, sent=True))
+            # list and no join, which briefly held a large body twice. decode_content=False:
+            # there is no Content-Encoding to undo, and it makes urllib3 hand the bytes back
+            # as read instead of passing them through its decoded-data buffer first.
+            body = response.read(declared, decode_content=False)
+            while len(body) < declared:
+                # Cut short: the server closed early, or the watchdog shut the socket at the
+                # deadline. Read on, as urllib3's decoding read does: at the end of the stream
+                # it raises IncompleteRead, which _send reports (as a timeout if the deadline
+                # cut it off).
+                more = response.read(declared - len(body), decode_content=False)
+                if not more:
+                    response.close()
+                    return Failure(TransportFailed(operation, "broken", _CUT_SHORT, sent=True))
+                body += more
             return Success(
                 HttpResponse(
                     status=response.status,
-                    headers=tuple(response.headers.items()),
+                    headers=headers,
                     body=body,
                     reason=response.reason or "",
                 )
@@ -831,7 +855,7 @@ class Urllib3Transport:
         return Success(
             HttpResponse(
                 status=response.status,
-                headers=tuple(response.headers.items()),
+                headers=headers,
                 body=b"".join(chunks),
                 reason=response.reason or "",
             )
