@@ -1,10 +1,19 @@
 """cdsessions: a typed client for the ComfyDeploy Session API.
 
 Every operation returns a ``returns`` ``Result``: ``Success(value)`` or ``Failure(ApiError)``.
+
+The public faces: this package (the clients, the models, the failures, the settings and the
+session scope's values); :mod:`cdsessions.errors` (the closed family of failures);
+:mod:`cdsessions.transports` (urllib3, cassette replay, the transport contract);
+:mod:`cdsessions.fake` (the fake ComfyDeploy, for tests and demos); :mod:`cdsessions.costs`
+(prices, cost columns, the reaper). Everything else (``_core``, ``_cli``, ``_``-prefixed
+modules) is internal.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from cdsessions._core.retry import RetryPolicy
+from cdsessions._core.timeouts import Timeout
 from cdsessions._version import __version__
 from cdsessions.client import SessionsClient
 from cdsessions.errors import (
@@ -12,6 +21,9 @@ from cdsessions.errors import (
     DecodeFailed,
     HttpError,
     InvalidRequest,
+    NotReady,
+    OverBudget,
+    SessionGone,
     TransportFailed,
     ValidationFailed,
     ValidationItem,
@@ -28,114 +40,53 @@ from cdsessions.models import (
     Session,
     ValidationError,
 )
-from cdsessions.retry import RetryPolicy
-from cdsessions.timeouts import Timeout
 
 if TYPE_CHECKING:
-    from cdsessions.async_client import AsyncSessionsClient
-    from cdsessions.budget import OverBudget
-    from cdsessions.costs import SessionCosts, Unknown, costs_of
-    from cdsessions.fake_service import FakeService
-    from cdsessions.lifecycle import NotReady, OpenSession, SessionGone, SessionScope
-    from cdsessions.pricing import GpuPricing, NoPrice, Price
-    from cdsessions.reaper import Reaped, ReapReport, Selection, reap, reap_async
-    from cdsessions.transports.cassette import CassetteError, CassetteTransport
-    from cdsessions.transports.fake import FakeTransport
-    from cdsessions.transports.inline import AsyncFakeTransport
+    from cdsessions.async_client import AsyncSessionsClient, AsyncSessionScope
+    from cdsessions.lifecycle import Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
-    "AsyncFakeTransport",
+    "AsyncSessionScope",
     "AsyncSessionsClient",
-    "CassetteError",
-    "CassetteTransport",
+    "Backoff",
     "CreateSessionBody",
     "CreateSessionResponse",
     "DecodeFailed",
     "DeleteSessionResponse",
     "ExtendSessionResponse",
-    "FakeService",
-    "FakeTransport",
     "GPUEventModel",
     "GPUProviderType",
-    "GpuPricing",
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
     "MachineGPU",
-    "NoPrice",
     "NotReady",
     "OpenSession",
     "OverBudget",
-    "Price",
-    "ReapReport",
-    "Reaped",
     "RetryPolicy",
-    "Selection",
     "Session",
-    "SessionCosts",
     "SessionGone",
     "SessionScope",
     "SessionsClient",
     "Timeout",
     "TransportFailed",
-    "Unknown",
     "ValidationError",
     "ValidationFailed",
     "ValidationItem",
     "__version__",
-    "costs_of",
-    "reap",
-    "reap_async",
 ]
-
-# The cost guard's names, each from the module that holds it; loaded on first use.
-_LAZY: dict[str, str] = {
-    "GpuPricing": "cdsessions.pricing",
-    "NoPrice": "cdsessions.pricing",
-    "Price": "cdsessions.pricing",
-    "OverBudget": "cdsessions.budget",
-    "SessionCosts": "cdsessions.costs",
-    "Unknown": "cdsessions.costs",
-    "costs_of": "cdsessions.costs",
-    "ReapReport": "cdsessions.reaper",
-    "Reaped": "cdsessions.reaper",
-    "Selection": "cdsessions.reaper",
-    "reap": "cdsessions.reaper",
-    "reap_async": "cdsessions.reaper",
-}
 
 
 def __getattr__(name: str) -> Any:
     # asyncio and the thread pool are loaded only by those who use the async client.
-    if name == "AsyncSessionsClient":
-        from cdsessions.async_client import AsyncSessionsClient
+    if name in ("AsyncSessionsClient", "AsyncSessionScope"):
+        from cdsessions import async_client
 
-        return AsyncSessionsClient
-    if name == "AsyncFakeTransport":
-        from cdsessions.transports.inline import AsyncFakeTransport
-
-        return AsyncFakeTransport
+        return getattr(async_client, name)
     # Loaded with the first lifecycle call, or when asked for here.
-    if name in ("NotReady", "OpenSession", "SessionGone", "SessionScope"):
+    if name in ("Backoff", "OpenSession", "SessionScope"):
         from cdsessions import lifecycle
 
         return getattr(lifecycle, name)
-    # The fake is for tests and demos: loaded only when asked for.
-    if name == "FakeService":
-        from cdsessions.fake_service import FakeService
-
-        return FakeService
-    if name == "FakeTransport":
-        from cdsessions.transports.fake import FakeTransport
-
-        return FakeTransport
-    if name in ("CassetteTransport", "CassetteError"):  # PyYAML is needed only on load
-        from cdsessions.transports import cassette
-
-        return getattr(cassette, name)
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

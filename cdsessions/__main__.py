@@ -2,6 +2,6 @@
 
 import sys
 
-from cdsessions.cli import main
+from cdsessions._cli.main import main
 
 sys.exit(main())

@@ -1,15 +1,15 @@
 """``AsyncSessionsClient``: the asyncio shell over the same core as :class:`SessionsClient`.
 
 Every decision (the request, the retry plan, the timeouts, what observers see, the decoded
-``Result``) is made by the steps in :mod:`cdsessions.calls` and :mod:`cdsessions.lifecycle`;
-this shell only awaits an :class:`~cdsessions.transports.async_base.AsyncTransport` and
+``Result``) is made by the steps in :mod:`cdsessions._core.calls` and :mod:`cdsessions.lifecycle`;
+this shell only awaits an :class:`~cdsessions.transports.base.AsyncTransport` and
 ``asyncio.sleep``. So both clients send the same requests and return the same values::
 
     async with AsyncSessionsClient() as client:
         found = await client.list()
 
 By default requests go through :class:`~cdsessions.transports.Urllib3Transport` in a pool of
-``max_connections`` worker threads (:class:`~cdsessions.transports.threaded.ThreadedTransport`).
+``max_connections`` worker threads (:class:`~cdsessions.transports._threaded.ThreadedTransport`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
-from cdsessions.calls import CallSteps, ClientBase, Transmit
+from cdsessions._client_base import ClientBase
+from cdsessions._core.calls import CallSteps, Transmit
+from cdsessions._core.retry import Outcome, RetryPolicy
+from cdsessions._core.steps import drive_async
+from cdsessions._core.timeouts import Timeout
 from cdsessions.errors import ApiError
 from cdsessions.lifecycle import OpenSession
 from cdsessions.models import (
@@ -34,15 +38,12 @@ from cdsessions.models import (
     ExtendSessionResponse,
     Session,
 )
-from cdsessions.retry import Outcome, RetryPolicy
-from cdsessions.steps import drive_async
-from cdsessions.timeouts import Timeout
-from cdsessions.transports.async_base import AsyncTransport
+from cdsessions.transports.base import AsyncTransport
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from cdsessions.pricing import GpuPricing
+    from cdsessions._core.pricing import GpuPricing
 
 __all__ = ["AsyncSessionScope", "AsyncSessionsClient"]
 
@@ -53,7 +54,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     """The asyncio form of :class:`~cdsessions.SessionsClient`: the same options, the same
     operations (awaited), the same ``Result`` values, retries, timeouts and observers.
 
-    ``transport`` is an :class:`~cdsessions.transports.async_base.AsyncTransport`. None (the
+    ``transport`` is an :class:`~cdsessions.transports.base.AsyncTransport`. None (the
     default) means urllib3 in a pool of ``max_connections`` worker threads, created on first use
     and closed by :meth:`aclose`; a transport you pass in is yours, and is never closed here.
     Observers and a ``bearer`` callable are called on the event loop, so they must not block.
@@ -191,7 +192,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     # -- the shell -------------------------------------------------------------------------
 
     async def _run(self, steps: CallSteps[T]) -> Result[T, ApiError]:
-        """Drive a call's steps (:mod:`cdsessions.calls`): send with the transport, wait with
+        """Drive a call's steps (:mod:`cdsessions._core.calls`): send with the transport, wait with
         ``asyncio.sleep``. Everything else was decided in the steps."""
         return await drive_async(steps, self._send, asyncio.sleep)
 
@@ -205,8 +206,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
 
     def _transport_for_use(self) -> AsyncTransport:
         if self._transport is None:  # one event loop, one thread: no lock needed
-            from cdsessions.transports.threaded import ThreadedTransport
-            from cdsessions.transports.urllib3_transport import Urllib3Transport
+            from cdsessions.transports._threaded import ThreadedTransport
+            from cdsessions.transports._urllib3 import Urllib3Transport
 
             connections = self._core.max_connections
             self._transport = ThreadedTransport(

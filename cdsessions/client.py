@@ -1,9 +1,9 @@
 """``SessionsClient``: the thin blocking shell that chains build → send → decode.
 
 It adds no logic a pure function could hold: builders make the request,
-:func:`~cdsessions.builders.authorize` adds the server and headers, the retry plan decides,
-a decoder turns the answer into a ``Result``, all as steps of :mod:`cdsessions.calls` shared with
-:class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its transport and sleeps.
+:func:`~cdsessions._core.builders.authorize` adds the server and headers, the retry plan decides, a
+decoder turns the answer into a ``Result``, all as steps of :mod:`cdsessions._core.calls` shared
+with :class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its transport and sleeps.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 from returns.result import Result
 
-from cdsessions.calls import API_KEY_ENV, Bearer, CallSteps, ClientBase, Transmit
+from cdsessions._client_base import ClientBase
+from cdsessions._core.calls import API_KEY_ENV, Bearer, CallSteps, Transmit
+from cdsessions._core.retry import Outcome, RetryPolicy
+from cdsessions._core.steps import drive
+from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
 from cdsessions.errors import ApiError
 from cdsessions.models import (
     CreateSessionBody,
@@ -24,17 +28,14 @@ from cdsessions.models import (
     ExtendSessionResponse,
     Session,
 )
-from cdsessions.retry import Outcome, RetryPolicy
-from cdsessions.steps import drive
-from cdsessions.timeouts import DEFAULT_READY_TIMEOUT, Timeout
 from cdsessions.transports.base import Transport
 
 if TYPE_CHECKING:
     # Imported when a lifecycle method is first called: most programs never call one.
     from decimal import Decimal
 
+    from cdsessions._core.pricing import GpuPricing
     from cdsessions.lifecycle import OnPoll, SessionScope
-    from cdsessions.pricing import GpuPricing
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
 
@@ -58,8 +59,8 @@ class SessionsClient(ClientBase[Transport]):
     :class:`~cdsessions.RetryPolicy` (the default retries get, list and cancel; create and
     extend only when the request never reached the server or got a 429), or False for none.
     Both can be overridden per call. ``observers`` are functions called with an
-    :class:`~cdsessions.observe.AttemptStarted` before and an
-    :class:`~cdsessions.observe.AttemptFinished` after every attempt.
+    :class:`~cdsessions._core.observe.AttemptStarted` before and an
+    :class:`~cdsessions._core.observe.AttemptFinished` after every attempt.
     """
 
     # -- operations ------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class SessionsClient(ClientBase[Transport]):
         repr, so ``2.5`` means 2.50) is a budget: the worst case, the requested minutes (15
         when unset or 0) x 60 x the GPU's price per second, must not exceed it. Over budget, or
         no way to price it (no ``gpu`` given, or a GPU missing from the price table), is an
-        :class:`~cdsessions.budget.OverBudget` (an ``InvalidRequest``) and no create is sent.
+        :class:`~cdsessions._core.budget.OverBudget` (an ``InvalidRequest``) and no create is sent.
         The price table is fetched first if this client has none yet; if that fails, that
         failure is returned and no create is sent."""
         if max_cost is not None:
@@ -143,8 +144,8 @@ class SessionsClient(ClientBase[Transport]):
         """The GPU price table, ``GET /platform/gpu-pricing``: USD per second for each GPU, as
         exact decimals. Fetched on first use and kept for the client's lifetime (prices change
         rarely); ``refresh=True`` fetches it again. A read: retried like :meth:`get`.
-        ``pricing.price_per_second("A10G")`` is a :class:`~cdsessions.Price`, or a
-        :class:`~cdsessions.NoPrice` for a GPU the table does not list."""
+        ``pricing.price_per_second("A10G")`` is a :class:`~cdsessions.costs.Price`, or a
+        :class:`~cdsessions.costs.NoPrice` for a GPU the table does not list."""
         return self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
@@ -194,7 +195,7 @@ class SessionsClient(ClientBase[Transport]):
     # -- the shell -------------------------------------------------------------------------
 
     def _run(self, steps: CallSteps[T]) -> Result[T, ApiError]:
-        """Drive a call's steps (:mod:`cdsessions.calls`): send with the transport, wait with
+        """Drive a call's steps (:mod:`cdsessions._core.calls`): send with the transport, wait with
         ``time.sleep``. Everything else was decided in the steps."""
         return drive(steps, self._send, time.sleep)
 
@@ -210,7 +211,7 @@ class SessionsClient(ClientBase[Transport]):
         if self._transport is None:
             with self._lock:
                 if self._transport is None:
-                    from cdsessions.transports.urllib3_transport import Urllib3Transport
+                    from cdsessions.transports._urllib3 import Urllib3Transport
 
                     self._transport = Urllib3Transport(max_connections=self._core.max_connections)
         return self._transport

@@ -9,6 +9,7 @@ redacted request descriptions only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Final, Literal, TypeAlias
 
 import msgspec
@@ -263,12 +264,52 @@ class TransportFailed(ApiError, frozen=True):
         return f"{labels[self.kind]}: {_clip(self.problem)}"
 
 
+class OverBudget(InvalidRequest, frozen=True):
+    """Refused by the budget guard: the worst case is over ``budget`` USD, or (``worst_case``
+    None) the session cannot be priced. ``field`` is ``"max_cost"``; the create (or extension)
+    was not sent."""
+
+    budget: Decimal
+    worst_case: Decimal | None
+
+    def reason(self) -> str:
+        return f"over budget: {self.problem} (not sent)"
+
+
+class SessionGone(ApiError, frozen=True):
+    """While waiting, the server stopped knowing the session (404): it was cancelled, timed
+    out or failed to start. Nothing is running."""
+
+    session_id: str
+
+    def reason(self) -> str:
+        return "the session ended before it became ready (404); nothing is running"
+
+
+class NotReady(ApiError, frozen=True):
+    """The deadline passed with the session still starting. It may still be running (and
+    billing): cancel it unless you mean to wait more."""
+
+    session_id: str
+    waited: float
+    polls: int
+
+    def reason(self) -> str:
+        return (
+            f"not ready after {self.waited:.0f} s ({self.polls} polls); the session may still "
+            "be starting and billing: cancel it if you no longer need it"
+        )
+
+
 __all__ = [
     "ApiError",
     "DecodeFailed",
     "HttpError",
     "InvalidRequest",
     "JsonValue",
+    "NotReady",
+    "OverBudget",
+    "SessionGone",
     "TransportFailed",
     "TransportFailureKind",
     "ValidationFailed",

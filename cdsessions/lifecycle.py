@@ -38,9 +38,20 @@ from typing import TYPE_CHECKING, Final, Protocol
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions import builders
-from cdsessions.builders import describe_id
-from cdsessions.errors import ApiError, HttpError, InvalidRequest, TransportFailed
+from cdsessions._core import builders
+from cdsessions._core.builders import describe_id
+from cdsessions._core.observe import mask_urls
+from cdsessions._core.retry import Wait
+from cdsessions._core.steps import Steps, drive
+from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, clamp_seconds, ready_timeout_from
+from cdsessions.errors import (
+    ApiError,
+    HttpError,
+    InvalidRequest,
+    NotReady,
+    SessionGone,
+    TransportFailed,
+)
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -48,16 +59,12 @@ from cdsessions.models import (
     ExtendSessionResponse,
     Session,
 )
-from cdsessions.observe import mask_urls
-from cdsessions.retry import Wait
-from cdsessions.steps import Steps, drive
-from cdsessions.timeouts import DEFAULT_READY_TIMEOUT, clamp_seconds, ready_timeout_from
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from cdsessions.budget import Allowance
-    from cdsessions.pricing import GpuPricing
+    from cdsessions._core.budget import Allowance
+    from cdsessions._core.pricing import GpuPricing
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -88,31 +95,6 @@ Clock = Callable[[], float]
 OnPoll = Callable[[int, float], None]
 
 
-class SessionGone(ApiError, frozen=True):
-    """While waiting, the server stopped knowing the session (404): it was cancelled, timed
-    out or failed to start. Nothing is running."""
-
-    session_id: str
-
-    def reason(self) -> str:
-        return "the session ended before it became ready (404); nothing is running"
-
-
-class NotReady(ApiError, frozen=True):
-    """The deadline passed with the session still starting. It may still be running (and
-    billing): cancel it unless you mean to wait more."""
-
-    session_id: str
-    waited: float
-    polls: int
-
-    def reason(self) -> str:
-        return (
-            f"not ready after {self.waited:.0f} s ({self.polls} polls); the session may still "
-            "be starting and billing: cancel it if you no longer need it"
-        )
-
-
 class Backoff(msgspec.Struct, frozen=True):
     """Poll delays: ``first`` seconds, growing by ``factor``, never above ``cap``."""
 
@@ -122,7 +104,7 @@ class Backoff(msgspec.Struct, frozen=True):
 
     def delay(self, attempt: int) -> float:
         """The pause before poll number ``attempt + 2`` (the first poll is immediate). Always
-        something a sleep accepts, between 0 and :data:`~cdsessions.timeouts.MAX_SECONDS`:
+        something a sleep accepts, between 0 and :data:`~cdsessions._core.timeouts.MAX_SECONDS`:
         unusable fields (see :meth:`problem`) give 0 rather than an exception."""
         if self.problem() is not None:
             return 0.0
@@ -179,7 +161,7 @@ def ready_steps(
     on_poll: OnPoll | None = None,
     clock: Clock = time.monotonic,
 ) -> Steps[Poll, Result[Session, ApiError], Result[Session, ApiError]]:
-    """The steps of :func:`wait_until_ready`, for any driver (see :mod:`cdsessions.steps`).
+    """The steps of :func:`wait_until_ready`, for any driver (see :mod:`cdsessions._core.steps`).
     An unusable ``timeout`` or ``backoff`` is an ``InvalidRequest`` before the first poll."""
     shown = describe_id(session_id) if isinstance(session_id, str) else "(not a string)"
     operation = f"wait for session {shown}"
@@ -260,7 +242,8 @@ def cancel_steps(
     attempts: int = CANCEL_ATTEMPTS,
     backoff: Backoff = CANCEL_BACKOFF,
 ) -> Steps[Cancel, Result[DeleteSessionResponse, ApiError], Result[str, ApiError]]:
-    """The steps of :func:`cancel_until_closed`, for any driver (see :mod:`cdsessions.steps`)."""
+    """The steps of :func:`cancel_until_closed`, for any driver (see
+    :mod:`cdsessions._core.steps`)."""
     error: ApiError | None = None
     # A cancel must be tried whatever ``attempts`` holds: refusing would leave a session running.
     whole = isinstance(attempts, int) and not isinstance(attempts, bool)
@@ -364,13 +347,13 @@ class ScopeState:
         unusable = backoff.problem() if isinstance(backoff, Backoff) else "must be a Backoff"
         return Failure(InvalidRequest("start session", "backoff", unusable)) if unusable else None
 
-    # The budget guard (see cdsessions.budget): checked before the create and each extension.
+    # The budget guard (see cdsessions._core.budget): checked before the create and each extension.
 
     def _budget_limit(self) -> Result[Decimal | None, ApiError]:
         """The budget in USD (None without one), or why the create must not be sent."""
         if self._max_cost is None:
             return Success(None)
-        from cdsessions import budget
+        from cdsessions._core import budget
 
         built = builders.build_create(self._body)  # a body that cannot be sent needs no prices
         if not isinstance(built, Success):
@@ -382,7 +365,7 @@ class ScopeState:
     ) -> Result[OpenSession, ApiError] | None:
         """Check the create against ``limit`` with the price table: what the block gets when it
         must not be sent, else None (and the allowance is kept for extensions)."""
-        from cdsessions import budget
+        from cdsessions._core import budget
 
         if not isinstance(pricing, Success):
             return Failure(pricing.failure())
@@ -405,7 +388,7 @@ class ScopeState:
             return Failure(built.failure())
         if self._allowance is None:
             return Success((session_id, None))
-        from cdsessions import budget
+        from cdsessions._core import budget
 
         checked = budget.check_extend(self._allowance, minutes, built.unwrap().operation)
         return checked.map(lambda allowance: (session_id, allowance))
@@ -523,7 +506,7 @@ class SessionScope(ScopeState):
 
     def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to the open session's timeout. In a scope with ``max_cost``, refused
-        (an :class:`~cdsessions.budget.OverBudget`, nothing sent) when the session's new worst
+        (an :class:`~cdsessions._core.budget.OverBudget`, nothing sent) when the session's new worst
         case, all its minutes at its GPU's price, would be over the budget."""
         checked = self._extension(minutes)
         if not isinstance(checked, Success):

@@ -7,7 +7,7 @@ by the first test that asks for them.
 
 Fixtures (each fresh for every test):
 
-* ``cdsessions_fake``: a :class:`~cdsessions.FakeService` with its default machine
+* ``cdsessions_fake``: a :class:`~cdsessions.fake.FakeService` with its default machine
   (``cdsessions_fake.DEFAULT_MACHINE_ID``). Override it in your ``conftest.py`` to configure the
   fake (a ``ManualClock``, more machines, ``seed_shapes=True``); the fixtures below use yours.
 * ``cdsessions_client``: a :class:`~cdsessions.SessionsClient` bound to ``cdsessions_fake`` in
@@ -28,7 +28,7 @@ import pytest
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.client import SessionsClient
-    from cdsessions.fake_service import FakeService
+    from cdsessions.fake.service import FakeService
 
 __all__ = [
     "TEST_API_KEY",
@@ -45,7 +45,7 @@ TEST_API_KEY: Final = "test-key"
 @pytest.fixture
 def cdsessions_fake() -> FakeService:
     """A fresh in-memory fake ComfyDeploy (no sockets, no account, no bills)."""
-    from cdsessions.fake_service import FakeService
+    from cdsessions.fake.service import FakeService
 
     return FakeService()
 
@@ -54,7 +54,7 @@ def cdsessions_fake() -> FakeService:
 def cdsessions_client(cdsessions_fake: FakeService) -> Iterator[SessionsClient]:
     """A ``SessionsClient`` talking to ``cdsessions_fake`` in memory; closed after the test."""
     from cdsessions.client import SessionsClient
-    from cdsessions.transports.fake import FakeTransport
+    from cdsessions.fake.transport import FakeTransport
 
     with SessionsClient(TEST_API_KEY, transport=FakeTransport(cdsessions_fake)) as client:
         yield client
@@ -69,7 +69,7 @@ def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessi
     import asyncio
 
     from cdsessions.async_client import AsyncSessionsClient
-    from cdsessions.transports.inline import AsyncFakeTransport
+    from cdsessions.fake.transport import AsyncFakeTransport
 
     client = AsyncSessionsClient(TEST_API_KEY, transport=AsyncFakeTransport(cdsessions_fake))
     yield client
@@ -80,7 +80,7 @@ def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessi
 def cdsessions_fake_url(cdsessions_fake: FakeService) -> Iterator[str]:
     """``cdsessions_fake`` served over HTTP on 127.0.0.1; the value is the base URL
     (``http://127.0.0.1:PORT/api``). The server stops after the test."""
-    from cdsessions.fake_server import serve_in_thread
+    from cdsessions.fake.server import serve_in_thread
 
     with serve_in_thread(cdsessions_fake) as base_url:
         yield base_url

@@ -24,19 +24,17 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import (
     ApiError,
-    AsyncFakeTransport,
     AsyncSessionsClient,
     CreateSessionBody,
     CreateSessionResponse,
     DeleteSessionResponse,
-    FakeService,
-    FakeTransport,
     HttpError,
     OpenSession,
     Session,
     SessionsClient,
 )
 from cdsessions.errors import JsonValue
+from cdsessions.fake import AsyncFakeTransport, FakeService, FakeTransport
 
 
 def start(client: SessionsClient, machine_id: str) -> str | None:

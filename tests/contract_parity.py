@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from cdsessions._core.pricing import PriceTable
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -26,7 +27,6 @@ from cdsessions.models import (
     Session,
     ValidationError,
 )
-from cdsessions.pricing import PriceTable
 from tests.contract_strategies import Contract, Json, Schema
 
 __all__ = ["CLAIMS", "Found", "model_schemas", "schema_differences"]

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from returns.result import Failure, Result, Success
 
-from cdsessions import AsyncFakeTransport, AsyncSessionsClient, CreateSessionBody, Timeout
+from cdsessions import AsyncSessionsClient, CreateSessionBody, Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionScope
 from cdsessions.errors import TransportFailed
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.transports.cassette import CassetteTransport
-from cdsessions.transports.inline import AsyncCassetteTransport
+from cdsessions.fake import AsyncFakeTransport
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.transports._cassette import CassetteTransport
+from cdsessions.transports._inline import AsyncCassetteTransport
 from tests.loopback import Reply, serve
 from tests.test_concurrency import counting_server, wait_until
 

@@ -26,12 +26,12 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient, Timeout
 from cdsessions.errors import ApiError, HttpError, InvalidRequest
-from cdsessions.fake_server import serve_in_thread
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService, ManualClock
+from cdsessions.fake.server import serve_in_thread
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
+from cdsessions.fake.transport import FakeTransport
 from cdsessions.lifecycle import NotReady, OpenSession, SessionGone
+from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports.base import Transport
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.inline import InlineTransport
 from tests import samples
 from tests import test_client_http as wire_suite
 from tests import test_faults as fault_suite

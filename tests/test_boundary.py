@@ -40,18 +40,25 @@ from cdsessions import (
     ValidationFailed,
     ValidationItem,
 )
-from cdsessions.decoding import CREATED, DELETED, EXTENDED, SESSION, decode, decode_session_list
+from cdsessions._core.decoding import (
+    CREATED,
+    DELETED,
+    EXTENDED,
+    SESSION,
+    decode,
+    decode_session_list,
+)
+from cdsessions._core.retry import RetryPolicy, Stop, decide, parse_retry_after
+from cdsessions._core.servers import is_loopback, refuse_plain_http, resolve_server
+from cdsessions._core.timeouts import MAX_SECONDS, ready_timeout_from
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DETAIL_LIMIT, REPR_LIMIT, ApiError
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.fake.transport import FakeTransport
 from cdsessions.lifecycle import Backoff, NotReady, SessionScope, wait_until_ready
 from cdsessions.models import ExtendSessionResponse as Extended
 from cdsessions.models import Session
-from cdsessions.retry import RetryPolicy, Stop, decide, parse_retry_after
-from cdsessions.servers import is_loopback, refuse_plain_http, resolve_server
-from cdsessions.timeouts import MAX_SECONDS, ready_timeout_from
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.inline import InlineTransport
+from cdsessions.transports._inline import InlineTransport
 from tests import samples
 
 T = TypeVar("T")
@@ -531,7 +538,7 @@ LOOKALIKES = [
     "http://127.0.0.1.evil.example/api",
     "http://localhost.evil.example/api",
     "http://localhostevil.example/api",
-    "http://app.localhost/api",  # decided: not loopback (see cdsessions.servers)
+    "http://app.localhost/api",  # decided: not loopback (see cdsessions._core.servers)
     "http://localhost./api",
     "http://127.1/api",  # inet_aton would read it as 127.0.0.1; only exact literals count
     "http://0.0.0.0/api",

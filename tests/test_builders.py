@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
-from cdsessions.builders import (
+from cdsessions._core.builders import (
     MAX_ID_LENGTH,
     authorize,
     build_cancel,
@@ -20,8 +20,8 @@ from cdsessions.builders import (
     build_get,
     build_list,
 )
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import InvalidRequest
-from cdsessions.http import HttpRequest
 from cdsessions.models import CreateSessionBody, MachineGPU
 
 
@@ -220,7 +220,7 @@ _JSON_HEADERS = (("Content-Type", "application/json"),)
 
 def test_every_builder_makes_exactly_this_request() -> None:
     """Whole values, operation names included: what each builder hands the transport."""
-    from cdsessions.builders import build_gpu_pricing
+    from cdsessions._core.builders import build_gpu_pricing
 
     assert _ok(build_get("s 1")) == HttpRequest(
         "GET", "/session/s%201", operation="get session s 1"

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
-from cdsessions import CassetteTransport as FromPackage
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
+from cdsessions.transports import CassetteTransport as FromPackage
 from cdsessions.transports import CassetteTransport as FromTransports
-from cdsessions.transports.cassette import CassetteError, CassetteTransport
+from cdsessions.transports._cassette import CassetteError, CassetteTransport
 
 TIMEOUT: Final = Timeout()
 LIMIT: Final = 1024 * 1024

@@ -43,14 +43,14 @@ import yaml
 from returns.result import Failure, Result, Success
 
 from cdsessions import SessionsClient
-from cdsessions.decoding import SESSION, decode
+from cdsessions._core.decoding import SESSION, decode
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, TransportFailed
-from cdsessions.fake_server import serve_in_thread
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.http import HttpResponse
+from cdsessions.fake.server import serve_in_thread
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.models import CreateSessionBody, MachineGPU
-from cdsessions.transports.cassette import CassetteError, CassetteTransport
-from cdsessions.transports.urllib3_transport import Urllib3Transport
+from cdsessions.transports._cassette import CassetteError, CassetteTransport
+from cdsessions.transports._urllib3 import Urllib3Transport
 from tests.loopback import Received, Reply, serve
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -582,7 +582,7 @@ def test_without_pyyaml_loading_says_what_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['yaml'] = None\n"  # as if PyYAML were not installed
         "import cdsessions\n"
-        f"print(cdsessions.CassetteTransport.load({str(path)!r}).failure())\n"
+        f"print(cdsessions.transports.CassetteTransport.load({str(path)!r}).failure())\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60

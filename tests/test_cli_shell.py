@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions.cli import EXIT_CODES
-from cdsessions.fake_service import DEFAULT_MACHINE_ID
+from cdsessions._cli.main import EXIT_CODES
+from cdsessions.fake.service import DEFAULT_MACHINE_ID
 from tests.loopback import LoopbackServer, Received, Reply, serve
 
 KEY = "sk-shell-SECRET-9876543210"
@@ -43,7 +43,7 @@ def _loopback_only(host, *args, **kwargs):
     return _resolve(host, *args, **kwargs)
 socket.getaddrinfo = _loopback_only
 """
-_MAIN = "\nfrom cdsessions.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+_MAIN = "\nfrom cdsessions._cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 def _argv(*args: str, patch: str = "") -> list[str]:
@@ -465,7 +465,9 @@ def test_the_default_server_is_not_repeated() -> None:
         return Reply(200, b"{}", delay=5)
 
     with serve(slow) as server:
-        patch = f"import cdsessions.servers as s; s.SERVERS['production'] = {server.base_url!r}\n"
+        patch = (
+            f"import cdsessions._core.servers as s; s.SERVERS['production'] = {server.base_url!r}\n"
+        )
         process = subprocess.Popen(
             _argv("create", "--machine-id", "m", patch=patch),
             stdout=subprocess.PIPE,
@@ -540,7 +542,7 @@ def test_plain_http_elsewhere_is_refused_in_cli_terms(server: str) -> None:
 def test_the_librarys_insecure_http_refusal_is_translated_too() -> None:
     """Should a URL get past the option's own check, the client's refusal is worded for a
     shell as well (the check is disabled here by a patch)."""
-    patch = "import cdsessions.cli as c; c._server = lambda text: text\n"
+    patch = "import cdsessions._cli.main as c; c._server = lambda text: text\n"
     result = run("list", "--server", "http://192.0.2.1/api", patch=patch)
     line = _one_line(result, 2)
     assert line == (

@@ -25,7 +25,7 @@ from cdsessions import (
     TransportFailed,
     ValidationFailed,
 )
-from cdsessions.builders import check_id
+from cdsessions._core.builders import check_id
 from tests import samples
 from tests.loopback import LoopbackServer, Received, Reply, json_reply, serve
 

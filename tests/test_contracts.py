@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, Phase, event, find, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
-from cdsessions import builders, decoding, models, pricing
+from cdsessions import models
+from cdsessions._core import builders, decoding, pricing
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, InvalidRequest, ValidationFailed
-from cdsessions.fake_service import FakeService, ManualClock
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import FakeService, ManualClock
 from cdsessions.models import CreateSessionBody, MachineGPU
 from tests.contract_parity import CLAIMS, schema_differences
 from tests.contract_strategies import (

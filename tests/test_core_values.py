@@ -16,15 +16,15 @@ import yaml
 from returns.result import Failure, Success
 
 from cdsessions import RetryPolicy
-from cdsessions.builders import build_get, describe_id
-from cdsessions.decoding import SESSION, decode, decode_session_list, error_from
+from cdsessions._core.builders import build_get, describe_id
+from cdsessions._core.decoding import SESSION, decode, decode_session_list, error_from
+from cdsessions._core.retry import backoff_delay
+from cdsessions._core.servers import resolve_server
+from cdsessions._core.timeouts import MAX_SECONDS, Timeout, ready_timeout_from, timeout_from
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DecodeFailed, HttpError, TransportFailed, ValidationFailed
-from cdsessions.http import HttpRequest, HttpResponse
 from cdsessions.models import GPUEventModel, MachineGPU, Session
-from cdsessions.retry import backoff_delay
-from cdsessions.servers import resolve_server
-from cdsessions.timeouts import MAX_SECONDS, Timeout, ready_timeout_from, timeout_from
-from cdsessions.transports.cassette import CassetteError, CassetteTransport
+from cdsessions.transports._cassette import CassetteError, CassetteTransport
 
 TUNNEL: Final = "https://ta-01jlabel.r5.modal.host"
 #: A seed list element with every field the Session takes, end_time set, and both start_time

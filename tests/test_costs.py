@@ -20,8 +20,17 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from cdsessions import CreateSessionBody, MachineGPU, Session
-from cdsessions.budget import Allowance, OverBudget, check_create, check_extend, worst_case
-from cdsessions.costs import (
+from cdsessions._core.budget import Allowance, OverBudget, check_create, check_extend, worst_case
+from cdsessions._core.pricing import (
+    GpuPricing,
+    NoPrice,
+    Price,
+    decode_gpu_pricing,
+    format_usd,
+    usd_from,
+)
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.costs.figures import (
     SessionCosts,
     Unknown,
     age,
@@ -33,9 +42,7 @@ from cdsessions.costs import (
     time_left,
 )
 from cdsessions.errors import DecodeFailed
-from cdsessions.fake_service import DEFAULT_GPU_PRICES, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.pricing import GpuPricing, NoPrice, Price, decode_gpu_pricing, format_usd, usd_from
+from cdsessions.fake.service import DEFAULT_GPU_PRICES, FakeService
 
 TABLE: Final = GpuPricing.from_table(DEFAULT_GPU_PRICES)
 START: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)

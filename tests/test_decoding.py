@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result
 
-from cdsessions.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
+from cdsessions._core.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, ValidationFailed
-from cdsessions.http import HttpResponse
 from cdsessions.models import MachineGPU, Session
 from tests import samples
 

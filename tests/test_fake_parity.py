@@ -15,10 +15,10 @@ from returns.result import Result, Success
 
 from cdsessions import CreateSessionBody, MachineGPU, Session, SessionsClient
 from cdsessions.errors import ApiError
-from cdsessions.fake_server import serve_in_thread
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.urllib3_transport import Urllib3Transport
+from cdsessions.fake.server import serve_in_thread
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
+from cdsessions.fake.transport import FakeTransport
+from cdsessions.transports._urllib3 import Urllib3Transport
 
 MACHINE = DEFAULT_MACHINE_ID
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"

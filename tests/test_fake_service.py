@@ -22,16 +22,16 @@ from cdsessions import (
     TransportFailed,
     ValidationFailed,
 )
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
-from cdsessions.fake_service import (
+from cdsessions.fake.service import (
     DEFAULT_MACHINE_ID,
     FakeMachine,
     FakeService,
     ManualClock,
 )
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
-from cdsessions.transports.fake import FakeTransport
+from cdsessions.fake.transport import FakeTransport
 from tests import live_facts
 
 KEY = "fake-key-alice"
@@ -86,11 +86,11 @@ def test_default_machine_is_a_documented_constant_and_an_attribute() -> None:
 
 def test_the_fake_is_exported_from_the_package() -> None:
     import cdsessions
-    import cdsessions.transports
+    import cdsessions.fake
 
-    assert cdsessions.FakeService is FakeService
-    assert cdsessions.FakeTransport is FakeTransport
-    assert cdsessions.transports.FakeTransport is FakeTransport
+    assert cdsessions.fake.FakeService is FakeService
+    assert cdsessions.fake.FakeTransport is FakeTransport
+    assert cdsessions.fake.FakeTransport is FakeTransport
 
 
 # -- auth --------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_422_decodes_to_validation_failed_with_every_problem() -> None:
         ("body", "timeout"),
         ("body", "wait_for_server"),
     ]
-    from cdsessions.decoding import CREATED, decode
+    from cdsessions._core.decoding import CREATED, decode
 
     error = _failure(decode(answer, CREATED, "create"))
     assert isinstance(error, ValidationFailed)

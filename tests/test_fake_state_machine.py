@@ -17,12 +17,12 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import CreateSessionBody, HttpError, SessionsClient
 from cdsessions.errors import ApiError
-from cdsessions.fake_service import (
+from cdsessions.fake.service import (
     DEFAULT_MACHINE_ID,
     FakeService,
     ManualClock,
 )
-from cdsessions.transports.fake import FakeTransport
+from cdsessions.fake.transport import FakeTransport
 from tests import live_facts
 
 SECOND_MACHINE = "0c5e0000-0000-4000-8000-000000000002"

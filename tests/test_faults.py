@@ -432,7 +432,7 @@ def test_one_overall_deadline_bounds_every_attempt_and_wait_together(
 def test_observers_see_each_attempt_before_and_after(
     clients: Callable[..., SessionsClient],
 ) -> None:
-    from cdsessions.observe import AttemptFinished, AttemptStarted, Event
+    from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event
 
     events: list[Event] = []
     replies = iter([Reply(503, b"{}"), Reply(200, b"[]")])

@@ -31,8 +31,8 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from cdsessions.http import HttpRequest
-from cdsessions.transports.urllib3_transport import Urllib3Transport, _Watchdog
+from cdsessions._core.wire import HttpRequest
+from cdsessions.transports._urllib3 import Urllib3Transport, _Watchdog
 from tests import samples
 from tests.hostile import Peer, Request, answer, ca_file, hostile, response
 from tests.test_faults import CALLS, IDEMPOTENT, OK_BODIES

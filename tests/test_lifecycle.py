@@ -15,9 +15,11 @@ from cdsessions import (
     SessionsClient,
     TransportFailed,
 )
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.fake.transport import FakeTransport
 from cdsessions.lifecycle import (
     Backoff,
     NotReady,
@@ -28,8 +30,6 @@ from cdsessions.lifecycle import (
     counts_as_closed,
     wait_until_ready,
 )
-from cdsessions.timeouts import Timeout
-from cdsessions.transports.fake import FakeTransport
 
 KEY = "fake-key-alice"
 BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)

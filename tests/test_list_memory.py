@@ -16,9 +16,9 @@ import msgspec
 from returns.result import Failure, Success
 
 from bench import payloads
-from cdsessions.decoding import decode_session_list
+from cdsessions._core.decoding import decode_session_list
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import DecodeFailed
-from cdsessions.http import HttpResponse
 from cdsessions.models import SeedListItem
 
 _JSON = (("Content-Type", "application/json"),)

@@ -11,10 +11,10 @@ from typing import Final
 import msgspec
 import pytest
 
-from cdsessions import fake_service
-from cdsessions.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions._core.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake import service as fake_service
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.models import GPUEventModel, MachineGPU
 from tests import live_facts, samples
 
@@ -170,7 +170,7 @@ def test_the_fakes_constants_are_the_listed_limits() -> None:
         == fake_service.MAX_REMAINING_MINUTES
     )
     # The client's create-and-wait read timeout outlasts the server's own limit.
-    from cdsessions.timeouts import CREATE_AND_WAIT_READ
+    from cdsessions._core.timeouts import CREATE_AND_WAIT_READ
 
     assert live_facts.limit("create_and_wait_server_limit_seconds") < CREATE_AND_WAIT_READ
 

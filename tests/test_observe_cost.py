@@ -15,10 +15,10 @@ import pytest
 from returns.result import Result, Success
 
 from cdsessions import RetryPolicy, SessionsClient
+from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event, Observer
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.observe import AttemptFinished, AttemptStarted, Event, Observer
-from cdsessions.timeouts import Timeout
 from tests import samples
 
 _QUICK_RETRY = RetryPolicy(backoff=0.001, jitter=0)

@@ -1,5 +1,5 @@
 """CLI promises the older tests left open (found by applying deliberate bugs), run in this
-process through :func:`cdsessions.cli.main` against the fake served on 127.0.0.1."""
+process through :func:`cdsessions._cli.main.main` against the fake served on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any, Final
 import pytest
 
 from cdsessions import CreateSessionBody, SessionsClient
-from cdsessions.cli import NOT_FOUND, NOT_READY, REFUSED, exit_code_for, main
-from cdsessions.cli_costs import moment, usd
-from cdsessions.cli_text import json_text
-from cdsessions.fake_server import serve_in_thread
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions._cli.costs import moment, usd
+from cdsessions._cli.main import NOT_FOUND, NOT_READY, REFUSED, exit_code_for, main
+from cdsessions._cli.text import json_text
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake.server import serve_in_thread
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.lifecycle import NotReady, SessionGone
 
 KEY: Final = "sk-promises-cli-0123456789"

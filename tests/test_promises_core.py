@@ -29,20 +29,20 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from cdsessions.calls import MAX_LIST_BYTES, MAX_OBJECT_BYTES
-from cdsessions.decoding import SESSION, decode, decode_session_list, error_from
+from cdsessions._core.calls import MAX_LIST_BYTES, MAX_OBJECT_BYTES
+from cdsessions._core.decoding import SESSION, decode, decode_session_list, error_from
+from cdsessions._core.observe import AttemptFinished, Event, mask_urls
+from cdsessions._core.retry import DEFAULT_RETRY, parse_retry_after
+from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
+from cdsessions._core.timeouts import DEFAULT_TIMEOUT, MAX_SECONDS, ready_timeout_from, timeout_from
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DEPTH_LIMIT, render
-from cdsessions.fake_service import FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import FakeService
+from cdsessions.fake.transport import FakeTransport
 from cdsessions.models import GPUEventModel
-from cdsessions.observe import AttemptFinished, Event, mask_urls
-from cdsessions.retry import DEFAULT_RETRY, parse_retry_after
-from cdsessions.servers import SERVERS, refuse_plain_http, resolve_server
-from cdsessions.timeouts import DEFAULT_TIMEOUT, MAX_SECONDS, ready_timeout_from, timeout_from
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.inline import InlineTransport
-from cdsessions.transports.threaded import ThreadedTransport
-from cdsessions.transports.urllib3_transport import Urllib3Transport
+from cdsessions.transports._inline import InlineTransport
+from cdsessions.transports._threaded import ThreadedTransport
+from cdsessions.transports._urllib3 import Urllib3Transport
 from tests.hostile import answer, hostile, response
 
 KEY: Final = "sk-promises-core-0123456789"

@@ -11,18 +11,24 @@ from decimal import Decimal
 
 import pytest
 
+from cdsessions._cli.costs import duration
+from cdsessions._core.pricing import GpuPricing, format_usd
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionsClient
-from cdsessions.cli_costs import duration
 from cdsessions.client import SessionsClient
-from cdsessions.costs import age, costs_of, time_left
+from cdsessions.costs.figures import age, costs_of, time_left
+from cdsessions.costs.reaper import (
+    Reaped,
+    ReapReport,
+    Selection,
+    reap,
+    reap_async,
+    selection_problem,
+)
 from cdsessions.errors import HttpError, InvalidRequest
-from cdsessions.fake_service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
+from cdsessions.fake.transport import AsyncFakeTransport, FakeTransport
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
-from cdsessions.pricing import GpuPricing, format_usd
-from cdsessions.reaper import Reaped, ReapReport, Selection, reap, reap_async, selection_problem
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.inline import AsyncFakeTransport
 
 T0 = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
 TABLE = GpuPricing.from_table(DEFAULT_GPU_PRICES)

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from cdsessions import CreateSessionBody, SessionsClient
-from cdsessions.fake_server import is_loopback_host, make_server, serve_in_thread
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, MAX_TIMEOUT_MINUTES, FakeService
-from cdsessions.http import HttpRequest
+from cdsessions._core.wire import HttpRequest
+from cdsessions.fake.server import is_loopback_host, make_server, serve_in_thread
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, MAX_TIMEOUT_MINUTES, FakeService
 
 
 def _list_with(authorization: str) -> tuple[int, bytes]:

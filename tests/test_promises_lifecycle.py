@@ -11,14 +11,14 @@ import pytest
 from returns.result import Failure, Result, Success
 
 from cdsessions import CreateSessionBody, HttpError, SessionsClient, TransportFailed
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionsClient
 from cdsessions.errors import InvalidRequest
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.fake.transport import AsyncFakeTransport, FakeTransport
 from cdsessions.lifecycle import SessionScope, report_unclosed, wait_until_ready
-from cdsessions.timeouts import Timeout
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.inline import AsyncFakeTransport, InlineTransport
+from cdsessions.transports._inline import InlineTransport
 
 KEY = "fake-key-promises"
 BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)

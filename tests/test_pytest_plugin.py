@@ -12,7 +12,8 @@ import textwrap
 import pytest
 from returns.result import Success
 
-from cdsessions import AsyncSessionsClient, CreateSessionBody, FakeService, SessionsClient
+from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient
+from cdsessions.fake import FakeService
 
 pytest_plugins = ["pytester"]
 
@@ -68,7 +69,7 @@ def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Py
         """
         import pytest
 
-        from cdsessions.fake_service import FakeService
+        from cdsessions.fake.service import FakeService
 
         OTHER = "fa4e0000-0000-4000-8000-000000000002"
 
@@ -135,10 +136,10 @@ def _imported_after(code: str, modules: tuple[str, ...]) -> list[str]:
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
     heavy = (
         "asyncio",
-        "cdsessions.fake_service",
-        "cdsessions.fake_server",
+        "cdsessions.fake.service",
+        "cdsessions.fake.server",
         "cdsessions.async_client",
-        "cdsessions.transports.urllib3_transport",
+        "cdsessions.transports._urllib3",
     )
     assert _imported_after("import cdsessions.pytest_plugin", heavy) == []
 

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from cdsessions import RetryPolicy, Timeout, TransportFailed
-from cdsessions.http import HttpResponse
-from cdsessions.retry import (
+from cdsessions._core.retry import (
     NO_RETRY,
     Done,
     OperationKind,
@@ -30,6 +29,7 @@ from cdsessions.retry import (
     policy_from,
     retry_reason,
 )
+from cdsessions._core.wire import HttpResponse
 
 KINDS: tuple[OperationKind, ...] = get_args(OperationKind)
 NOW = 1_800_000_000.0  # a fixed Unix time: HTTP-dates are measured from it
@@ -343,7 +343,7 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
 
 
 def test_timeout_settings_resolve_to_timeouts() -> None:
-    from cdsessions.timeouts import DEFAULT_TIMEOUT, timeout_from
+    from cdsessions._core.timeouts import DEFAULT_TIMEOUT, timeout_from
 
     assert (DEFAULT_TIMEOUT.connect, DEFAULT_TIMEOUT.read, DEFAULT_TIMEOUT.total) == (10, 30, 120)
     assert timeout_from(None, DEFAULT_TIMEOUT) == Success(DEFAULT_TIMEOUT)
@@ -358,7 +358,7 @@ def test_timeout_settings_resolve_to_timeouts() -> None:
     "value", [0, -1, math.nan, math.inf, True, "5", Timeout(connect=-1), Timeout(total=0)]
 )
 def test_unusable_timeouts_are_explained(value: object) -> None:
-    from cdsessions.timeouts import DEFAULT_TIMEOUT, timeout_from
+    from cdsessions._core.timeouts import DEFAULT_TIMEOUT, timeout_from
 
     result = timeout_from(value, DEFAULT_TIMEOUT)
     assert isinstance(result, Failure)

@@ -20,9 +20,9 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
+from cdsessions._core.observe import Event, mask_urls
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed as TransportFailedValue
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.observe import Event, mask_urls
 from tests import samples
 from tests.loopback import Raw, Reply, serve
 

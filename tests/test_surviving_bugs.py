@@ -20,17 +20,17 @@ import pytest
 from returns.result import Failure, Result, Success
 
 from cdsessions import CreateSessionBody, SessionsClient
-from cdsessions.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
+from cdsessions._core.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
+from cdsessions._core.retry import parse_retry_after
+from cdsessions._core.servers import is_loopback
+from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DecodeFailed, HttpError, TransportFailed
-from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.fake.transport import FakeTransport
 from cdsessions.lifecycle import SessionScope
 from cdsessions.models import GPUEventModel
-from cdsessions.retry import parse_retry_after
-from cdsessions.servers import is_loopback
-from cdsessions.timeouts import CREATE_AND_WAIT_READ, Timeout
-from cdsessions.transports.fake import FakeTransport
-from cdsessions.transports.urllib3_transport import Urllib3Transport
+from cdsessions.transports._urllib3 import Urllib3Transport
 from tests.loopback import Raw, Reply, serve
 
 KEY: Final = "sk-surviving-bugs-0123456789"

@@ -1,60 +1,50 @@
 """Transports: the only parts of cdsessions that do I/O.
 
-``Urllib3Transport`` is imported lazily, so ``import cdsessions`` does not pay for urllib3
-until a real HTTP call is made.
+A transport turns one :class:`~cdsessions._core.wire.HttpRequest` into a response or a
+``TransportFailed`` (see :mod:`cdsessions.transports.base`). ``Urllib3Transport`` does real
+HTTP; ``CassetteTransport`` replays a recorded VCR cassette; ``ThreadedTransport`` and
+``InlineTransport`` adapt a blocking transport for asyncio. The fake service's transports are in
+:mod:`cdsessions.fake`. Each is imported on first use, so ``import cdsessions`` pays for neither
+urllib3 nor PyYAML until they are needed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cdsessions.transports.async_base import AsyncTransport
-from cdsessions.transports.base import Transport
+from cdsessions.transports.base import AsyncTransport, Transport
 
 if TYPE_CHECKING:
-    from cdsessions.transports.cassette import CassetteError, CassetteTransport
-    from cdsessions.transports.fake import FakeTransport
-    from cdsessions.transports.inline import (
-        AsyncCassetteTransport,
-        AsyncFakeTransport,
-        InlineTransport,
-    )
-    from cdsessions.transports.threaded import ThreadedTransport
-    from cdsessions.transports.urllib3_transport import Urllib3Transport
+    from cdsessions.transports._cassette import CassetteError, CassetteTransport
+    from cdsessions.transports._inline import AsyncCassetteTransport, InlineTransport
+    from cdsessions.transports._threaded import ThreadedTransport
+    from cdsessions.transports._urllib3 import Urllib3Transport
 
 __all__ = [
     "AsyncCassetteTransport",
-    "AsyncFakeTransport",
     "AsyncTransport",
     "CassetteError",
     "CassetteTransport",
-    "FakeTransport",
     "InlineTransport",
     "ThreadedTransport",
     "Transport",
     "Urllib3Transport",
 ]
 
+# Where each lazily loaded name lives.
+_HOMES: dict[str, str] = {
+    "AsyncCassetteTransport": "cdsessions.transports._inline",
+    "InlineTransport": "cdsessions.transports._inline",
+    "CassetteError": "cdsessions.transports._cassette",
+    "CassetteTransport": "cdsessions.transports._cassette",
+    "ThreadedTransport": "cdsessions.transports._threaded",
+    "Urllib3Transport": "cdsessions.transports._urllib3",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "ThreadedTransport":
-        from cdsessions.transports.threaded import ThreadedTransport
+    if name in _HOMES:
+        from importlib import import_module
 
-        return ThreadedTransport
-    if name in ("InlineTransport", "AsyncFakeTransport", "AsyncCassetteTransport"):
-        from cdsessions.transports import inline
-
-        return getattr(inline, name)
-    if name == "Urllib3Transport":
-        from cdsessions.transports.urllib3_transport import Urllib3Transport
-
-        return Urllib3Transport
-    if name == "FakeTransport":
-        from cdsessions.transports.fake import FakeTransport
-
-        return FakeTransport
-    if name in ("CassetteTransport", "CassetteError"):
-        from cdsessions.transports import cassette
-
-        return getattr(cassette, name)
+        return getattr(import_module(_HOMES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""The one interface every transport implements: send a request, get a response or a failure."""
+"""The one interface every transport implements, blocking or async: send a request, get a
+response or a failure."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Protocol
 
 from returns.result import Result
 
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
 
-__all__ = ["Transport"]
+__all__ = ["AsyncTransport", "Transport"]
 
 
 class Transport(Protocol):
@@ -32,3 +33,25 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+class AsyncTransport(Protocol):
+    """Turns an :class:`HttpRequest` into an :class:`HttpResponse`, or a :class:`TransportFailed`,
+    without blocking the event loop.
+
+    As for a blocking transport: never raise for anything the network or the peer can do, never
+    retry, never follow redirects, cap the body at ``max_response_bytes`` and end each attempt by
+    ``timeout.total``. ``operation`` only labels failures.
+    """
+
+    async def send(
+        self,
+        request: HttpRequest,
+        *,
+        timeout: Timeout,
+        max_response_bytes: int,
+        operation: str,
+    ) -> Result[HttpResponse, TransportFailed]: ...
+
+    async def aclose(self) -> None:
+        """Release connections (and threads). Idempotent."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import TypeAlias, TypeVar
 
-from cdsessions.retry import Wait
+from cdsessions._core.retry import Wait
 
 __all__ = ["Steps", "drive", "drive_async"]
 

@@ -20,9 +20,9 @@ from typing import Final, TypeAlias
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions import decoding
+from cdsessions._core import decoding
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed
-from cdsessions.http import HttpResponse
 
 __all__ = [
     "EXACT",
@@ -119,7 +119,7 @@ PRICE_TABLE: Final = msgspec.json.Decoder(PriceTable)
 
 def decode_gpu_pricing(response: HttpResponse, operation: str) -> Result[GpuPricing, ApiError]:
     """The price table as a :class:`GpuPricing` of exact prices (see
-    :func:`cdsessions.decoding.decode`). A price that is not a finite number fails naming its
+    :func:`cdsessions._core.decoding.decode`). A price that is not a finite number fails naming its
     GPU: msgspec also reads a Decimal from a JSON string, ``"NaN"`` included."""
     decoded = decoding.decode(response, PRICE_TABLE, operation)
     if not isinstance(decoded, Success):

@@ -24,10 +24,10 @@ from typing import Final
 
 from returns.result import Failure, Result
 
+from cdsessions._core.retry import attempt_timeout
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.retry import attempt_timeout
-from cdsessions.timeouts import Timeout
 from cdsessions.transports.base import Transport
 
 __all__ = ["ThreadedTransport"]

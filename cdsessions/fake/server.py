@@ -1,6 +1,6 @@
 """The fake ComfyDeploy served over real HTTP on the loopback interface.
 
-The same :class:`~cdsessions.fake_service.FakeService` that ``FakeTransport`` calls in memory,
+The same :class:`~cdsessions.fake.service.FakeService` that ``FakeTransport`` calls in memory,
 behind a stdlib ``http.server``: for integration tests that need a real socket (and for the
 ``cdsessions fake-server`` and ``cdsessions demo`` commands). The API lives under ``/api``, like
 the ``"local"`` server (``http://localhost:3011/api``).
@@ -8,7 +8,7 @@ the ``"local"`` server (``http://localhost:3011/api``).
 In a test::
 
     from cdsessions import SessionsClient
-    from cdsessions.fake_server import serve_in_thread
+    from cdsessions.fake.server import serve_in_thread
 
     with serve_in_thread() as base_url:  # a free port on 127.0.0.1
         with SessionsClient("any-key", server=base_url) as client:
@@ -33,8 +33,8 @@ from types import FrameType
 from typing import Final, cast
 from urllib.parse import parse_qsl
 
-from cdsessions.fake_service import FakeService
-from cdsessions.http import HttpRequest, HttpResponse
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake.service import FakeService
 
 __all__ = [
     "API_PREFIX",

@@ -3,8 +3,8 @@
 Expected failures print one line on stderr and exit with a documented code (never a
 traceback). The API key comes from ``COMFY_DEPLOY_API_KEY`` or ``--api-key-file``, never from the
 command line, and is never printed; session urls are printed only with ``--show-url``. Every
-line printed goes through :func:`~cdsessions.cli_text.safe` (or
-:func:`~cdsessions.cli_text.json_text`): the server chooses much of the text, and it must not
+line printed goes through :func:`~cdsessions._cli.text.safe` (or
+:func:`~cdsessions._cli.text.json_text`): the server chooses much of the text, and it must not
 be able to send escape sequences to the terminal.
 """
 
@@ -28,15 +28,15 @@ from urllib.parse import urlsplit
 import msgspec
 from returns.result import Result, Success
 
-from cdsessions import cli_costs
+from cdsessions._cli import costs as cli_costs
+from cdsessions._cli.text import DEFAULT_SERVER, PROG, command_hint, json_text, safe
+from cdsessions._core.budget import OverBudget
+from cdsessions._core.servers import is_loopback, resolve_server
 from cdsessions._version import __version__
-from cdsessions.budget import OverBudget
-from cdsessions.cli_text import DEFAULT_SERVER, PROG, command_hint, json_text, safe
 from cdsessions.client import API_KEY_ENV, SessionsClient
 from cdsessions.errors import ApiError, HttpError, InvalidRequest, TransportFailed
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT, NotReady, SessionGone
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
-from cdsessions.servers import is_loopback, resolve_server
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main", "safe"]
 
@@ -716,7 +716,7 @@ def _cmd_get(client: SessionsClient, args: argparse.Namespace) -> int:
 
 
 def _cmd_costs(client: SessionsClient, args: argparse.Namespace) -> int:
-    """``list``, ``prices`` and ``reap``: see :mod:`cdsessions.cli_costs`."""
+    """``list``, ``prices`` and ``reap``: see :mod:`cdsessions._cli.costs`."""
     code: int = _ok(cli_costs.COMMANDS[args.command](client, args))
     return code
 
@@ -765,8 +765,8 @@ _API_COMMANDS: Final = {
 def _cmd_fake_server(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from cdsessions.fake_server import is_loopback_host, make_server, run
-    from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
+    from cdsessions.fake.server import is_loopback_host, make_server, run
+    from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
     if not is_loopback_host(args.host):
         raise _Fail(f"--host must be a loopback address, not {args.host!r}", USAGE)
@@ -793,8 +793,8 @@ def _cmd_fake_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cdsessions.fake_server import serve_in_thread
-    from cdsessions.fake_service import DEFAULT_MACHINE_ID, FakeService
+    from cdsessions.fake.server import serve_in_thread
+    from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
     steps = 7
 

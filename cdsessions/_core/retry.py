@@ -22,9 +22,9 @@ from typing import Final, Literal, TypeAlias
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.timeouts import Timeout, clamp_seconds
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpResponse
-from cdsessions.timeouts import Timeout, clamp_seconds
 
 __all__ = [
     "DEFAULT_RETRY",

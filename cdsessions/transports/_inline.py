@@ -2,16 +2,11 @@
 
 :class:`InlineTransport` adapts any blocking :class:`~cdsessions.transports.Transport` that never
 waits on I/O (it answers from memory in microseconds), so calling it on the event loop blocks
-nothing. :class:`AsyncFakeTransport` and :class:`AsyncCassetteTransport` are the two the library
-ships, for tests and demos of asyncio code::
-
-    from cdsessions import AsyncSessionsClient
-    from cdsessions.transports.inline import AsyncFakeTransport
-
-    client = AsyncSessionsClient("any-key", transport=AsyncFakeTransport())
+nothing. :class:`AsyncCassetteTransport` is the one the library
+ships with a cassette, and :class:`cdsessions.fake.AsyncFakeTransport` builds on it.
 
 A transport that does block (real HTTP) belongs in a
-:class:`~cdsessions.transports.threaded.ThreadedTransport` instead.
+:class:`~cdsessions.transports._threaded.ThreadedTransport` instead.
 """
 
 from __future__ import annotations
@@ -21,17 +16,15 @@ from typing import TYPE_CHECKING
 
 from returns.result import Result
 
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.fake_service import FakeService
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
 from cdsessions.transports.base import Transport
-from cdsessions.transports.fake import FakeTransport
 
 if TYPE_CHECKING:
-    from cdsessions.transports.cassette import CassetteError, CassetteTransport
+    from cdsessions.transports._cassette import CassetteError, CassetteTransport
 
-__all__ = ["AsyncCassetteTransport", "AsyncFakeTransport", "InlineTransport"]
+__all__ = ["AsyncCassetteTransport", "InlineTransport"]
 
 
 class InlineTransport:
@@ -59,18 +52,8 @@ class InlineTransport:
         return f"{type(self).__name__}({self.transport!r})"
 
 
-class AsyncFakeTransport(InlineTransport):
-    """:class:`~cdsessions.transports.fake.FakeTransport` for asyncio: the fake ComfyDeploy in
-    memory (``service``, a new default :class:`~cdsessions.fake_service.FakeService` if None)."""
-
-    def __init__(self, service: FakeService | None = None) -> None:
-        fake = FakeTransport(service)
-        super().__init__(fake)
-        self.service = fake.service
-
-
 class AsyncCassetteTransport(InlineTransport):
-    """:class:`~cdsessions.transports.cassette.CassetteTransport` for asyncio. Build one from a
+    """:class:`~cdsessions.transports._cassette.CassetteTransport` for asyncio. Build one from a
     loaded cassette, or with :meth:`load`, which returns a ``Result`` like the blocking form."""
 
     def __init__(self, cassette: CassetteTransport) -> None:
@@ -87,7 +70,7 @@ class AsyncCassetteTransport(InlineTransport):
         base_path: str = "/api",
     ) -> Result[AsyncCassetteTransport, CassetteError]:
         """Read a cassette file (see :meth:`CassetteTransport.load`)."""
-        from cdsessions.transports.cassette import CassetteTransport
+        from cdsessions.transports._cassette import CassetteTransport
 
         loaded = CassetteTransport.load(
             path, match_body=match_body, allow_repeats=allow_repeats, base_path=base_path

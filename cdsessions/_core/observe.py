@@ -22,8 +22,8 @@ from typing import Final, TypeAlias
 import msgspec
 from returns.result import Result, Success
 
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import HttpRequest, HttpResponse
 
 __all__ = [
     "LOGGER",

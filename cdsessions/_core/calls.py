@@ -1,13 +1,14 @@
 """What every call does between the caller and the transport, shared by both clients.
 
-:class:`ClientCore` holds a client's configuration and turns each operation into
-:data:`CallSteps`: check the configuration, build and authorize the request, then follow the
-retry :func:`~cdsessions.retry.plan` (telling the observers about every attempt), and decode the
-last answer. The steps *yield* a :class:`Transmit` or a :class:`~cdsessions.retry.Wait` and are
-sent what the transport answered; they never do I/O themselves. :class:`~cdsessions.SessionsClient`
-drives them with ``transport.send`` and ``time.sleep``, :class:`~cdsessions.AsyncSessionsClient`
-with an async transport and ``asyncio.sleep`` (see :mod:`cdsessions.steps`), so the two cannot
-differ in what they send, when they retry, or what they return.
+:class:`ClientCore` holds a client's configuration and turns each operation into :data:`CallSteps`:
+check the configuration, build and authorize the request, then follow the retry
+:func:`~cdsessions._core.retry.plan` (telling the observers about every attempt), and decode the
+last answer. The steps *yield* a :class:`Transmit` or a :class:`~cdsessions._core.retry.Wait` and
+are sent what the transport answered; they never do I/O themselves.
+:class:`~cdsessions.SessionsClient` drives them with ``transport.send`` and ``time.sleep``,
+:class:`~cdsessions.AsyncSessionsClient` with an async transport and ``asyncio.sleep`` (see
+:mod:`cdsessions._core.steps`), so the two cannot differ in what they send, when they retry, or what
+they return.
 """
 
 from __future__ import annotations
@@ -15,27 +16,16 @@ from __future__ import annotations
 import builtins  # ``list`` is a method name below; annotations need the type
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions import builders, decoding, observe
-from cdsessions._version import __version__
-from cdsessions.errors import ApiError, InvalidRequest
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.models import (
-    CreateSessionBody,
-    CreateSessionResponse,
-    DeleteSessionResponse,
-    ExtendSessionResponse,
-    Session,
-)
-from cdsessions.observe import AttemptFinished, AttemptStarted, Observer
-from cdsessions.retry import (
+from cdsessions._core import builders, decoding, observe
+from cdsessions._core.observe import AttemptFinished, AttemptStarted, Observer
+from cdsessions._core.retry import (
     DEFAULT_RETRY,
     OperationKind,
     Outcome,
@@ -45,12 +35,22 @@ from cdsessions.retry import (
     plan,
     policy_from,
 )
-from cdsessions.servers import refuse_plain_http, resolve_server
-from cdsessions.steps import Steps
-from cdsessions.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
+from cdsessions._core.servers import refuse_plain_http, resolve_server
+from cdsessions._core.steps import Steps
+from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions._version import __version__
+from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.models import (
+    CreateSessionBody,
+    CreateSessionResponse,
+    DeleteSessionResponse,
+    ExtendSessionResponse,
+    Session,
+)
 
 if TYPE_CHECKING:
-    from cdsessions.pricing import GpuPricing
+    from cdsessions._core.pricing import GpuPricing
 
 __all__ = [
     "API_KEY_ENV",
@@ -58,13 +58,11 @@ __all__ = [
     "MAX_OBJECT_BYTES",
     "Bearer",
     "CallSteps",
-    "ClientBase",
     "ClientCore",
     "Transmit",
 ]
 
 T = TypeVar("T")
-TransportT = TypeVar("TransportT")
 
 #: The environment variable read when no ``bearer`` is given.
 API_KEY_ENV: Final = "COMFY_DEPLOY_API_KEY"
@@ -80,7 +78,7 @@ _Settings: TypeAlias = tuple[Timeout, RetryPolicy, int]
 
 class Transmit(msgspec.Struct, frozen=True):
     """Send ``request`` once with ``timeout``, reading at most ``max_response_bytes``; send the
-    :data:`~cdsessions.retry.Outcome` back."""
+    :data:`~cdsessions._core.retry.Outcome` back."""
 
     request: HttpRequest
     timeout: Timeout
@@ -127,7 +125,7 @@ class ClientCore:
         self.max_connections = max_connections
         self.server = server
         # Parsed once: an unusable URL, or plain http to a host that is not loopback, is
-        # refused by every call (see cdsessions.servers).
+        # refused by every call (see cdsessions._core.servers).
         self._base_url = resolve_server(server).bind(
             lambda url: refuse_plain_http(url, allowed=allow_insecure_http is True)
         )
@@ -201,7 +199,7 @@ class ClientCore:
         known = self._pricing
         if known is not None and not refresh:
             return Success(known)
-        from cdsessions import pricing  # decimal is loaded by those who ask for prices
+        from cdsessions._core import pricing  # decimal is loaded by those who ask for prices
 
         fetched = yield from self.call(
             Success(builders.build_gpu_pricing()),
@@ -218,9 +216,9 @@ class ClientCore:
         self, body: CreateSessionBody, max_cost: object, timeout: object, retry: object
     ) -> CallSteps[CreateSessionResponse]:
         """:meth:`create`, only if its worst case fits ``max_cost`` USD (see
-        :mod:`cdsessions.budget`). The price table may be fetched first; the create is sent
+        :mod:`cdsessions._core.budget`). The price table may be fetched first; the create is sent
         only once the check has passed."""
-        from cdsessions import budget  # only budgeted creates need it
+        from cdsessions._core import budget  # only budgeted creates need it
 
         built = builders.build_create(body)  # a body that cannot be sent needs no prices
         if not isinstance(built, Success):
@@ -325,7 +323,7 @@ class ClientCore:
         timeout: Timeout,
         max_bytes: int,
     ) -> Steps[Transmit, Outcome, Outcome]:
-        """Follow :func:`~cdsessions.retry.plan`, which makes every decision; this only passes
+        """Follow :func:`~cdsessions._core.retry.plan`, which makes every decision; this only passes
         its sends and waits on to the driver and tells the observers."""
         # Events, and the redacted copy of the request they carry, are built only when something
         # will read them: an observer of the caller's, or the ``cdsessions`` logger at DEBUG (a
@@ -452,44 +450,3 @@ _DECODE_SESSION: Final = _decode_with(decoding.SESSION)
 _DECODE_DELETED: Final = _decode_with(decoding.DELETED)
 _DECODE_CREATED: Final = _decode_with(decoding.CREATED)
 _DECODE_EXTENDED: Final = _decode_with(decoding.EXTENDED)
-
-
-class ClientBase(Generic[TransportT]):
-    """What both clients are made of: the options (one constructor, so the two cannot accept
-    different ones), a :class:`ClientCore` built from them, and the transport, which each
-    client creates on first use when none is given and drives in its own way."""
-
-    def __init__(
-        self,
-        bearer: Bearer | None = None,
-        *,
-        server: str = "production",
-        transport: TransportT | None = None,
-        timeout: Timeout | float | None = None,
-        max_response_bytes: int | None = None,
-        max_connections: int = 10,
-        allow_insecure_http: bool = False,
-        user_agent: str | None = None,
-        retry: RetryPolicy | bool | None = None,
-        observers: Iterable[Observer] = (),
-    ) -> None:
-        self._core = ClientCore(
-            bearer,
-            server=server,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
-            max_connections=max_connections,
-            allow_insecure_http=allow_insecure_http,
-            user_agent=user_agent,
-            retry=retry,
-            observers=observers,
-        )
-        self._transport = transport
-        self._owns_transport = transport is None
-        # Guards creating and closing the transport (the blocking client is shared by threads).
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        # The base URL as it is used, never the argument as given: that may carry credentials.
-        shown = resolve_server(self._core.server).value_or("<unusable>")
-        return f"{type(self).__name__}(server={shown!r})"

@@ -6,8 +6,8 @@ It answers the way the live server does (``comfy-deploy/api``, ``src/api/routes/
 ``SessionResponse`` shape (or, with ``seed_shapes=True``, the seed's 3-field ``Session`` and
 ``GPUEventModel`` list; there sessions have their url from the start, since the seed's
 ``Session.url`` is a required string). It does no I/O:
-:class:`~cdsessions.transports.fake.FakeTransport` calls it in memory and
-:mod:`cdsessions.fake_server` serves it over HTTP on 127.0.0.1.
+:class:`~cdsessions.fake.transport.FakeTransport` calls it in memory and
+:mod:`cdsessions.fake.server` serves it over HTTP on 127.0.0.1.
 
 What it models, and the live behaviour each rule copies:
 
@@ -65,7 +65,7 @@ from urllib.parse import unquote
 import msgspec
 from msgspec.structs import replace
 
-from cdsessions.http import HttpRequest, HttpResponse, header
+from cdsessions._core.wire import HttpRequest, HttpResponse, header
 from cdsessions.models import MachineGPU
 
 __all__ = [

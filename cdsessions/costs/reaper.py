@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions.costs import SessionCosts, Unknown, costs_of
+from cdsessions._core.pricing import EXACT, GpuPricing
+from cdsessions._core.steps import Steps, drive, drive_async
+from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 from cdsessions.errors import ApiError, InvalidRequest
 from cdsessions.lifecycle import counts_as_closed
 from cdsessions.models import Session
-from cdsessions.pricing import EXACT, GpuPricing
-from cdsessions.steps import Steps, drive, drive_async
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
@@ -196,7 +196,7 @@ class CancelSession(Action, frozen=True):
 def reap_steps(
     selection: Selection, now: datetime, *, dry_run: bool = False
 ) -> Steps[Action, Result[Any, ApiError], Result[ReapReport, ApiError]]:
-    """The steps of :func:`reap`, for any driver (see :mod:`cdsessions.steps`).
+    """The steps of :func:`reap`, for any driver (see :mod:`cdsessions._core.steps`).
 
     The price table is needed only to judge ``cost_over``; without it (the fetch failed) the
     other selectors still work and savings are reported as unknown, since stopping a forgotten

@@ -50,7 +50,7 @@ class HttpRequest(msgspec.Struct, frozen=True):
     ``query`` holds unencoded pairs. ``base_url`` is filled in by the client (builders leave it
     empty), so the same built request can go to any server or transport.
 
-    :meth:`redacted` and :func:`~cdsessions.builders.authorize` copy it field by field (every
+    :meth:`redacted` and :func:`~cdsessions._core.builders.authorize` copy it field by field (every
     call goes through both): a new field must be passed on there too.
     """
 

@@ -1,10 +1,10 @@
 """The cost commands of ``cdsessions``: ``prices``, ``list`` (with what each session costs) and
 ``reap``, plus the option types they and ``create --max-cost`` share.
 
-:mod:`cdsessions.cli` registers them (``add_*_options``) and runs them. Each command returns
+:mod:`cdsessions._cli.main` registers them (``add_*_options``) and runs them. Each command returns
 ``Success(exit code)`` once it has printed its answer, or the ``Failure`` the CLI reports the way
 it reports every failure. Everything printed goes through
-:func:`~cdsessions.cli_text.safe` or :func:`~cdsessions.cli_text.json_text`: GPU names, ids and
+:func:`~cdsessions._cli.text.safe` or :func:`~cdsessions._cli.text.json_text`: GPU names, ids and
 error texts come from the server. Money is computed exactly and rounded only here, for display;
 ``--json`` carries exact decimal strings (``"1.3143"``) and durations in seconds.
 """
@@ -22,13 +22,13 @@ from typing import Any, Final
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions.cli_text import PROG, json_text, safe
+from cdsessions._cli.text import PROG, json_text, safe
+from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, format_usd, usd_from
 from cdsessions.client import SessionsClient
-from cdsessions.costs import SessionCosts, Unknown, costs_of
+from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
+from cdsessions.costs.reaper import Reaped, ReapReport, Selection, reap
 from cdsessions.errors import ApiError
 from cdsessions.models import Session
-from cdsessions.pricing import EXACT, GpuPricing, NoPrice, format_usd, usd_from
-from cdsessions.reaper import Reaped, ReapReport, Selection, reap
 
 __all__ = [
     "add_create_options",
@@ -434,7 +434,7 @@ def cmd_reap(client: SessionsClient, args: argparse.Namespace) -> Result[int, Ap
 
 
 Command = Callable[[SessionsClient, argparse.Namespace], Result[int, ApiError]]
-#: The cost commands, for :mod:`cdsessions.cli` to run.
+#: The cost commands, for :mod:`cdsessions._cli.main` to run.
 COMMANDS: Final[dict[str, Command]] = {
     "prices": cmd_prices,
     "list": cmd_list,

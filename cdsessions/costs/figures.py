@@ -12,7 +12,7 @@ Billing runs per second from the session's start to its end. The best start a cl
   raises it).
 
 Money is an exact :class:`~decimal.Decimal` (round it only to show it, with
-:func:`~cdsessions.pricing.format_usd`). When a figure cannot be known, because the GPU has no
+:func:`~cdsessions._core.pricing.format_usd`). When a figure cannot be known, because the GPU has no
 price, the session has no ``created_at`` or no ``timeout_end``, the function returns an
 :class:`Unknown` value saying which, never a guess, a None or an exception.
 """
@@ -25,8 +25,8 @@ from typing import Final, TypeAlias
 
 import msgspec
 
+from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, Price
 from cdsessions.models import Session
-from cdsessions.pricing import EXACT, GpuPricing, NoPrice, Price
 
 __all__ = [
     "Money",

@@ -19,9 +19,9 @@ from typing import Final
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions.errors import InvalidRequest
+from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, Price, usd_from
+from cdsessions.errors import InvalidRequest, OverBudget
 from cdsessions.models import CreateSessionBody
-from cdsessions.pricing import EXACT, GpuPricing, NoPrice, Price, usd_from
 
 __all__ = [
     "DEFAULT_MINUTES",
@@ -36,18 +36,6 @@ __all__ = [
 #: What the server makes of a timeout of None or 0.
 DEFAULT_MINUTES: Final = 15
 _SIXTY: Final = Decimal(60)
-
-
-class OverBudget(InvalidRequest, frozen=True):
-    """Refused by the budget guard: the worst case is over ``budget`` USD, or (``worst_case``
-    None) the session cannot be priced. ``field`` is ``"max_cost"``; the create (or extension)
-    was not sent."""
-
-    budget: Decimal
-    worst_case: Decimal | None
-
-    def reason(self) -> str:
-        return f"over budget: {self.problem} (not sent)"
 
 
 class Allowance(msgspec.Struct, frozen=True):
@@ -75,7 +63,7 @@ def worst_case(minutes: int, price: Price) -> Decimal:
 
 
 def budget_from(value: object, operation: str) -> Result[Decimal, InvalidRequest]:
-    """A ``max_cost`` as exact USD (see :func:`~cdsessions.pricing.usd_from`), or why not."""
+    """A ``max_cost`` as exact USD (see :func:`~cdsessions._core.pricing.usd_from`), or why not."""
     return usd_from(value).alt(lambda problem: InvalidRequest(operation, "max_cost", problem))
 
 

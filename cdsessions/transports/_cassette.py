@@ -48,9 +48,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import Headers, HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.http import Headers, HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
 
 __all__ = [
     "DEFAULT_BASE_PATH",

@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import (
     ApiError,
     DecodeFailed,
@@ -21,7 +22,6 @@ from cdsessions.errors import (
     ValidationFailed,
     ValidationItem,
 )
-from cdsessions.http import HttpResponse
 from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,

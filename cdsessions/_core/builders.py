@@ -14,8 +14,8 @@ from urllib.parse import quote
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import InvalidRequest
-from cdsessions.http import HttpRequest
 from cdsessions.models import CreateSessionBody, MachineGPU
 
 __all__ = [

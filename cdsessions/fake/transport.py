@@ -1,10 +1,11 @@
 """``FakeTransport``: the fake ComfyDeploy in memory, behind the transport interface.
 
 No sockets, no threads: each ``send`` hands the request to a
-:class:`~cdsessions.fake_service.FakeService` and returns its answer. Use it to test code that
+:class:`~cdsessions.fake.service.FakeService` and returns its answer. Use it to test code that
 starts sessions without a network or an API key::
 
-    from cdsessions import FakeService, FakeTransport, SessionsClient
+    from cdsessions import SessionsClient
+    from cdsessions.fake import FakeService, FakeTransport
 
     fake = FakeService()
     client = SessionsClient("any-key", transport=FakeTransport(fake))
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from cdsessions.fake_service import FakeService
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
+from cdsessions.fake.service import FakeService
+from cdsessions.transports._inline import InlineTransport
 
-__all__ = ["FakeTransport"]
+__all__ = ["AsyncFakeTransport", "FakeTransport"]
 
 
 class FakeTransport:
@@ -51,3 +53,13 @@ class FakeTransport:
 
     def __repr__(self) -> str:
         return f"FakeTransport({self.service!r})"
+
+
+class AsyncFakeTransport(InlineTransport):
+    """:class:`FakeTransport` for asyncio: the fake ComfyDeploy in memory (``service``, a new
+    default :class:`~cdsessions.fake.FakeService` if None), answered on the event loop."""
+
+    def __init__(self, service: FakeService | None = None) -> None:
+        fake = FakeTransport(service)
+        super().__init__(fake)
+        self.service = fake.service

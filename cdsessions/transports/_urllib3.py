@@ -56,9 +56,9 @@ from urllib3.exceptions import (
 from urllib3.response import BaseHTTPResponse, HTTPResponse
 from urllib3.util import connection as urllib3_connection
 
+from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed, TransportFailureKind
-from cdsessions.http import HttpRequest, HttpResponse
-from cdsessions.timeouts import Timeout
 
 __all__ = ["Urllib3Transport"]
 

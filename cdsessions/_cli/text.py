@@ -5,7 +5,7 @@ A server (or a proxy in front of it) chooses the bytes of every ``detail``, sess
 and message the command prints. Written to a terminal as they are, escape sequences in them can
 retitle the window, clear the screen, recolour or hide text, and bidi overrides can make a line
 read differently from what it says. Everything printed goes through :func:`safe` (text) or
-:func:`json_text` (``--json``). No import from ``cdsessions.cli``, so command modules that
+:func:`json_text` (``--json``). No import from ``cdsessions._cli.main``, so command modules that
 ``cli`` registers can use these without an import cycle.
 """
 

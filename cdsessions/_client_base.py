@@ -1,0 +1,60 @@
+"""What both clients are made of: one constructor (so the two cannot accept different
+options), the :class:`~cdsessions._core.calls.ClientCore` built from it, and the transport,
+which each client creates on first use when none is given and drives in its own way."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from cdsessions._core.calls import Bearer, ClientCore
+from cdsessions._core.observe import Observer
+from cdsessions._core.retry import RetryPolicy
+from cdsessions._core.servers import resolve_server
+from cdsessions._core.timeouts import Timeout
+
+__all__ = ["ClientBase"]
+
+TransportT = TypeVar("TransportT")
+
+
+class ClientBase(Generic[TransportT]):
+    """What both clients are made of: the options (one constructor, so the two cannot accept
+    different ones), a :class:`ClientCore` built from them, and the transport, which each
+    client creates on first use when none is given and drives in its own way."""
+
+    def __init__(
+        self,
+        bearer: Bearer | None = None,
+        *,
+        server: str = "production",
+        transport: TransportT | None = None,
+        timeout: Timeout | float | None = None,
+        max_response_bytes: int | None = None,
+        max_connections: int = 10,
+        allow_insecure_http: bool = False,
+        user_agent: str | None = None,
+        retry: RetryPolicy | bool | None = None,
+        observers: Iterable[Observer] = (),
+    ) -> None:
+        self._core = ClientCore(
+            bearer,
+            server=server,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+            max_connections=max_connections,
+            allow_insecure_http=allow_insecure_http,
+            user_agent=user_agent,
+            retry=retry,
+            observers=observers,
+        )
+        self._transport = transport
+        self._owns_transport = transport is None
+        # Guards creating and closing the transport (the blocking client is shared by threads).
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        # The base URL as it is used, never the argument as given: that may carry credentials.
+        shown = resolve_server(self._core.server).value_or("<unusable>")
+        return f"{type(self).__name__}(server={shown!r})"
