@@ -96,10 +96,14 @@ print(f"mutation score: {stats['killed'] + stats['timeout']}/{tested} killed "
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint rules and import order."""
-    session.install(".[lint]")
+    """ruff (lint rules, import order, formatting), then the layers contract with import-linter
+    (``[tool.importlinter]`` in pyproject.toml): the core imports nothing that waits or sits
+    above it, transports know nothing of the fake, the cost tools or the CLI, and nothing
+    imports the CLI."""
+    session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session
