@@ -26,9 +26,8 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient, Timeout
 from cdsessions.errors import ApiError, HttpError, InvalidRequest
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport, ManualClock
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.fake.transport import FakeTransport
 from cdsessions.lifecycle import NotReady, OpenSession, SessionGone
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports.base import Transport

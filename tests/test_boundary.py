@@ -53,8 +53,7 @@ from cdsessions._core.servers import is_loopback, refuse_plain_http, resolve_ser
 from cdsessions._core.timeouts import MAX_SECONDS, ready_timeout_from
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DETAIL_LIMIT, REPR_LIMIT, ApiError
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.lifecycle import Backoff, NotReady, SessionScope, wait_until_ready
 from cdsessions.models import ExtendSessionResponse as Extended
 from cdsessions.models import Session

@@ -15,9 +15,8 @@ from cdsessions import CreateSessionBody, InvalidRequest, MachineGPU, OverBudget
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs import GpuPricing, Price
 from cdsessions.errors import HttpError
+from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import FakeTransport
 from tests.test_both_clients import FORMS, Face, open_face
 
 KEY: Final = "sk-budget-0123456789"

@@ -46,8 +46,8 @@ from cdsessions import SessionsClient
 from cdsessions._core.decoding import SESSION, decode
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, TransportFailed
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.models import CreateSessionBody, MachineGPU
 from cdsessions.transports._cassette import CassetteError, CassetteTransport
 from cdsessions.transports._urllib3 import Urllib3Transport

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cdsessions._cli.main import EXIT_CODES
-from cdsessions.fake.service import DEFAULT_MACHINE_ID
+from cdsessions.fake import DEFAULT_MACHINE_ID
 
 KEY = "sk-cli-SECRET-0123456789"
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"

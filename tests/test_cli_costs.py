@@ -17,8 +17,8 @@ from typing import Any, Final
 import pytest
 
 from cdsessions._core.wire import HttpResponse
+from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
 from tests.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
 
 NOW_ARG: Final = ("--now", NOW.isoformat())

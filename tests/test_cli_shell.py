@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cdsessions._cli.main import EXIT_CODES
-from cdsessions.fake.service import DEFAULT_MACHINE_ID
+from cdsessions.fake import DEFAULT_MACHINE_ID
 from tests.loopback import LoopbackServer, Received, Reply, serve
 
 KEY = "sk-shell-SECRET-9876543210"

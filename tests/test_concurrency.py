@@ -16,8 +16,8 @@ import pytest
 from returns.result import Result, Success
 
 from cdsessions import ApiError, CreateSessionBody, SessionsClient
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService
 from cdsessions.fake.server import FakeHTTPServer
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
 KEY = "sk-concurrency-key"
 THREADS = 16

@@ -25,7 +25,7 @@ from cdsessions import models
 from cdsessions._core import builders, decoding, pricing
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, InvalidRequest, ValidationFailed
-from cdsessions.fake.service import FakeService, ManualClock
+from cdsessions.fake import FakeService, ManualClock
 from cdsessions.models import CreateSessionBody, MachineGPU
 from tests.contract_parity import CLAIMS, schema_differences
 from tests.contract_strategies import (

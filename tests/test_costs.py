@@ -42,7 +42,7 @@ from cdsessions.costs.figures import (
     time_left,
 )
 from cdsessions.errors import DecodeFailed
-from cdsessions.fake.service import DEFAULT_GPU_PRICES, FakeService
+from cdsessions.fake import DEFAULT_GPU_PRICES, FakeService
 
 TABLE: Final = GpuPricing.from_table(DEFAULT_GPU_PRICES)
 START: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)

@@ -15,9 +15,8 @@ from returns.result import Result, Success
 
 from cdsessions import CreateSessionBody, MachineGPU, Session, SessionsClient
 from cdsessions.errors import ApiError
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport, ManualClock
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
-from cdsessions.fake.transport import FakeTransport
 from cdsessions.transports._urllib3 import Urllib3Transport
 
 MACHINE = DEFAULT_MACHINE_ID

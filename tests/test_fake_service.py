@@ -25,13 +25,7 @@ from cdsessions import (
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
-from cdsessions.fake.service import (
-    DEFAULT_MACHINE_ID,
-    FakeMachine,
-    FakeService,
-    ManualClock,
-)
-from cdsessions.fake.transport import FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeMachine, FakeService, FakeTransport, ManualClock
 from tests import live_facts
 
 KEY = "fake-key-alice"

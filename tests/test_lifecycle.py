@@ -18,8 +18,7 @@ from cdsessions import (
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.lifecycle import (
     Backoff,
     NotReady,

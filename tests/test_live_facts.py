@@ -13,8 +13,8 @@ import pytest
 
 from cdsessions._core.decoding import CREATED, DELETED, SESSION, decode, decode_session_list
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake import service as fake_service
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.models import GPUEventModel, MachineGPU
 from tests import live_facts, samples
 

@@ -17,8 +17,8 @@ from cdsessions._cli.costs import moment, usd
 from cdsessions._cli.main import NOT_FOUND, NOT_READY, REFUSED, exit_code_for, main
 from cdsessions._cli.text import json_text
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.lifecycle import NotReady, SessionGone
 
 KEY: Final = "sk-promises-cli-0123456789"

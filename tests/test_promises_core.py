@@ -37,8 +37,7 @@ from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
 from cdsessions._core.timeouts import DEFAULT_TIMEOUT, MAX_SECONDS, ready_timeout_from, timeout_from
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DEPTH_LIMIT, render
-from cdsessions.fake.service import FakeService
-from cdsessions.fake.transport import FakeTransport
+from cdsessions.fake import FakeService, FakeTransport
 from cdsessions.models import GPUEventModel
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports._threaded import ThreadedTransport

@@ -26,8 +26,13 @@ from cdsessions.costs.reaper import (
     selection_problem,
 )
 from cdsessions.errors import HttpError, InvalidRequest
-from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import AsyncFakeTransport, FakeTransport
+from cdsessions.fake import (
+    DEFAULT_GPU_PRICES,
+    DEFAULT_MACHINE_ID,
+    AsyncFakeTransport,
+    FakeService,
+    FakeTransport,
+)
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
 
 T0 = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)

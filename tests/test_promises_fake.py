@@ -11,8 +11,9 @@ import pytest
 
 from cdsessions import CreateSessionBody, SessionsClient
 from cdsessions._core.wire import HttpRequest
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService
 from cdsessions.fake.server import is_loopback_host, make_server, serve_in_thread
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, MAX_TIMEOUT_MINUTES, FakeService
+from cdsessions.fake.service import MAX_TIMEOUT_MINUTES
 
 
 def _list_with(authorization: str) -> tuple[int, bytes]:

@@ -15,8 +15,7 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionsClient
 from cdsessions.errors import InvalidRequest
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import AsyncFakeTransport, FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService, FakeTransport
 from cdsessions.lifecycle import SessionScope, report_unclosed, wait_until_ready
 from cdsessions.transports._inline import InlineTransport
 

@@ -69,7 +69,7 @@ def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Py
         """
         import pytest
 
-        from cdsessions.fake.service import FakeService
+        from cdsessions.fake import FakeService
 
         OTHER = "fa4e0000-0000-4000-8000-000000000002"
 

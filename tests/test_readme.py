@@ -51,8 +51,8 @@ import yaml
 from sybil.document import Document
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser
 
+from cdsessions.fake import FakeService
 from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import FakeService
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The comment on the line just above a block's fence that says how it runs (module docs).

@@ -33,14 +33,14 @@ from cdsessions._core.pricing import GpuPricing
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import costs_of
 from cdsessions.costs.reaper import ReapReport, Selection, matches, reap, reap_async, select
-from cdsessions.fake.server import serve_in_thread
-from cdsessions.fake.service import (
+from cdsessions.fake import (
     DEFAULT_GPU_PRICES,
     DEFAULT_MACHINE_ID,
     FakeMachine,
     FakeService,
     ManualClock,
 )
+from cdsessions.fake.server import serve_in_thread
 
 KEY: Final = "sk-reaper-mine-0123456789"
 OTHER_KEY: Final = "sk-reaper-theirs-0123456789"

@@ -26,8 +26,7 @@ from cdsessions._core.servers import is_loopback
 from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DecodeFailed, HttpError, TransportFailed
-from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.transport import FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.lifecycle import SessionScope
 from cdsessions.models import GPUEventModel
 from cdsessions.transports._urllib3 import Urllib3Transport

@@ -51,14 +51,12 @@ they are treated as secrets (never in reprs).
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote
 
@@ -66,7 +64,18 @@ import msgspec
 from msgspec.structs import replace
 
 from cdsessions._core.wire import HttpRequest, HttpResponse, header
-from cdsessions.models import MachineGPU
+from cdsessions.fake._responses import (
+    detail_response,
+    invalid_response,
+    is_uuid,
+    json_response,
+    naive_utc,
+    price_table,
+    server_error,
+    utc_z,
+)
+from cdsessions.fake._validation import error_item, lax_bool, validate_create, validate_extend
+from cdsessions.fake.clock import Clock, ManualClock, system_clock
 
 __all__ = [
     "DEFAULT_GPU_PRICES",
@@ -107,21 +116,13 @@ DEFAULT_GPU_PRICES: Final[Mapping[str, str]] = {
 #: How many requests :attr:`FakeService.requests_seen` remembers (the oldest are dropped).
 REQUEST_LOG_SIZE: Final = 10_000
 
-Clock: TypeAlias = Callable[[], datetime]
 #: Sees each authenticated request first; a response it returns is the answer.
 Intercept: TypeAlias = Callable[[HttpRequest], HttpResponse | None]
 _Json: TypeAlias = Any
 
 _NAMESPACE: Final = uuid.UUID("6f1d7c2e-3a58-4c0e-9a39-fa4e5e551011")
-_GPU_NAMES: Final = tuple(gpu.value for gpu in MachineGPU)
-_GPU_EXPECTED: Final = ", ".join(f"'{name}'" for name in _GPU_NAMES[:-1]) + (
-    f" or '{_GPU_NAMES[-1]}'"
-)
 _SESSION_ROUTE: Final = re.compile(r"/session/([^/]+)")
 _EXTEND_ROUTE: Final = re.compile(r"/session/([^/]+)/increase-timeout")
-_INT_TEXT: Final = re.compile(r"\s*[+-]?\d+\s*")
-_TRUE: Final = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE: Final = frozenset({"0", "off", "f", "false", "n", "no"})
 _TOO_MANY: Final = (
     "You have reached the maximum number of concurrent sessions. "
     "Please close some sessions and try again."
@@ -131,31 +132,6 @@ _TOO_LONG: Final = (
     "If you want to keep the session running, you can turn on 'Auto Expand Session' in the "
     "Menu (Top right hand corner) > Configuration."
 )
-
-
-def system_clock() -> datetime:
-    """The real time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-class ManualClock:
-    """A clock that moves only when told to: ``clock.advance(minutes=16)``. Thread-safe."""
-
-    def __init__(self, start: datetime = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)) -> None:
-        self._now = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float = 0.0, *, minutes: float = 0.0) -> datetime:
-        with self._lock:
-            self._now += timedelta(seconds=seconds, minutes=minutes)
-            return self._now
-
-    def __repr__(self) -> str:
-        return f"ManualClock({self._now.isoformat()})"
 
 
 class FakeMachine(msgspec.Struct, frozen=True):
@@ -185,171 +161,6 @@ class FakeSession(msgspec.Struct, frozen=True):
         # ``url`` is treated as a secret, as a real session's is: never in a repr.
         names = (name for name in self.__struct_fields__ if name != "url")
         return f"FakeSession({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
-
-
-# -- responses ------------------------------------------------------------------------------
-
-
-def _json(status: int, body: _Json) -> HttpResponse:
-    # FastAPI's JSONResponse: compact separators, UTF-8 as is.
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return HttpResponse(status, (("content-type", "application/json"),), data)
-
-
-def _detail(status: int, detail: str) -> HttpResponse:
-    return _json(status, {"detail": detail})
-
-
-def _server_error() -> HttpResponse:
-    # An unhandled exception in the live server: Starlette's plain-text 500.
-    return HttpResponse(
-        500, (("content-type", "text/plain; charset=utf-8"),), b"Internal Server Error"
-    )
-
-
-def _invalid(errors: list[dict[str, _Json]]) -> HttpResponse:
-    return _json(422, {"detail": errors})
-
-
-def _utc_z(moment: datetime) -> str:
-    """pydantic's form of an aware UTC datetime: ``2025-11-02T12:00:00Z``."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def _naive(moment: datetime) -> str:
-    """The live ``timeout_end``: naive ISO text meaning UTC (it comes from ``utcnow()``)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
-
-
-def _price_table(prices: Mapping[str, str | int]) -> bytes:
-    """The gpu-pricing body, each price written with exactly the digits given (json.dumps would
-    go through float)."""
-    for gpu, price in prices.items():
-        if not re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?", str(price)):
-            raise ValueError(f"the price of {gpu!r} is not a JSON number: {price!r}")
-    items = ",".join(f"{json.dumps(gpu)}:{price}" for gpu, price in prices.items())
-    return ("{" + items + "}").encode()
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
-# -- FastAPI/pydantic validation, for the few fields the API has ----------------------------
-
-
-def _error(kind: str, loc: list[str | int], msg: str, value: _Json) -> dict[str, _Json]:
-    return {"type": kind, "loc": loc, "msg": msg, "input": value}
-
-
-def _parse_body(body: bytes | None) -> tuple[_Json, list[dict[str, _Json]]]:
-    """The JSON body, or FastAPI's 422 items for a missing or malformed one."""
-    if not body:
-        return None, [_error("missing", ["body"], "Field required", None)]
-    try:
-        return json.loads(body), []
-    except (ValueError, RecursionError) as error:
-        position = error.pos if isinstance(error, json.JSONDecodeError) else 0
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-        item = _error("json_invalid", ["body", position], "JSON decode error", {})
-        item["ctx"] = {"error": reason}
-        return None, [item]
-
-
-def _as_object(value: _Json) -> tuple[dict[str, _Json] | None, list[dict[str, _Json]]]:
-    if isinstance(value, dict):
-        return value, []
-    message = "Input should be a valid dictionary or object to extract fields from"
-    return None, [_error("model_attributes_type", ["body"], message, value)]
-
-
-def _lax_int(value: _Json, loc: list[str | int]) -> tuple[int | None, dict[str, _Json] | None]:
-    """pydantic's lax ``int``: bools, whole floats and digit strings are accepted."""
-    if isinstance(value, bool | int):
-        return int(value), None
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            message = "Input should be a finite number"
-            return None, _error("finite_number", loc, message, value)
-        if value != int(value):
-            message = "Input should be a valid integer, got a number with a fractional part"
-            return None, _error("int_from_float", loc, message, value)
-        return int(value), None
-    if isinstance(value, str):
-        if _INT_TEXT.fullmatch(value):
-            return int(value), None
-        message = "Input should be a valid integer, unable to parse string as an integer"
-        return None, _error("int_parsing", loc, message, value)
-    return None, _error("int_type", loc, "Input should be a valid integer", value)
-
-
-def _lax_bool(value: _Json, loc: list[str | int]) -> tuple[bool | None, dict[str, _Json] | None]:
-    if isinstance(value, bool):
-        return value, None
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value), None
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE, None
-    if isinstance(value, str | int | float):
-        message = "Input should be a valid boolean, unable to interpret input"
-        return None, _error("bool_parsing", loc, message, value)
-    return None, _error("bool_type", loc, "Input should be a valid boolean", value)
-
-
-class _CreateBody(msgspec.Struct, frozen=True):
-    machine_id: str
-    gpu: str | None
-    timeout: int | None
-    wait_for_server: bool
-
-
-def _validate_create(body: bytes | None) -> tuple[_CreateBody | None, list[dict[str, _Json]]]:
-    parsed, errors = _parse_body(body)
-    if errors:
-        return None, errors
-    obj, errors = _as_object(parsed)
-    if obj is None:
-        return None, errors
-    machine_id = obj.get("machine_id")
-    if "machine_id" not in obj:
-        errors.append(_error("missing", ["body", "machine_id"], "Field required", obj))
-    elif not isinstance(machine_id, str):
-        message = "Input should be a valid string"
-        errors.append(_error("string_type", ["body", "machine_id"], message, machine_id))
-    gpu = obj.get("gpu")
-    if gpu is not None and gpu not in _GPU_NAMES:
-        item = _error("enum", ["body", "gpu"], f"Input should be {_GPU_EXPECTED}", gpu)
-        item["ctx"] = {"expected": _GPU_EXPECTED}
-        errors.append(item)
-    timeout: int | None = None
-    if obj.get("timeout") is not None:
-        timeout, problem = _lax_int(obj["timeout"], ["body", "timeout"])
-        errors += [problem] if problem else []
-    wait, problem = _lax_bool(obj.get("wait_for_server", False), ["body", "wait_for_server"])
-    errors += [problem] if problem else []
-    if errors:
-        return None, errors
-    # Checked above; the asserts narrow the types for mypy.
-    assert isinstance(machine_id, str)
-    assert wait is not None
-    return _CreateBody(machine_id, gpu, timeout, wait), []
-
-
-def _validate_extend(body: bytes | None) -> tuple[int | None, list[dict[str, _Json]]]:
-    parsed, errors = _parse_body(body)
-    if errors:
-        return None, errors
-    obj, errors = _as_object(parsed)
-    if obj is None:
-        return None, errors
-    if "minutes" not in obj:
-        return None, [_error("missing", ["body", "minutes"], "Field required", obj)]
-    minutes, problem = _lax_int(obj["minutes"], ["body", "minutes"])
-    return minutes, [problem] if problem else []
 
 
 # -- the service ----------------------------------------------------------------------------
@@ -400,7 +211,7 @@ class FakeService:
         self._created = 0
         self._handled = 0
         self._lock = threading.RLock()
-        self._prices_body = _price_table(DEFAULT_GPU_PRICES if prices is None else prices)
+        self._prices_body = price_table(DEFAULT_GPU_PRICES if prices is None else prices)
         self._intercept = intercept
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
 
@@ -466,10 +277,10 @@ class FakeService:
         scheme, _, key = value.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
-            return None, _detail(401, "Invalid or missing token")
+            return None, detail_response(401, "Invalid or missing token")
         account = self._account_of(key)
         if account is None:
-            return None, _detail(401, "Invalid or expired token")
+            return None, detail_response(401, "Invalid or expired token")
         return account, None
 
     # -- routing (Starlette matches the decoded path) --------------------------------------
@@ -481,28 +292,28 @@ class FakeService:
         if path == "/session":
             if method == "POST":
                 return self._create(request.body, account, now)
-            return _detail(405, "Method Not Allowed")
+            return detail_response(405, "Method Not Allowed")
         if path == "/platform/gpu-pricing":
             if method == "GET":
                 return HttpResponse(200, (("content-type", "application/json"),), self._prices_body)
-            return _detail(405, "Method Not Allowed")
+            return detail_response(405, "Method Not Allowed")
         if path == "/sessions":
             if method == "GET":
                 return self._list(query, account, now)
-            return _detail(405, "Method Not Allowed")
+            return detail_response(405, "Method Not Allowed")
         extend = _EXTEND_ROUTE.fullmatch(path)
         if extend:
             if method == "POST":
                 return self._extend(extend.group(1), request.body, account, now)
-            return _detail(405, "Method Not Allowed")
+            return detail_response(405, "Method Not Allowed")
         single = _SESSION_ROUTE.fullmatch(path)
         if single:
             if method == "GET":
                 return self._get(single.group(1), account, now)
             if method == "DELETE":
                 return self._cancel(single.group(1), query, account)
-            return _detail(405, "Method Not Allowed")
-        return _detail(404, "Not Found")
+            return detail_response(405, "Method Not Allowed")
+        return detail_response(404, "Not Found")
 
     # -- state -----------------------------------------------------------------------------
 
@@ -536,25 +347,25 @@ class FakeService:
     # -- operations ------------------------------------------------------------------------
 
     def _create(self, body: bytes | None, account: str, now: datetime) -> HttpResponse:
-        parsed, errors = _validate_create(body)
+        parsed, errors = validate_create(body)
         if parsed is None:
-            return _invalid(errors)
+            return invalid_response(errors)
         machine_id = parsed.machine_id
-        if machine_id not in self._machines and not _is_uuid(machine_id):
-            return _server_error()  # the live count query casts machine_id to a UUID
+        if machine_id not in self._machines and not is_uuid(machine_id):
+            return server_error()  # the live count query casts machine_id to a UUID
         live_here = [
             s
             for s in self._sessions.values()
             if s.account == account and s.machine_id == machine_id
         ]
         if len(live_here) >= MAX_LIVE_SESSIONS_PER_MACHINE:
-            return _detail(400, _TOO_MANY)
+            return detail_response(400, _TOO_MANY)
         machine = self._machines.get(machine_id)
         if machine is None:
-            return _detail(404, "Machine not found")
+            return detail_response(404, "Machine not found")
         timeout = parsed.timeout or DEFAULT_TIMEOUT_MINUTES
         if not 0 < timeout <= MAX_TIMEOUT_MINUTES:
-            return _detail(500, "Session creation failed")
+            return detail_response(500, "Session creation failed")
         self._created += 1
         number = self._created
         label = hashlib.sha256(f"{self._seed}/url/{number}".encode()).hexdigest()[:12]
@@ -575,12 +386,12 @@ class FakeService:
         )
         self._sessions[session.session_id] = session
         url = session.url if session.ready else None
-        return _json(200, {"session_id": session.session_id, "url": url})
+        return json_response(200, {"session_id": session.session_id, "url": url})
 
     def _get(self, session_id: str, account: str, now: datetime) -> HttpResponse:
         found = self._owned(session_id, account)
         if found is None:
-            return _detail(404, "GPUEvent not found")
+            return detail_response(404, "GPUEvent not found")
         session = self._refresh(found, now, poll=True)
         if self.seed_shapes:
             body = {
@@ -588,16 +399,16 @@ class FakeService:
                 "gpu_event_id": session.gpu_event_id,
                 "url": session.url,
             }
-            return _json(200, body)
-        return _json(200, self._live_shape(session))
+            return json_response(200, body)
+        return json_response(200, self._live_shape(session))
 
     def _list(self, query: dict[str, str], account: str, now: datetime) -> HttpResponse:
         machine_id = query.get("machine_id")
         if machine_id is None and self.seed_shapes:  # the seed declared machine_id required
-            item = _error("missing", ["query", "machine_id"], "Field required", None)
-            return _invalid([item])
-        if machine_id and machine_id not in self._machines and not _is_uuid(machine_id):
-            return _server_error()  # Postgres cannot compare it with the UUID column
+            item = error_item("missing", ["query", "machine_id"], "Field required", None)
+            return invalid_response([item])
+        if machine_id and machine_id not in self._machines and not is_uuid(machine_id):
+            return server_error()  # Postgres cannot compare it with the UUID column
         mine = [
             self._refresh(s, now, poll=False)
             for s in self._sessions.values()
@@ -605,40 +416,40 @@ class FakeService:
         ]
         mine.reverse()  # newest first, as the live ORDER BY start_time DESC gives
         shape = self._seed_event_shape if self.seed_shapes else self._live_shape
-        return _json(200, [shape(session) for session in mine])
+        return json_response(200, [shape(session) for session in mine])
 
     def _cancel(self, session_id: str, query: dict[str, str], account: str) -> HttpResponse:
         if "wait_for_shutdown" in query:
-            _, problem = _lax_bool(query["wait_for_shutdown"], ["query", "wait_for_shutdown"])
+            _, problem = lax_bool(query["wait_for_shutdown"], ["query", "wait_for_shutdown"])
             if problem is not None:
-                return _invalid([problem])
+                return invalid_response([problem])
         found = self._owned(session_id, account)
         if found is None:
             closed = f"GPUEvent not found session_id: {session_id}"
-            return _detail(404, closed + ", the event might be already closed")
+            return detail_response(404, closed + ", the event might be already closed")
         del self._sessions[session_id]
         if self._early_cancel_fails and not found.ready:
-            return _detail(400, "Modal function id not found")
-        return _json(200, {"success": True})
+            return detail_response(400, "Modal function id not found")
+        return json_response(200, {"success": True})
 
     def _extend(
         self, session_id: str, body: bytes | None, account: str, now: datetime
     ) -> HttpResponse:
-        minutes, errors = _validate_extend(body)
+        minutes, errors = validate_extend(body)
         if minutes is None:
-            return _invalid(errors)
+            return invalid_response(errors)
         found = self._owned(session_id, account)
         if found is None:
-            return _detail(404, "GPU event not found")
+            return detail_response(404, "GPU event not found")
         try:
             new_end = found.timeout_end + timedelta(minutes=minutes)
         except OverflowError:
-            return _server_error()
+            return server_error()
         if (new_end - now).total_seconds() / 60 > MAX_REMAINING_MINUTES:
-            return _detail(400, _TOO_LONG)
+            return detail_response(400, _TOO_LONG)
         self._sessions[session_id] = replace(found, timeout_end=new_end)
         self._expire(now)  # a negative extension may end it at once
-        return _json(200, {"message": "Timeout increased successfully"})
+        return json_response(200, {"message": "Timeout increased successfully"})
 
     # -- shapes ----------------------------------------------------------------------------
 
@@ -649,9 +460,9 @@ class FakeService:
             "gpu_event_id": session.gpu_event_id,
             "url": session.url if session.ready else None,
             "gpu": session.gpu,
-            "created_at": _utc_z(session.created_at),
+            "created_at": utc_z(session.created_at),
             "timeout": session.timeout,
-            "timeout_end": _naive(session.timeout_end),
+            "timeout_end": naive_utc(session.timeout_end),
             "machine_id": session.machine_id,
             "machine_version_id": session.machine_version_id,
             "status": "running",
@@ -660,7 +471,7 @@ class FakeService:
         }
 
     def _seed_event_shape(self, session: FakeSession) -> dict[str, _Json]:
-        started = _utc_z(session.created_at) if session.ready else None
+        started = utc_z(session.created_at) if session.ready else None
         return {
             "id": session.gpu_event_id,
             "user_id": session.account,
@@ -671,8 +482,8 @@ class FakeService:
             "gpu": session.gpu,
             "ws_gpu": None,
             "gpu_provider": "modal",
-            "created_at": _utc_z(session.created_at),
-            "updated_at": _utc_z(session.created_at),
+            "created_at": utc_z(session.created_at),
+            "updated_at": utc_z(session.created_at),
             "session_timeout": session.timeout,
             "session_id": session.session_id,
             "modal_function_id": f"fc-fake{session.gpu_event_id[:8]}",
