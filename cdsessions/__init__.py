@@ -2,8 +2,9 @@
 
 Every operation returns a ``returns`` ``Result``: ``Success(value)`` or ``Failure(ApiError)``.
 
-The public faces: this package (the clients, the models, the failures, the settings and the
-session scope's values); :mod:`cdsessions.errors` (the closed family of failures);
+The public faces: this package (the clients, the models, the failures, the settings, the
+session scope's values and the observer events); :mod:`cdsessions.errors` (the closed family of
+failures);
 :mod:`cdsessions.transports` (urllib3, cassette replay, the transport contract);
 :mod:`cdsessions.fake` (the fake ComfyDeploy, for tests and demos); :mod:`cdsessions.costs`
 (prices, cost columns, the reaper). Everything else (``_core``, ``_cli``, ``_``-prefixed
@@ -12,6 +13,7 @@ modules) is internal.
 
 from typing import TYPE_CHECKING, Any
 
+from cdsessions._core.observe import AttemptFinished, AttemptStarted, Observer
 from cdsessions._core.retry import RetryPolicy
 from cdsessions._core.timeouts import Timeout
 from cdsessions._version import __version__
@@ -49,6 +51,8 @@ __all__ = [
     "ApiError",
     "AsyncSessionScope",
     "AsyncSessionsClient",
+    "AttemptFinished",
+    "AttemptStarted",
     "Backoff",
     "CreateSessionBody",
     "CreateSessionResponse",
@@ -62,6 +66,7 @@ __all__ = [
     "InvalidRequest",
     "MachineGPU",
     "NotReady",
+    "Observer",
     "OpenSession",
     "OverBudget",
     "RetryPolicy",
