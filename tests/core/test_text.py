@@ -80,6 +80,14 @@ def test_a_cut_is_marked_and_keeps_the_start(text: str, limit: int) -> None:
         assert escape(" ".join(text.split())).startswith(shown[:-1])
 
 
+def test_blank_lines_before_the_text_do_not_hide_it() -> None:
+    """A body padded with a few thousand blanks (a pretty-printed error page) still shows its
+    words: clip looks at eight times the limit before giving up."""
+    assert clip(" " * 1000 + "tail", 300) == "tail"
+    assert clip("\n" * 2000 + "detail", 300) == "detail"
+    assert clip("\r\n" * 2000 + "detail", 300) == "…"  # past the window: cut, marked
+
+
 def test_clip_looks_only_at_the_start_of_a_huge_text() -> None:
     huge = "word " * 2_000_000  # 10 MB
     started = time.perf_counter()
