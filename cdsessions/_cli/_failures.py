@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 from returns.result import Result, Success
 
@@ -22,10 +22,7 @@ from cdsessions.errors import (
     ApiError,
     HttpError,
     InvalidRequest,
-    NotReady,
     OverBudget,
-    SessionGone,
-    TransportFailed,
 )
 
 __all__ = [
@@ -144,26 +141,38 @@ def machine_missing(error: HttpError) -> bool:
 
 
 def exit_code_for(error: ApiError, command: str = "") -> int:
-    """The exit code for a failure value of ``command`` (pure).
+    """The exit code for a failure value of ``command`` (pure), from its ``code`` and, for an
+    HTTP answer, its ``status``. Every code is decided here: a new one fails the type check.
 
     A 404 means "no such session" for the session commands; on ``create`` it means no such
     machine; ``list`` and ``prices`` never answer 404 (a wrong base URL does): a refusal.
     """
-    if isinstance(error, NotReady):
-        return NOT_READY
-    if isinstance(error, SessionGone):
-        return NOT_FOUND
-    if isinstance(error, InvalidRequest):
-        return USAGE
-    if isinstance(error, TransportFailed):
-        return UNREACHABLE
-    if isinstance(error, HttpError):
-        if error.status == 404:
-            if command == "create":
-                return NO_MACHINE if machine_missing(error) else REFUSED
-            return REFUSED if command in _NEVER_404 else NOT_FOUND
-        if error.status in (401, 403):
-            return AUTH
+    code = error.code
+    match code:
+        case "not_ready":
+            return NOT_READY
+        case "session_gone":
+            return NOT_FOUND
+        case "invalid_request" | "over_budget":
+            return USAGE
+        case "transport":
+            return UNREACHABLE
+        case "http" | "validation":
+            assert isinstance(error, HttpError)  # what the code says
+            return _http_exit_code(error, command)
+        case "decode":
+            return REFUSED
+        case _:
+            assert_never(code)
+
+
+def _http_exit_code(error: HttpError, command: str) -> int:
+    if error.status == 404:
+        if command == "create":
+            return NO_MACHINE if machine_missing(error) else REFUSED
+        return REFUSED if command in _NEVER_404 else NOT_FOUND
+    if error.status in (401, 403):
+        return AUTH
     return REFUSED
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 import pytest
@@ -23,6 +24,10 @@ from cdsessions._cli import _parser
 from cdsessions._cli._failures import (
     AUTH,
     INSECURE_HTTP,
+    NOT_FOUND,
+    NOT_READY,
+    REFUSED,
+    UNREACHABLE,
     USAGE,
     describe,
     exit_code_for,
@@ -175,3 +180,24 @@ def test_a_401_is_worded_from_its_fields(detail: errors.JsonValue) -> None:
     assert f"check the API key in {API_KEY_ENV}" in line
     assert f"({API_KEY_ENV})" not in line
     assert exit_code_for(error, "get") == AUTH
+
+
+def test_every_code_has_its_exit_code() -> None:
+    """One failure of each code (as the ``get`` command meets them), and what it exits with."""
+    examples: dict[errors.ErrorCode, tuple[errors.ApiError, int]] = {
+        "invalid_request": (InvalidRequest("o", "session_id", "p"), USAGE),
+        "over_budget": (
+            errors.OverBudget("o", "max_cost", "p", budget=Decimal(1), worst_case=None),
+            USAGE,
+        ),
+        "http": (HttpError("o", 500, None), REFUSED),
+        "validation": (errors.ValidationFailed("o", 422, None, ()), REFUSED),
+        "decode": (errors.DecodeFailed("o", 200, "$", "p"), REFUSED),
+        "transport": (errors.TransportFailed("o", "connect", "p", sent=False), UNREACHABLE),
+        "session_gone": (errors.SessionGone("o", "s"), NOT_FOUND),
+        "not_ready": (errors.NotReady("o", "s", 1.0, 1), NOT_READY),
+    }
+    assert set(examples) == set(get_args(errors.ErrorCode))
+    for code, (error, exit_code) in examples.items():
+        assert error.code == code
+        assert exit_code_for(error, "get") == exit_code, code
