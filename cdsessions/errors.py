@@ -1,8 +1,11 @@
 """The failure values every operation can return.
 
 Errors are values, not exceptions: each operation returns ``Result[T, ApiError]`` and every
-failure is one of the small, closed family below. Each is frozen, compares by value and has a
-one-line ``str()`` a person can act on. None of them ever holds the API key: they are built from
+failure is one of the small, closed family below (every subclass of :class:`ApiError` is defined
+here). Each is frozen, compares by value and has a one-line ``str()`` a person can act on; a
+program decides from its fields instead: ``code`` (the kind of failure, stable), and the fields
+each kind has (``status``, ``kind``, ``sent``, ``field``, ``why``...). Messages may be reworded in
+any release; codes and fields are not. None of them ever holds the API key: they are built from
 redacted request descriptions only.
 """
 
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import Final, Literal, TypeAlias
+from typing import ClassVar, Final, Literal, TypeAlias
 
 import msgspec
+
+from cdsessions._core.text import clip
 
 #: A JSON value as the server sent it in an error ``detail``.
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
@@ -27,6 +32,25 @@ TransportFailureKind: TypeAlias = Literal[
     "unmatched",  # a replaying transport had no recorded answer for this request
 ]
 
+#: What kind of failure an :class:`ApiError` is: its ``code``, one per class, never reworded.
+ErrorCode: TypeAlias = Literal[
+    "invalid_request",  # InvalidRequest: refused before sending (field, why)
+    "over_budget",  # OverBudget: refused by the budget guard (budget, worst_case)
+    "http",  # HttpError: a non-2xx answer (status, detail)
+    "validation",  # ValidationFailed: a 422 that says where (items)
+    "decode",  # DecodeFailed: a 2xx answer that breaks the contract (where)
+    "transport",  # TransportFailed: no usable answer (kind, sent)
+    "session_gone",  # SessionGone: the session ended while being waited for
+    "not_ready",  # NotReady: the wait's deadline passed first
+]
+
+#: Why an :class:`InvalidRequest` was refused, where a program may want to act on it (its
+#: ``why``); None for the many problems that are plain bad input, named by ``field``.
+InvalidReason: TypeAlias = Literal[
+    "empty_key",  # no API key at all (field "bearer"): none given and none in the environment
+    "insecure_http",  # plain http:// to a host that is not loopback (field "server")
+]
+
 #: The most characters of server text one ``str()`` or ``repr()`` field shows.
 DETAIL_LIMIT: Final = 300
 #: The most levels of a nested ``detail`` shown; what is deeper reads ``…``.
@@ -34,30 +58,8 @@ DEPTH_LIMIT: Final = 8
 #: The most characters an error's ``repr`` has.
 REPR_LIMIT: Final = 3 * DETAIL_LIMIT
 _OPERATION_LIMIT: Final = 200
-# Server text is looked at only this far: whitespace collapsing must not walk a huge body.
-_SCAN_LIMIT: Final = DETAIL_LIMIT * 8
 # An integer wider than this is not turned into digits (that can raise ValueError, and is long).
 _INT_BITS_SHOWN: Final = 256
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _clip(text: str, limit: int = DETAIL_LIMIT) -> str:
-    """One line, bounded, nothing a terminal acts on: error messages go to logs and terminals.
-    Whitespace runs become one space; any other unprintable character (an escape sequence, a
-    bidi control) is written as a ``\\x1b``-style escape."""
-    scanned = text[:_SCAN_LIMIT]
-    flat = " ".join(scanned.split())
-    cut = len(flat) > limit or len(scanned) < len(text)
-    if not flat.isprintable():
-        flat = "".join(c if c.isprintable() else _escape(c) for c in flat[:limit])
-        cut = cut or len(flat) > limit
-    return flat[: limit - 1] + "…" if cut else flat
 
 
 def _int_text(value: int) -> str:
@@ -120,15 +122,15 @@ def render(value: object, limit: int = DETAIL_LIMIT, *, python: bool = False) ->
     """Server-sent text, or a nested JSON value such as an error ``detail``, as one line of at
     most ``limit`` characters. Never raises, however large or deeply nested the value."""
     if isinstance(value, str):
-        return _clip(value, limit)
+        return clip(value, limit)
     taken: list[str] = []
     size = 0
     for piece in _pieces(value, 0, python):
         taken.append(piece)
         size += len(piece)
-        if size > limit:  # _clip marks the cut with "…"
+        if size > limit:  # clip() marks the cut with "…"
             break
-    return _clip("".join(taken), limit)
+    return clip("".join(taken), limit)
 
 
 def _first(texts: Iterable[str], separator: str) -> str:
@@ -147,12 +149,14 @@ def _first(texts: Iterable[str], separator: str) -> str:
 # dataclass, which matters for the import time of every program that uses the client.
 class ApiError(msgspec.Struct, frozen=True):
     """Base of every failure value. ``operation`` names what was attempted, e.g.
-    ``"get session 3f0c…"``; it never contains secrets."""
+    ``"get session 3f0c…"``; it never contains secrets. ``code`` says which kind of failure it
+    is (see :data:`ErrorCode`)."""
 
+    code: ClassVar[ErrorCode]
     operation: str
 
     def __str__(self) -> str:
-        return f"{_clip(self.operation, _OPERATION_LIMIT)}: {self.reason()}"
+        return f"{clip(self.operation, _OPERATION_LIMIT)}: {self.reason()}"
 
     def __repr__(self) -> str:
         # msgspec's repr would show every field whole: a detail nested 1000 deep raises
@@ -166,13 +170,17 @@ class ApiError(msgspec.Struct, frozen=True):
 
 class InvalidRequest(ApiError, frozen=True):
     """Rejected before anything was sent: the input (or the client's configuration) is not
-    something the API can accept. Nothing reached the server."""
+    something the API can accept. Nothing reached the server. ``field`` names the argument or
+    option at fault; ``why`` says more where a program may act on it (else None)."""
 
+    code: ClassVar[ErrorCode] = "invalid_request"
     field: str
     problem: str
+    why: InvalidReason | None = None
 
     def reason(self) -> str:
-        return f"invalid {_clip(self.field, 60)}: {_clip(self.problem)} (nothing was sent)"
+        field, problem = clip(self.field, 60), clip(self.problem, DETAIL_LIMIT)
+        return f"invalid {field}: {problem} (nothing was sent)"
 
 
 class ValidationItem(msgspec.Struct, frozen=True):
@@ -186,8 +194,9 @@ class ValidationItem(msgspec.Struct, frozen=True):
         parts = (
             part if isinstance(part, str) else render(part) for part in self.loc[:DETAIL_LIMIT]
         )
-        where = _clip(_first(parts, "."))
-        return f"{where}: {_clip(self.msg)}" if where else _clip(self.msg)
+        where = clip(_first(parts, "."), DETAIL_LIMIT)
+        msg = clip(self.msg, DETAIL_LIMIT)
+        return f"{where}: {msg}" if where else msg
 
 
 _STATUS_HINTS = {
@@ -202,20 +211,22 @@ class HttpError(ApiError, frozen=True):
     """The server answered with a non-2xx status. ``detail`` is the server's ``detail`` field
     (a string, or a list for 422) when the body had one, else a clipped excerpt of the body."""
 
+    code: ClassVar[ErrorCode] = "http"
     status: int
     detail: JsonValue
 
+    def detail_text(self) -> str | None:
+        """``detail`` as one safe line of at most :data:`DETAIL_LIMIT` characters, or None when
+        the server gave none."""
+        return None if self.detail is None else render(self.detail)
+
     def reason(self) -> str:
         hint = _STATUS_HINTS.get(self.status)
-        if isinstance(self.detail, str) and self.detail:
-            text = self.detail
-        elif self.detail is None:
-            # No detail: the hint stands in for it, once.
+        text = self.detail_text()
+        if text is None:  # no detail: the hint stands in for it, once
             return f"{hint or 'HTTP error'} ({self.status})"
-        else:
-            text = render(self.detail)
         suffix = f"; {hint}" if hint and self.status in (401, 403) else ""
-        return f"{_clip(text)} ({self.status}){suffix}"
+        return f"{text} ({self.status}){suffix}"
 
     @property
     def not_found(self) -> bool:
@@ -225,30 +236,33 @@ class HttpError(ApiError, frozen=True):
 class ValidationFailed(HttpError, frozen=True):
     """The server rejected the request as invalid (422) and said where, item by item."""
 
+    code: ClassVar[ErrorCode] = "validation"
     items: tuple[ValidationItem, ...]
 
     def reason(self) -> str:
         listed = _first((str(item) for item in self.items), "; ") or "no details given"
-        return f"rejected by the server as invalid: {_clip(listed)} ({self.status})"
+        return f"rejected by the server as invalid: {clip(listed, DETAIL_LIMIT)} ({self.status})"
 
 
 class DecodeFailed(ApiError, frozen=True):
     """A 2xx response that does not match the contract. ``where`` is a JSON path such as
     ``$[3].created_at`` (``$`` for the whole body)."""
 
+    code: ClassVar[ErrorCode] = "decode"
     status: int
     where: str
     problem: str
 
     def reason(self) -> str:
-        where = _clip(self.where, _OPERATION_LIMIT)
-        return f"unexpected response ({self.status}) at {where}: {_clip(self.problem)}"
+        where, problem = clip(self.where, _OPERATION_LIMIT), clip(self.problem, DETAIL_LIMIT)
+        return f"unexpected response ({self.status}) at {where}: {problem}"
 
 
 class TransportFailed(ApiError, frozen=True):
     """No usable HTTP response arrived. ``kind`` says why; ``sent`` is False only when the
     request certainly never reached the server (so even a paid create is safe to repeat)."""
 
+    code: ClassVar[ErrorCode] = "transport"
     kind: TransportFailureKind
     problem: str
     sent: bool
@@ -261,25 +275,28 @@ class TransportFailed(ApiError, frozen=True):
             "too_large": "response too large",
             "unmatched": "no recorded response",
         }
-        return f"{labels[self.kind]}: {_clip(self.problem)}"
+        return f"{labels[self.kind]}: {clip(self.problem, DETAIL_LIMIT)}"
 
 
-class OverBudget(InvalidRequest, frozen=True):
+# kw_only: its own fields come after InvalidRequest's optional ``why``.
+class OverBudget(InvalidRequest, frozen=True, kw_only=True):
     """Refused by the budget guard: the worst case is over ``budget`` USD, or (``worst_case``
     None) the session cannot be priced. ``field`` is ``"max_cost"``; the create (or extension)
-    was not sent."""
+    was not sent. ``budget`` and ``worst_case`` are given by keyword."""
 
+    code: ClassVar[ErrorCode] = "over_budget"
     budget: Decimal
     worst_case: Decimal | None
 
     def reason(self) -> str:
-        return f"over budget: {self.problem} (not sent)"
+        return f"over budget: {clip(self.problem, DETAIL_LIMIT)} (not sent)"
 
 
 class SessionGone(ApiError, frozen=True):
     """While waiting, the server stopped knowing the session (404): it was cancelled, timed
     out or failed to start. Nothing is running."""
 
+    code: ClassVar[ErrorCode] = "session_gone"
     session_id: str
 
     def reason(self) -> str:
@@ -290,6 +307,7 @@ class NotReady(ApiError, frozen=True):
     """The deadline passed with the session still starting. It may still be running (and
     billing): cancel it unless you mean to wait more."""
 
+    code: ClassVar[ErrorCode] = "not_ready"
     session_id: str
     waited: float
     polls: int
@@ -304,7 +322,9 @@ class NotReady(ApiError, frozen=True):
 __all__ = [
     "ApiError",
     "DecodeFailed",
+    "ErrorCode",
     "HttpError",
+    "InvalidReason",
     "InvalidRequest",
     "JsonValue",
     "NotReady",

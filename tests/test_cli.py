@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions._cli.main import EXIT_CODES
+from cdsessions._cli._failures import EXIT_CODES
 from cdsessions.fake import DEFAULT_MACHINE_ID
 
 KEY = "sk-cli-SECRET-0123456789"

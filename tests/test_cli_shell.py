@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions._cli.main import EXIT_CODES
+from cdsessions._cli._failures import EXIT_CODES
 from cdsessions.fake import DEFAULT_MACHINE_ID
 from tests.loopback import LoopbackServer, Received, Reply, serve
 
@@ -542,7 +542,7 @@ def test_plain_http_elsewhere_is_refused_in_cli_terms(server: str) -> None:
 def test_the_librarys_insecure_http_refusal_is_translated_too() -> None:
     """Should a URL get past the option's own check, the client's refusal is worded for a
     shell as well (the check is disabled here by a patch)."""
-    patch = "import cdsessions._cli.main as c; c._server = lambda text: text\n"
+    patch = "import cdsessions._cli._parser as c; c._server = lambda text: text\n"
     result = run("list", "--server", "http://192.0.2.1/api", patch=patch)
     line = _one_line(result, 2)
     assert line == (

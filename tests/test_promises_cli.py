@@ -13,9 +13,10 @@ from typing import Any, Final
 import pytest
 
 from cdsessions import CreateSessionBody, SessionsClient
-from cdsessions._cli.costs import moment, usd
-from cdsessions._cli.main import NOT_FOUND, NOT_READY, REFUSED, exit_code_for, main
-from cdsessions._cli.text import json_text
+from cdsessions._cli._failures import NOT_FOUND, NOT_READY, REFUSED, exit_code_for
+from cdsessions._cli._output import json_text
+from cdsessions._cli._parser import moment, usd
+from cdsessions._cli.main import main
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake.server import serve_in_thread

@@ -31,9 +31,10 @@ from cdsessions import (
 )
 from cdsessions._core.calls import MAX_LIST_BYTES, MAX_OBJECT_BYTES
 from cdsessions._core.decoding import SESSION, decode, decode_session_list, error_from
-from cdsessions._core.observe import AttemptFinished, Event, mask_urls
+from cdsessions._core.observe import AttemptFinished, Event
 from cdsessions._core.retry import DEFAULT_RETRY, parse_retry_after
 from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
+from cdsessions._core.text import mask_urls
 from cdsessions._core.timeouts import DEFAULT_TIMEOUT, MAX_SECONDS, ready_timeout_from, timeout_from
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import DEPTH_LIMIT, render

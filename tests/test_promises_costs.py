@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from cdsessions._cli.costs import duration
+from cdsessions._cli._parser import duration
 from cdsessions._core.pricing import GpuPricing, format_usd
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionsClient

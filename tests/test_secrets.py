@@ -20,7 +20,8 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from cdsessions._core.observe import Event, mask_urls
+from cdsessions._core.observe import Event
+from cdsessions._core.text import mask_urls
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed as TransportFailedValue
 from tests import samples

@@ -87,11 +87,14 @@ def check_create(
             else f"GPU {found.gpu} cannot be priced ({found.reason})"
         )
         problem = f"{why}; the budget is {budget} USD"
-        return Failure(OverBudget(operation, "max_cost", problem, budget, None))
+        return Failure(OverBudget(operation, "max_cost", problem, budget=budget, worst_case=None))
     allowance = Allowance(budget, found, minutes)
     if allowance.worst_case > budget:
         problem = f"worst case {_sum(minutes, found)} is over the budget of {budget} USD"
-        return Failure(OverBudget(operation, "max_cost", problem, budget, allowance.worst_case))
+        over = OverBudget(
+            operation, "max_cost", problem, budget=budget, worst_case=allowance.worst_case
+        )
+        return Failure(over)
     return Success(allowance)
 
 
@@ -107,6 +110,12 @@ def check_extend(
             f"the budget of {allowance.budget} USD"
         )
         return Failure(
-            OverBudget(operation, "max_cost", problem, allowance.budget, extended.worst_case)
+            OverBudget(
+                operation,
+                "max_cost",
+                problem,
+                budget=allowance.budget,
+                worst_case=extended.worst_case,
+            )
         )
     return Success(extended)

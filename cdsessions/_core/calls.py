@@ -40,7 +40,7 @@ from cdsessions._core.steps import Steps
 from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions._version import __version__
-from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.errors import ApiError, InvalidReason, InvalidRequest
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -89,13 +89,14 @@ class Transmit(msgspec.Struct, frozen=True):
 CallSteps: TypeAlias = Steps[Transmit, Outcome, Result[T, ApiError]]
 
 
-def _token_problem(token: object) -> str | None:
+def _token_problem(token: object) -> tuple[str, InvalidReason | None] | None:
+    """(problem, why) when ``token`` cannot be sent as the API key, else None."""
     if not isinstance(token, str):
-        return f"must be a string, not {type(token).__name__}"
+        return f"must be a string, not {type(token).__name__}", None
     if not token.strip():
-        return f"is empty; pass bearer= or set {API_KEY_ENV}"
+        return f"is empty; pass bearer= or set {API_KEY_ENV}", "empty_key"
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        return "must be printable ASCII without spaces"
+        return "must be printable ASCII without spaces", None
     return None
 
 
@@ -373,14 +374,15 @@ class ClientCore:
                 )
             )
         base_url = self._base_url.alt(
-            lambda error: InvalidRequest(request.operation, error.field, error.problem)
+            lambda error: msgspec.structs.replace(error, operation=request.operation)
         )
         if not isinstance(base_url, Success):
             return Failure(base_url.failure())
         url = base_url.unwrap()
         token = self._token()
         if not isinstance(token, Success):
-            return Failure(InvalidRequest(request.operation, "bearer", token.failure()))
+            problem, why = token.failure()
+            return Failure(InvalidRequest(request.operation, "bearer", problem, why))
         if isinstance(self._bearer, str):  # a fixed key: checked once is checked for good
             self._checked_url, self._checked_token = url, self._bearer
         return Success(
@@ -389,7 +391,7 @@ class ClientCore:
             )
         )
 
-    def _token(self) -> Result[str, str]:
+    def _token(self) -> Result[str, tuple[str, InvalidReason | None]]:
         bearer = self._bearer
         if bearer is None:
             bearer = os.environ.get(API_KEY_ENV, "")
@@ -398,7 +400,7 @@ class ClientCore:
                 bearer = bearer()
             except Exception as error:  # a secret store failing is a value, but its message
                 # may quote the secret: keep only the type.
-                return Failure(f"the bearer callable raised {type(error).__name__}")
+                return Failure((f"the bearer callable raised {type(error).__name__}", None))
         problem = _token_problem(bearer)
         return Failure(problem) if problem else Success(str(bearer))
 

@@ -15,13 +15,13 @@ a public tunnel with no authentication of its own.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 from typing import Final, TypeAlias
 
 import msgspec
 from returns.result import Result, Success
 
+from cdsessions._core.text import mask_urls  # re-exported: lifecycle and tests use it here
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 
@@ -37,17 +37,6 @@ __all__ = [
 ]
 
 LOGGER: Final = logging.getLogger("cdsessions")
-# Trailing punctuation is left alone: "see https://x.y/z." keeps its full stop. Compiled (and
-# then cached by ``re``) on first use rather than on import: most calls log nothing.
-# Percent-encoded too (``https%3A%2F%2F…``): a server's id can hold a URL, and ids are logged
-# as part of the request path, encoded.
-_URL: Final = r"\b([a-zA-Z][a-zA-Z0-9+.-]*(?:://|%3[aA]%2[fF]%2[fF]))[^\s'\"<>]*[^\s'\"<>,.;:!?)\]]"
-
-
-def mask_urls(text: str) -> str:
-    """``text`` with every ``scheme://…`` URL (percent-encoded or not) replaced by
-    ``scheme://<masked>``."""
-    return re.sub(_URL, r"\1<masked>", text)
 
 
 class AttemptStarted(msgspec.Struct, frozen=True):

@@ -20,7 +20,7 @@ from typing import Final
 
 from returns.result import Failure, Result, Success
 
-from cdsessions.errors import InvalidRequest
+from cdsessions.errors import InvalidReason, InvalidRequest
 
 __all__ = ["SERVERS", "is_loopback", "is_loopback_host", "refuse_plain_http", "resolve_server"]
 
@@ -47,8 +47,8 @@ _TROUBLE: Final = (
 )
 
 
-def _refused(problem: str) -> Failure[InvalidRequest]:
-    return Failure(InvalidRequest(_OPERATION, "server", problem))
+def _refused(problem: str, why: InvalidReason | None = None) -> Failure[InvalidRequest]:
+    return Failure(InvalidRequest(_OPERATION, "server", problem, why))
 
 
 def _shown(server: str) -> str:
@@ -131,6 +131,7 @@ def refuse_plain_http(base_url: str, *, allowed: bool) -> Result[str, InvalidReq
     if plain and not allowed and not is_loopback(base_url):
         return _refused(
             "refusing to send the API key over plain http:// to a non-loopback host "
-            "(pass allow_insecure_http=True to override)"
+            "(pass allow_insecure_http=True to override)",
+            "insecure_http",
         )
     return Success(base_url)

@@ -1,0 +1,270 @@
+"""What the ``cdsessions`` command prints, and how: lines made safe for a terminal, JSON with no
+raw control characters, tables, money and durations, and commands quoted for a shell.
+
+The server chooses much of what is printed (ids, GPU names, ``detail`` texts), so every line
+goes through :func:`~cdsessions._core.text.escape` (text) or :func:`json_text` (``--json``):
+nothing it sends can act on the terminal. Money is computed exactly elsewhere and rounded only
+here, for display; ``--json`` carries exact decimal strings (``"1.3143"``) and durations in
+seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import IO, Any, Final
+
+import msgspec
+
+from cdsessions._core.pricing import EXACT, NoPrice, format_usd
+from cdsessions._core.text import escape
+from cdsessions.costs.figures import SessionCosts, Unknown
+from cdsessions.models import Session
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "PROG",
+    "columns",
+    "command_hint",
+    "costs_data",
+    "end_progress",
+    "err",
+    "exact",
+    "exact_or_none",
+    "hint",
+    "json_text",
+    "money_text",
+    "notes",
+    "out",
+    "print_json",
+    "progress",
+    "session_json",
+    "session_text",
+    "span_text",
+    "total",
+    "unknowns",
+    "when",
+]
+
+PROG: Final = "cdsessions"
+#: The ``--server`` used when none is given; hints leave it out, like the user did.
+DEFAULT_SERVER: Final = "production"
+
+
+# -- lines -----------------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> str:
+    """``text`` escaped line by line: its own line breaks stay, nothing else does."""
+    return "\n".join(escape(line) for line in text.split("\n"))
+
+
+def out(text: str = "") -> None:
+    print(_lines(text), flush=True)
+
+
+def err(text: str) -> None:
+    print(_lines(text), file=sys.stderr, flush=True)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON writes astral code points as a UTF-16 surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(value: object) -> str:
+    """One line of JSON for ``value`` in which every non-printable character is a ``\\uXXXX``
+    escape: it decodes to exactly the same value, and no raw DEL, C1 or bidi character reaches
+    the terminal (msgspec escapes only C0 controls)."""
+    try:
+        text = msgspec.json.encode(value).decode()
+    except UnicodeEncodeError:  # a lone surrogate: not UTF-8, but JSON can still escape it
+        text = json.dumps(msgspec.to_builtins(value), separators=(",", ":"))
+    if text.isprintable():
+        return text
+    # Compact JSON has no whitespace outside strings, so every such character is inside one.
+    return "".join(char if char.isprintable() else _json_escape(char) for char in text)
+
+
+def print_json(value: Any) -> None:
+    out(json_text(value))
+
+
+# -- hints -----------------------------------------------------------------------------------------
+
+
+def command_hint(
+    command: str,
+    *words: str,
+    server: str = DEFAULT_SERVER,
+    api_key_file: str | None = None,
+) -> str:
+    """A command to run next, in backticks, quoted for a POSIX shell and escaped.
+
+    It repeats the connection options the user gave (``--server`` unless it was the default,
+    ``--api-key-file``) so that following the hint talks to the same server with the same key:
+    ``command_hint("wait", sid, server="local")`` is ``"`cdsessions wait --server local <sid>`"``.
+    """
+    argv: list[str] = [PROG, command]
+    if server != DEFAULT_SERVER:
+        argv += ["--server", server]
+    if api_key_file is not None:
+        argv += ["--api-key-file", api_key_file]
+    argv += words
+    return f"`{escape(shlex.join(argv))}`"
+
+
+def hint(args: argparse.Namespace, command: str, *words: str) -> str:
+    """A command to run next, with the ``--server`` and ``--api-key-file`` this one used."""
+    server: str = getattr(args, "server", DEFAULT_SERVER)
+    key_file: str | None = getattr(args, "api_key_file", None)
+    return command_hint(command, *words, server=server, api_key_file=key_file)
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+
+def when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def session_json(session: Session, show_url: bool) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(session)
+    data["ready"] = session.url is not None
+    if not show_url:
+        data.pop("url", None)  # absent, not null: null would claim "not ready"
+    return data
+
+
+def session_text(session: Session, show_url: bool) -> str:
+    rows = [
+        ("session", session.session_id),
+        ("status", session.status or "-"),
+        ("ready", "yes" if session.ready else "no (starting)"),
+        ("gpu", session.gpu or "-"),
+        ("machine", session.machine_id or "-"),
+        ("created", when(session.created_at)),
+        ("ends", when(session.timeout_end)),
+    ]
+    if show_url and session.url is not None:
+        rows.append(("url", session.url))
+    return "\n".join(f"{name:<8} {value}" for name, value in rows)
+
+
+def progress(session_id: str) -> Callable[[int, float], None] | None:
+    """A poll callback showing progress on stderr, or None when stderr is not a terminal."""
+    stream: IO[str] = sys.stderr
+    if not stream.isatty():
+        return None
+
+    def show(polls: int, waited: float) -> None:
+        shown = escape(session_id)
+        stream.write(f"\rwaiting for session {shown}: {waited:4.0f} s, {polls} polls ")
+        stream.flush()
+
+    return show
+
+
+def end_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def columns(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
+    """Aligned columns, those in ``right`` right-aligned (escaped when printed, by :func:`out`)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
+
+
+# -- money and durations ---------------------------------------------------------------------------
+
+
+def exact(amount: Decimal) -> str:
+    """Exact decimal text for JSON: no exponent, no trailing zeros (``"1.3143"``)."""
+    return f"{amount.normalize(EXACT):f}"
+
+
+def span_text(span: timedelta | Unknown) -> str:
+    if isinstance(span, Unknown):
+        return "?"
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+def money_text(amount: Decimal | Unknown) -> str:
+    return "?" if isinstance(amount, Unknown) else format_usd(amount)
+
+
+def _seconds(span: timedelta | Unknown) -> float | None:
+    return None if isinstance(span, Unknown) else span.total_seconds()
+
+
+def exact_or_none(amount: Decimal | Unknown) -> str | None:
+    """:func:`exact`, or None (JSON null) when the amount is unknown."""
+    return None if isinstance(amount, Unknown) else exact(amount)
+
+
+def notes(figures: Sequence[SessionCosts]) -> list[str]:
+    """Why some figures are unknown, each reason once."""
+    found: dict[str, None] = {}
+    for costs in figures:
+        for value in (costs.price, costs.age, costs.time_left, costs.cost_so_far):
+            if isinstance(value, NoPrice):
+                found[str(value)] = None
+            elif isinstance(value, Unknown):
+                found[value.reason] = None
+    return list(found)
+
+
+def costs_data(costs: SessionCosts) -> dict[str, Any]:
+    """A session with its cost figures, for ``--json`` (never its url)."""
+    session = costs.session
+    data: dict[str, Any] = msgspec.to_builtins(session)
+    data.pop("url", None)  # a secret; "ready" says whether there is one
+    data["ready"] = session.url is not None
+    price = costs.price
+    data["usd_per_second"] = None if isinstance(price, NoPrice) else exact(price.usd_per_second)
+    data["usd_per_hour"] = exact_or_none(costs.usd_per_hour)
+    data["age_seconds"] = _seconds(costs.age)
+    data["time_left_seconds"] = _seconds(costs.time_left)
+    data["cost_so_far_usd"] = exact_or_none(costs.cost_so_far)
+    data["max_cost_usd"] = exact_or_none(costs.max_cost)
+    data["remaining_cost_usd"] = exact_or_none(costs.remaining_cost)
+    return data
+
+
+def total(amounts: Sequence[Decimal | Unknown]) -> Decimal:
+    """The sum of the known amounts."""
+    summed = Decimal(0)
+    for amount in amounts:
+        if not isinstance(amount, Unknown):
+            summed = EXACT.add(summed, amount)
+    return summed
+
+
+def unknowns(amounts: Sequence[Decimal | Unknown]) -> int:
+    return sum(1 for amount in amounts if isinstance(amount, Unknown))

@@ -1,0 +1,252 @@
+"""The command line's grammar: what a command is (:class:`Command`), the option types, and the
+parser built from the commands.
+
+Parsing never echoes what it did not understand (someone may have typed ``--api-key SECRET``),
+and a usage error is one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Final, NoReturn
+
+import msgspec
+from returns.result import Success
+
+from cdsessions._cli._failures import EXIT_CODES, INSECURE_HTTP, USAGE
+from cdsessions._cli._output import DEFAULT_SERVER, PROG
+from cdsessions._core.pricing import usd_from
+from cdsessions._core.servers import refuse_plain_http, resolve_server
+from cdsessions._core.text import escape
+from cdsessions._version import __version__
+from cdsessions.client import API_KEY_ENV
+
+__all__ = [
+    "Command",
+    "add_now_option",
+    "build_parser",
+    "duration",
+    "moment",
+    "non_negative_int",
+    "now",
+    "port",
+    "positive_int",
+    "seconds",
+    "usd",
+]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For a command that takes none of its own."""
+
+
+class Command(msgspec.Struct, frozen=True):
+    """One command: its name and help, the arguments it adds to its parser, and ``run``, which
+    prints its answer and returns the exit code, or raises
+    :class:`~cdsessions._cli._failures.Fail` / :class:`~cdsessions._cli._failures.Failed`.
+    ``connects``: it talks to the API, so it takes ``--server``, ``--api-key-file`` and
+    ``--json``."""
+
+    name: str
+    summary: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    details: str = ""
+    connects: bool = True
+
+
+# -- option types -----------------------------------------------------------------------------
+
+
+def _int_from(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for whole numbers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+positive_int: Final = _int_from(1)
+non_negative_int: Final = _int_from(0)
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number of seconds")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 65535")
+    return value
+
+
+_DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def duration(text: str) -> timedelta:
+    """An argparse ``type``: ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` (units d, h, m, s)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or not text.strip() or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (e.g. 90s, 30m, 2h, 1h30m, 1d)"
+        )
+    days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=secs)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
+
+
+def usd(text: str) -> Decimal:
+    """An argparse ``type``: an amount of US dollars, exactly (``2.50``; a leading ``$`` is
+    allowed)."""
+    parsed = usd_from(text.strip().removeprefix("$"))
+    if not isinstance(parsed, Success):
+        raise argparse.ArgumentTypeError(f"{escape(text)!r}: {parsed.failure()}")
+    amount: Decimal = parsed.unwrap()
+    return amount
+
+
+def moment(text: str) -> datetime:
+    """An argparse ``type``: an ISO 8601 date-time, UTC when it has no offset."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} is not an ISO 8601 date-time (e.g. 2025-11-02T14:00:00Z)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def add_now_option(parser: argparse.ArgumentParser) -> None:
+    """``--now``, for the commands that work out ages and costs."""
+    parser.add_argument(
+        "--now",
+        type=moment,
+        metavar="TIME",
+        help="work out ages and costs as of this ISO 8601 time (UTC if no offset; default: now)",
+    )
+
+
+def now(args: argparse.Namespace) -> datetime:
+    """The ``--now`` given, else the current time."""
+    chosen: datetime | None = getattr(args, "now", None)
+    return chosen if chosen is not None else datetime.now(UTC)
+
+
+def _server(text: str) -> str:
+    """An argparse ``type`` for ``--server``: a server name or a base URL the client can use,
+    checked before anything is sent (a malformed URL is bad input, not a broken connection).
+    The URL is not repeated in the message: the user has it, and a URL may hold a secret."""
+    resolved = resolve_server(text)
+    if not isinstance(resolved, Success):
+        problem = resolved.failure().problem
+        subject = "it " if problem.startswith("is ") else ""  # grammar only: "it is not a URL"
+        raise argparse.ArgumentTypeError(f"invalid server: {subject}{problem}")
+    if not isinstance(refuse_plain_http(resolved.unwrap(), allowed=False), Success):
+        raise argparse.ArgumentTypeError(f"invalid server: {INSECURE_HTTP}")
+    return text
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, and never echoes unknown arguments (someone
+    may have typed ``--api-key SECRET``)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message = (
+                "unrecognized arguments (not shown, in case they hold a secret); "
+                f"the API key goes in {API_KEY_ENV} or --api-key-file"
+            )
+        self.exit(USAGE, escape(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
+def _help_epilog() -> str:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+    return f"""\
+main job, on any machine (no account, no network):
+  cdsessions demo
+
+examples:
+  export {API_KEY_ENV}=...   # or pass --api-key-file ~/.comfydeploy-key
+  cdsessions create --machine-id <machine-id> --wait
+  cdsessions list
+  cdsessions cancel <session-id>
+  cdsessions fake-server             # a fake ComfyDeploy on http://127.0.0.1:3011/api
+
+exit codes:
+{codes}
+"""
+
+
+def _connection_options() -> _Parser:
+    common = _Parser(add_help=False, allow_abbrev=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        default=DEFAULT_SERVER,
+        type=_server,
+        metavar="NAME|URL",
+        help="production (default), staging, local (http://localhost:3011/api) or a base URL",
+    )
+    group.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help=f"read the API key from this file (default: the {API_KEY_ENV} variable)",
+    )
+    group.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
+
+
+def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
+    """The parser of ``cdsessions``; parsed arguments hold the chosen command's ``run``."""
+    parser = _Parser(
+        prog=PROG,
+        description="Start, inspect and stop ComfyDeploy GPU sessions.\n"
+        "Sessions are billed until they time out or are cancelled.",
+        epilog=_help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    connection = _connection_options()
+    for command in commands:
+        details = f"\n\n{command.details}" if command.details else ""
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.summary,
+            description=command.summary + details,
+            parents=[connection] if command.connects else [],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )
+        command.arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser

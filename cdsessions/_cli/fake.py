@@ -1,0 +1,157 @@
+"""The commands that need no account: ``fake-server`` (a fake ComfyDeploy on 127.0.0.1) and
+``demo`` (the whole session lifecycle against a fake inside this process). The fake is imported
+only when one of them runs."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Final
+
+from returns.result import Success
+
+from cdsessions._cli._failures import OK, REFUSED, UNREACHABLE, USAGE, Fail, Failed, ok
+from cdsessions._cli._output import end_progress, err, out, progress, when
+from cdsessions._cli._parser import Command, non_negative_int, port, seconds
+from cdsessions.client import SessionsClient
+from cdsessions.errors import HttpError
+from cdsessions.models import CreateSessionBody, Session
+
+__all__ = ["DEMO", "FAKE_SERVER"]
+
+
+def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=port, default=3011, help="port (default 3011, the `local` server)"
+    )
+    parser.add_argument(
+        "--machine-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="another machine to accept (repeatable; the default machine always exists)",
+    )
+    parser.add_argument(
+        "--ready-after-polls",
+        type=non_negative_int,
+        default=1,
+        metavar="N",
+        help="gets that still see url null before it appears (default 1)",
+    )
+    parser.add_argument(
+        "--ready-after-seconds",
+        type=seconds,
+        metavar="S",
+        help="also set the url once a session is this old",
+    )
+    parser.add_argument(
+        "--seed-shapes",
+        action="store_true",
+        help="answer in the seed document's shapes (3-field Session, GPUEventModel list)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+
+
+def _fake_server(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from cdsessions.fake.server import is_loopback_host, make_server, run
+    from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+
+    if not is_loopback_host(args.host):
+        raise Fail(f"--host must be a loopback address, not {args.host!r}", USAGE)
+    ready_after = args.ready_after_seconds
+    service = FakeService(
+        machines=[DEFAULT_MACHINE_ID, *args.machine_id],
+        ready_after_polls=args.ready_after_polls,
+        ready_after=None if ready_after is None else timedelta(seconds=ready_after),
+        seed_shapes=args.seed_shapes,
+    )
+    try:
+        server = make_server(service, args.host, args.port, log=None if args.quiet else err)
+    except OSError as error:
+        why = (error.strerror or "cannot bind").lower()
+        raise Fail(f"cannot listen on {args.host}:{args.port}: {why}", UNREACHABLE) from None
+    out(server.base_url)
+    err(
+        f"fake ComfyDeploy serving on {server.base_url} (any non-empty API key; "
+        f"machines: {', '.join(service.machine_ids)}). Ctrl-C to stop."
+    )
+    run(server)
+    err("fake ComfyDeploy stopped")
+    return OK
+
+
+FAKE_SERVER: Final = Command(
+    "fake-server",
+    "Serve a fake ComfyDeploy on 127.0.0.1 for testing (Ctrl-C to stop).",
+    _fake_server,
+    _fake_server_arguments,
+    "It answers like the live API (same routes, statuses and error texts), accepts any\n"
+    "non-empty API key (each key is its own account), and forgets everything on exit.\n"
+    "Point a client at it with --server local, or --server http://127.0.0.1:PORT/api.",
+    connects=False,
+)
+
+
+def _wait_quietly(client: SessionsClient, session_id: str) -> Session:
+    waited = client.wait_until_ready(session_id, timeout=30, on_poll=progress(session_id))
+    end_progress()
+    session: Session = ok(waited)
+    return session
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cdsessions.fake.server import serve_in_thread
+    from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
+
+    steps = 7
+
+    def step(number: int, name: str, text: str) -> None:
+        out(f"{number}/{steps} {name:<7} {text}")
+
+    service = FakeService(ready_after_polls=1)
+    with (
+        serve_in_thread(service) as base_url,
+        SessionsClient("demo-key", server=base_url) as client,
+    ):
+        out(f"fake ComfyDeploy serving on {base_url} (in this process; no account needed)")
+        body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, timeout=15)
+        created = ok(client.create(body))
+        sid: str = created.session_id
+        state = "ready" if created.url else "starting, url not set yet"
+        step(1, "create", f"session {sid} on machine {DEFAULT_MACHINE_ID} ({state})")
+        started = time.monotonic()
+        _wait_quietly(client, sid)
+        step(2, "wait", f"ready after {time.monotonic() - started:.1f} s (url set, not shown)")
+        session: Session = ok(client.get(sid))
+        ends = when(session.timeout_end)
+        step(3, "get", f"{session.status} on {session.gpu}, {session.timeout} min, ends {ends}")
+        listed: list[Session] = ok(client.list(DEFAULT_MACHINE_ID))
+        ours = "ours among them" if any(s.session_id == sid for s in listed) else "ours MISSING"
+        step(4, "list", f"{len(listed)} live session(s) on the machine, {ours}")
+        extended = ok(client.extend(sid, 10))
+        step(5, "extend", f"+10 min: {extended.message}")
+        cancelled = ok(client.cancel(sid))
+        step(6, "cancel", f"success={str(cancelled.success).lower()}")
+        gone = client.get(sid)
+        if isinstance(gone, Success):
+            raise Fail("demo failed: the session still exists after cancel", REFUSED)
+        error = gone.failure()
+        if not (isinstance(error, HttpError) and error.status == 404):
+            raise Failed(error)
+        step(7, "get", f"{error.reason()}: the session is gone")
+    out("demo finished: the whole session lifecycle worked.")
+    return OK
+
+
+DEMO: Final = Command(
+    "demo",
+    "Run the whole session lifecycle against a built-in fake server.",
+    _demo,
+    details="Starts a fake ComfyDeploy on a free port of 127.0.0.1 inside this process, then runs\n"
+    "create, wait, get, list, extend, cancel and a final get (which must be a 404) through\n"
+    "the real HTTP client. Needs no account, no key and no network.",
+    connects=False,
+)
