@@ -47,6 +47,7 @@ from cdsessions._core.session_steps import (
     CANCEL_BACKOFF,
     DEFAULT_BACKOFF,
     Backoff,
+    Clock,
     OnPoll,
     OpenSession,
     ScopeRecord,
@@ -96,7 +97,6 @@ __all__ = [
 
 Sleep = Callable[[float], None]
 AsyncSleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
 
 ClientT = TypeVar("ClientT")
 SleepT = TypeVar("SleepT")

@@ -55,8 +55,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_ATTEMPTS",
     "CANCEL_BACKOFF",
+    "DEFAULT_BACKOFF",
     "Backoff",
     "Calls",
+    "Clock",
     "OnPoll",
     "OpenSession",
     "ScopeRecord",
