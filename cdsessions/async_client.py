@@ -155,13 +155,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     ) -> Result[Session, ApiError]:
         """Poll :meth:`get` until the session's ``url`` is set, exactly as
         :meth:`SessionsClient.wait_until_ready` does (``SessionGone``, ``NotReady``)."""
-        core = self._core
-        steps = session_steps.ready_steps(
-            lambda polled: core.get(polled, None, None),
-            session_id,
-            timeout=timeout,
-            on_poll=on_poll,
-        )
+        steps = session_steps.ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
         return await self._run(steps)
 
     def session(

@@ -163,15 +163,9 @@ class SessionsClient(ClientBase[Transport]):
         """Poll :meth:`get` (1 s apart at first, then up to 4 s) until the session's ``url`` is
         set. Fails with :class:`~cdsessions.lifecycle.SessionGone` on a 404 and
         :class:`~cdsessions.lifecycle.NotReady` after ``timeout`` seconds."""
-        from cdsessions._core.session_steps import ready_steps
+        from cdsessions._core.session_steps import ready_wait
 
-        core = self._core
-        steps = ready_steps(
-            lambda polled: core.get(polled, None, None),
-            session_id,
-            timeout=timeout,
-            on_poll=on_poll,
-        )
+        steps = ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
         return self._run(steps)
 
     def session(

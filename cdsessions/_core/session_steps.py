@@ -72,6 +72,7 @@ __all__ = [
     "extend_steps",
     "open_steps",
     "ready_steps",
+    "ready_wait",
     "report_unclosed",
 ]
 
@@ -205,6 +206,26 @@ def ready_steps(
         if now >= deadline:
             return Failure(NotReady(operation, session_id, now - started, polls))
         yield Wait(min(backoff.delay(polls - 1), deadline - now), "not ready yet")
+
+
+def ready_wait(
+    core: Calls,
+    session_id: str,
+    *,
+    timeout: float = DEFAULT_READY_TIMEOUT,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    on_poll: OnPoll | None = None,
+    clock: Clock = time.monotonic,
+) -> Flow[Any, Result[Session, ApiError]]:
+    """:func:`ready_steps` polling with ``core``'s ``get`` (the client's timeout and retry)."""
+    return ready_steps(
+        lambda polled: core.get(polled, None, None),
+        session_id,
+        timeout=timeout,
+        backoff=backoff,
+        on_poll=on_poll,
+        clock=clock,
+    )
 
 
 # -- the cancel until closed -------------------------------------------------------------------
@@ -388,8 +409,8 @@ def open_steps(
     if not settings.wait or response.url is not None:
         return Success(OpenSession(session_id, response.url))
     try:
-        waited = yield from ready_steps(
-            lambda polled: core.get(polled, None, None),
+        waited = yield from ready_wait(
+            core,
             session_id,
             timeout=settings.ready_timeout,
             backoff=settings.backoff,
