@@ -3,8 +3,9 @@ itself, a script answers it, and the tests read the exact sequence of calls the 
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,7 @@ from cdsessions._core.session_steps import (
     extend_steps,
     open_steps,
 )
-from cdsessions._core.steps import Finish, Flow, drive
+from cdsessions._core.steps import Finish, Flow, drive, drive_async
 from cdsessions.errors import (
     ApiError,
     HttpError,
@@ -358,3 +359,31 @@ def test_a_failed_extension_leaves_the_allowance_as_it_was() -> None:
     assert _extend(script, record, 10) == refused
     assert record.allowance is not None
     assert record.allowance.minutes == 30
+
+
+def test_the_asyncio_driver_hands_each_region_and_its_undo_to_the_hook() -> None:
+    script, record = Script(create=[CREATED], cancel=[CANCELLED]), ScopeRecord()
+    regions: list[bool] = []
+
+    async def act(asked: Asked) -> Any:
+        return script.act(asked)
+
+    async def sleep(seconds: float) -> None:
+        script.sleep(seconds)
+
+    async def finish(
+        work: Coroutine[Any, Any, Any], then: Callable[[Any], Coroutine[Any, Any, Any]] | None
+    ) -> Any:
+        # As if the awaiting task had been cancelled once the region was done: run the undo.
+        regions.append(then is not None)
+        answer = await work
+        if then is not None:
+            await then(answer)
+        return answer
+
+    steps = open_steps(Scripted(), _settings(script, wait=False), record)
+    opened = asyncio.run(drive_async(steps, act, sleep, finish))
+    assert opened == Success(OpenSession(SID, None))
+    assert regions == [True, False]  # the create (undone by a cancel), then that cancel
+    assert script.names == ["create", "cancel"]
+    assert record.closed == Success("cancelled")
