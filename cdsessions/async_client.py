@@ -1,9 +1,11 @@
 """``AsyncSessionsClient``: the asyncio shell over the same core as :class:`SessionsClient`.
 
 Every decision (the request, the retry plan, the timeouts, what observers see, the decoded
-``Result``) is made by the steps in :mod:`cdsessions._core.calls` and :mod:`cdsessions.lifecycle`;
-this shell only awaits an :class:`~cdsessions.transports.base.AsyncTransport` and
-``asyncio.sleep``. So both clients send the same requests and return the same values::
+``Result``) is made by the steps in :mod:`cdsessions._core.calls` and
+:mod:`cdsessions._core.session_steps`; this shell only awaits an
+:class:`~cdsessions.transports.base.AsyncTransport` and ``asyncio.sleep``, and finishes in the
+background what must finish when a task is cancelled. So both clients send the same requests and
+return the same values::
 
     async with AsyncSessionsClient() as client:
         found = await client.list()
@@ -16,21 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Failure, Result, Success
+from returns.result import Result
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
-from cdsessions._core.calls import CallSteps, Transmit
+from cdsessions._core import session_steps
+from cdsessions._core.calls import Transmit
 from cdsessions._core.retry import Outcome, RetryPolicy
-from cdsessions._core.steps import drive_async
+from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
 from cdsessions.errors import ApiError
-from cdsessions.lifecycle import OpenSession
+from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -115,7 +118,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         ``retry=RetryPolicy(allow_duplicates=True)``. Cancelling the awaiting task does not
         stop a create already sent: prefer :meth:`session`, which cancels what it made."""
         if max_cost is not None:
-            return await self._run(self._core.create_within(body, max_cost, timeout, retry))
+            steps = session_steps.budgeted_create(self._core, body, max_cost, timeout, retry)
+            return await self._run(steps)
         return await self._run(self._core.create(body, timeout, retry))
 
     async def extend(
@@ -151,14 +155,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     ) -> Result[Session, ApiError]:
         """Poll :meth:`get` until the session's ``url`` is set, exactly as
         :meth:`SessionsClient.wait_until_ready` does (``SessionGone``, ``NotReady``)."""
-        steps = lifecycle.ready_steps(session_id, timeout=timeout, on_poll=on_poll)
-        return await drive_async(steps, lambda poll: self.get(poll.session_id), asyncio.sleep)
-
-    async def _cancel_until_closed(self, session_id: str) -> Result[str, ApiError]:
-        """Cancel until the server confirms the session is closed, as
-        :func:`cdsessions.lifecycle.cancel_until_closed` does."""
-        steps = lifecycle.cancel_steps(session_id)
-        return await drive_async(steps, lambda order: self.cancel(order.session_id), asyncio.sleep)
+        steps = session_steps.ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
+        return await self._run(steps)
 
     def session(
         self,
@@ -191,10 +189,13 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
 
     # -- the shell -------------------------------------------------------------------------
 
-    async def _run(self, steps: CallSteps[T]) -> Result[T, ApiError]:
-        """Drive a call's steps (:mod:`cdsessions._core.calls`): send with the transport, wait with
-        ``asyncio.sleep``. Everything else was decided in the steps."""
-        return await drive_async(steps, self._send, asyncio.sleep)
+    async def _run(
+        self, steps: Flow[Transmit, T], sleep: Callable[[float], Awaitable[None]] | None = None
+    ) -> T:
+        """Drive steps (a call's, or a flow of them) as :meth:`SessionsClient._run` does, with
+        ``sleep`` (``asyncio.sleep`` unless given); a region that must finish is finished by
+        :meth:`_finish` whatever happens to the awaiting task."""
+        return await drive_async(steps, self._send, sleep or asyncio.sleep, self._finish)
 
     async def _send(self, transmit: Transmit) -> Outcome:
         return await self._transport_for_use().send(
@@ -214,6 +215,24 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
                 Urllib3Transport(max_connections=connections), max_workers=connections
             )
         return self._transport
+
+    async def _finish(
+        self,
+        work: Coroutine[Any, Any, T],
+        then: Callable[[T], Coroutine[Any, Any, object]] | None,
+    ) -> T:
+        """The driver's hook for a region that must finish (a
+        :class:`~cdsessions._core.steps.Finish`): ``work`` runs as a task this client holds, so
+        cancelling the awaiting task stops only the waiting. When it is cancelled,
+        ``then(answer)`` runs once ``work`` is done (the cancel of a session whose create was in
+        flight); :meth:`aclose` waits for both."""
+        task = self._in_background(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if then is not None:
+                self._in_background(_after(task, then))
+            raise
 
     def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` as a task this client holds until it is done (and aclose awaits)."""
@@ -245,102 +264,5 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         await self.aclose()
 
 
-class AsyncSessionScope(lifecycle.ScopeState):
-    """The async form of :class:`~cdsessions.lifecycle.SessionScope`: creates a session on
-    entry and always cancels it. After the block, :attr:`closed` holds how the cancel ended
-    (None when nothing was created) and :attr:`session_id` the id of the session started."""
-
-    def __init__(
-        self,
-        client: AsyncSessionsClient,
-        body: CreateSessionBody,
-        *,
-        wait: bool = True,
-        ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
-        on_poll: lifecycle.OnPoll | None = None,
-        max_cost: object = None,
-    ) -> None:
-        super().__init__(
-            body, wait=wait, ready_timeout=ready_timeout, on_poll=on_poll, max_cost=max_cost
-        )
-        self._client = client
-        self._entered = False
-        self._closing: asyncio.Task[Result[str, ApiError]] | None = None
-
-    async def __aenter__(self) -> Result[OpenSession, ApiError]:
-        if self._entered:
-            raise RuntimeError("an AsyncSessionScope can be entered only once")
-        self._entered = True
-        unusable = self._unusable()  # before the create: a bad ready_timeout starts nothing
-        if unusable is not None:
-            return unusable
-        limit = self._budget_limit()
-        if not isinstance(limit, Success):
-            return Failure(limit.failure())
-        usd = limit.unwrap()
-        if usd is not None:
-            refused = self._allow(usd, await self._client.gpu_pricing())
-            if refused is not None:
-                return refused
-        creating = self._client._in_background(self._client.create(self._body))
-        try:
-            created = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # The create may already be on the server: let it finish, then cancel what it made.
-            self._client._in_background(self._cancel_once_created(creating))
-            raise
-        early = self._created(created)
-        if early is not None:
-            return early
-        assert self.session_id is not None  # _created recorded it
-        try:
-            waited = await self._client.wait_until_ready(
-                self.session_id, timeout=self._ready_timeout, on_poll=self._on_poll
-            )
-        except BaseException:
-            # Cancelled (or timed out) while waiting: __aexit__ never runs when __aenter__
-            # raises, so close here.
-            await self._close()
-            raise
-        if not isinstance(waited, Success):
-            await self._close()  # the body cannot use it: stop the billing now
-        return self._ready(waited)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.session_id is not None:
-            await self._close()
-
-    async def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
-        """Add ``minutes`` to the open session's timeout, checked against the scope's budget
-        first, as :meth:`cdsessions.lifecycle.SessionScope.extend` does."""
-        checked = self._extension(minutes)
-        if not isinstance(checked, Success):
-            return Failure(checked.failure())
-        session_id, allowance = checked.unwrap()
-        return self._extended(allowance, await self._client.extend(session_id, minutes))
-
-    async def _close(self) -> None:
-        """Cancel the session, shielded: cancelling the task again only stops the waiting, the
-        cancel itself runs on (held by the client, which finishes it in aclose)."""
-        if self._closing is None:
-            assert self.session_id is not None  # only called once a session exists
-            self._closing = self._client._in_background(self._cancel(self.session_id))
-        await asyncio.shield(self._closing)
-
-    async def _cancel(self, session_id: str) -> Result[str, ApiError]:
-        self.closed = await self._client._cancel_until_closed(session_id)
-        lifecycle.report_unclosed(session_id, self.closed)
-        return self.closed
-
-    async def _cancel_once_created(
-        self, creating: asyncio.Task[Result[CreateSessionResponse, ApiError]]
-    ) -> None:
-        created = await creating
-        if isinstance(created, Success):
-            self.session_id = created.unwrap().session_id
-            await self._close()
+async def _after(task: asyncio.Task[T], then: Callable[[T], Coroutine[Any, Any, object]]) -> None:
+    await then(await task)

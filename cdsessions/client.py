@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from returns.result import Result
 
 from cdsessions._client_base import ClientBase
-from cdsessions._core.calls import API_KEY_ENV, Bearer, CallSteps, Transmit
+from cdsessions._core.calls import API_KEY_ENV, Bearer, Transmit
 from cdsessions._core.retry import Outcome, RetryPolicy
-from cdsessions._core.steps import drive
+from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
 from cdsessions.errors import ApiError
 from cdsessions.models import (
@@ -119,7 +120,9 @@ class SessionsClient(ClientBase[Transport]):
         The price table is fetched first if this client has none yet; if that fails, that
         failure is returned and no create is sent."""
         if max_cost is not None:
-            return self._run(self._core.create_within(body, max_cost, timeout, retry))
+            from cdsessions._core.session_steps import budgeted_create
+
+            return self._run(budgeted_create(self._core, body, max_cost, timeout, retry))
         return self._run(self._core.create(body, timeout, retry))
 
     def extend(
@@ -160,9 +163,10 @@ class SessionsClient(ClientBase[Transport]):
         """Poll :meth:`get` (1 s apart at first, then up to 4 s) until the session's ``url`` is
         set. Fails with :class:`~cdsessions.lifecycle.SessionGone` on a 404 and
         :class:`~cdsessions.lifecycle.NotReady` after ``timeout`` seconds."""
-        from cdsessions import lifecycle
+        from cdsessions._core.session_steps import ready_wait
 
-        return lifecycle.wait_until_ready(self.get, session_id, timeout=timeout, on_poll=on_poll)
+        steps = ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
+        return self._run(steps)
 
     def session(
         self,
@@ -194,10 +198,12 @@ class SessionsClient(ClientBase[Transport]):
 
     # -- the shell -------------------------------------------------------------------------
 
-    def _run(self, steps: CallSteps[T]) -> Result[T, ApiError]:
-        """Drive a call's steps (:mod:`cdsessions._core.calls`): send with the transport, wait with
-        ``time.sleep``. Everything else was decided in the steps."""
-        return drive(steps, self._send, time.sleep)
+    def _run(self, steps: Flow[Transmit, T], sleep: Callable[[float], None] | None = None) -> T:
+        """Drive steps (a call's, :mod:`cdsessions._core.calls`, or a flow of them,
+        :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
+        (``time.sleep`` unless given). Everything else was decided in the steps. The lifecycle
+        scopes and the reaper run their flows through here."""
+        return drive(steps, self._send, sleep or time.sleep)
 
     def _send(self, transmit: Transmit) -> Outcome:
         return self._transport_for_use().send(

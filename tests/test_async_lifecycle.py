@@ -15,9 +15,9 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
-from cdsessions.async_client import AsyncSessionScope
 from cdsessions.errors import TransportFailed
 from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService
+from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.transports._cassette import CassetteTransport
 from cdsessions.transports._inline import AsyncCassetteTransport
 from tests.loopback import Reply, serve

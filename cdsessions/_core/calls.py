@@ -213,29 +213,6 @@ class ClientCore:
             self._pricing = fetched.unwrap()
         return fetched
 
-    def create_within(
-        self, body: CreateSessionBody, max_cost: object, timeout: object, retry: object
-    ) -> CallSteps[CreateSessionResponse]:
-        """:meth:`create`, only if its worst case fits ``max_cost`` USD (see
-        :mod:`cdsessions._core.budget`). The price table may be fetched first; the create is sent
-        only once the check has passed."""
-        from cdsessions._core import budget  # only budgeted creates need it
-
-        built = builders.build_create(body)  # a body that cannot be sent needs no prices
-        if not isinstance(built, Success):
-            return Failure(built.failure())
-        operation = built.unwrap().operation
-        limit = budget.budget_from(max_cost, operation)
-        if not isinstance(limit, Success):
-            return Failure(limit.failure())
-        pricing = yield from self.gpu_pricing(False, timeout, retry)
-        if not isinstance(pricing, Success):
-            return Failure(pricing.failure())
-        checked = budget.check_create(body, pricing.unwrap(), limit.unwrap(), operation)
-        if not isinstance(checked, Success):
-            return Failure(checked.failure())
-        return (yield from self.create(body, timeout, retry))
-
     # -- the pure steps --------------------------------------------------------------------
 
     def call(

@@ -9,7 +9,7 @@ selection selects nothing, unless ``everything=True`` says, explicitly, every se
 :func:`reap` (and :func:`reap_async`) lists the account's sessions, selects, and cancels each
 selected one, reporting each as cancelled, already gone, or failed with the reason; one failed
 cancel does not stop the others. ``dry_run=True`` sends no cancel at all and reports what would
-be cancelled. Both run the same steps (:func:`reap_steps`), as the two clients do.
+be cancelled. Both run the same steps (:func:`reap_steps`, built from the client's own calls).
 """
 
 from __future__ import annotations
@@ -23,22 +23,19 @@ import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._core.pricing import EXACT, GpuPricing
-from cdsessions._core.steps import Steps, drive, drive_async
+from cdsessions._core.session_steps import counts_as_closed
+from cdsessions._core.steps import Flow
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 from cdsessions.errors import ApiError, InvalidRequest
-from cdsessions.lifecycle import counts_as_closed
 from cdsessions.models import Session
 
 if TYPE_CHECKING:
+    from cdsessions._core.calls import ClientCore
     from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.client import SessionsClient
 
 __all__ = [
-    "Action",
-    "CancelSession",
-    "FetchPrices",
-    "ListSessions",
-    "Outcome",
+    "Fate",
     "ReapReport",
     "Reaped",
     "Selection",
@@ -53,7 +50,7 @@ __all__ = [
 _OPERATION: Final = "reap sessions"
 
 #: What became of one selected session.
-Outcome: TypeAlias = Literal["would cancel", "cancelled", "already gone", "failed"]
+Fate: TypeAlias = Literal["would cancel", "cancelled", "already gone", "failed"]
 
 
 class Selection(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,7 +123,7 @@ class Reaped(msgspec.Struct, frozen=True):
     """One selected session and what became of it; ``error`` says why a cancel failed."""
 
     costs: SessionCosts
-    outcome: Outcome
+    outcome: Fate
     error: ApiError | None = None
 
     @property
@@ -173,30 +170,10 @@ class ReapReport(msgspec.Struct, frozen=True):
         )
 
 
-class Action(msgspec.Struct, frozen=True):
-    """What the reap steps ask their driver to do (one of the three below)."""
-
-
-class ListSessions(Action, frozen=True):
-    """List the account's live sessions (of one machine, when set); send the ``Result`` back."""
-
-    machine_id: str | None
-
-
-class FetchPrices(Action, frozen=True):
-    """Get the price table; send the ``Result`` back."""
-
-
-class CancelSession(Action, frozen=True):
-    """Cancel one session; send the ``Result`` back."""
-
-    session_id: str
-
-
 def reap_steps(
-    selection: Selection, now: datetime, *, dry_run: bool = False
-) -> Steps[Action, Result[Any, ApiError], Result[ReapReport, ApiError]]:
-    """The steps of :func:`reap`, for any driver (see :mod:`cdsessions._core.steps`).
+    core: ClientCore, selection: Selection, now: datetime, *, dry_run: bool = False
+) -> Flow[Any, Result[ReapReport, ApiError]]:
+    """The steps of :func:`reap`, built from ``core``'s calls, for either client's driver.
 
     The price table is needed only to judge ``cost_over``; without it (the fetch failed) the
     other selectors still work and savings are reported as unknown, since stopping a forgotten
@@ -204,12 +181,10 @@ def reap_steps(
     problem = selection_problem(selection)
     if problem is not None:
         return Failure(InvalidRequest(_OPERATION, "selection", problem))
-    listed = yield ListSessions(selection.machine_id)
-    assert listed is not None, "the driver must send back the answer to each action"
+    listed = yield from core.list(selection.machine_id, None, None)
     if not isinstance(listed, Success):
         return Failure(listed.failure())
-    priced = yield FetchPrices()
-    assert priced is not None, "the driver must send back the answer to each action"
+    priced = yield from core.gpu_pricing(False, None, None)
     if isinstance(priced, Success):
         pricing: GpuPricing = priced.unwrap()
     elif selection.cost_over is not None:
@@ -223,8 +198,7 @@ def reap_steps(
         if dry_run:
             reaped.append(Reaped(costs, "would cancel"))
             continue
-        answer = yield CancelSession(costs.session.session_id)
-        assert answer is not None, "the driver must send back the answer to each action"
+        answer = yield from core.cancel(costs.session.session_id, False, None, None)
         if isinstance(answer, Success):
             reaped.append(Reaped(costs, "cancelled"))
         elif counts_as_closed(answer.failure()):
@@ -234,14 +208,6 @@ def reap_steps(
     return Success(ReapReport(selection, now, dry_run, len(sessions), tuple(reaped)))
 
 
-def _no_sleep(seconds: float) -> None:  # the steps never wait
-    return None
-
-
-async def _no_sleep_async(seconds: float) -> None:
-    return None
-
-
 def reap(
     client: SessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
 ) -> Result[ReapReport, ApiError]:
@@ -249,29 +215,11 @@ def reap(
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
     go ahead; ``report.ok`` is False then. Failure only when nothing could be judged: a bad
     selection, the list failed, or ``cost_over`` was given and the prices could not be had."""
-
-    def act(action: Action) -> Result[Any, ApiError]:
-        if isinstance(action, ListSessions):
-            return client.list(action.machine_id)
-        if isinstance(action, FetchPrices):
-            return client.gpu_pricing()
-        assert isinstance(action, CancelSession)  # the only other action
-        return client.cancel(action.session_id)
-
-    return drive(reap_steps(selection, now, dry_run=dry_run), act, _no_sleep)
+    return client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
 
 
 async def reap_async(
     client: AsyncSessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
 ) -> Result[ReapReport, ApiError]:
     """:func:`reap` for the :class:`~cdsessions.AsyncSessionsClient` (cancels one at a time)."""
-
-    async def act(action: Action) -> Result[Any, ApiError]:
-        if isinstance(action, ListSessions):
-            return await client.list(action.machine_id)
-        if isinstance(action, FetchPrices):
-            return await client.gpu_pricing()
-        assert isinstance(action, CancelSession)  # the only other action
-        return await client.cancel(action.session_id)
-
-    return await drive_async(reap_steps(selection, now, dry_run=dry_run), act, _no_sleep_async)
+    return await client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
