@@ -25,10 +25,11 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
-from cdsessions._core.calls import CallSteps, Transmit
+from cdsessions._core.calls import CallSteps
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import drive_async
 from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import ApiError
 from cdsessions.lifecycle import OpenSession
 from cdsessions.models import (
@@ -196,13 +197,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         ``asyncio.sleep``. Everything else was decided in the steps."""
         return await drive_async(steps, self._send, asyncio.sleep)
 
-    async def _send(self, transmit: Transmit) -> Outcome:
-        return await self._transport_for_use().send(
-            transmit.request,
-            timeout=transmit.timeout,
-            max_response_bytes=transmit.max_response_bytes,
-            operation=transmit.request.operation,
-        )
+    async def _send(self, request: HttpRequest) -> Outcome:
+        return await self._transport_for_use().send(request)
 
     def _transport_for_use(self) -> AsyncTransport:
         if self._transport is None:  # one event loop, one thread: no lock needed

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 from returns.result import Result
 
 from cdsessions._client_base import ClientBase
-from cdsessions._core.calls import API_KEY_ENV, Bearer, CallSteps, Transmit
+from cdsessions._core.calls import API_KEY_ENV, Bearer, CallSteps
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import ApiError
 from cdsessions.models import (
     CreateSessionBody,
@@ -199,13 +200,8 @@ class SessionsClient(ClientBase[Transport]):
         ``time.sleep``. Everything else was decided in the steps."""
         return drive(steps, self._send, time.sleep)
 
-    def _send(self, transmit: Transmit) -> Outcome:
-        return self._transport_for_use().send(
-            transmit.request,
-            timeout=transmit.timeout,
-            max_response_bytes=transmit.max_response_bytes,
-            operation=transmit.request.operation,
-        )
+    def _send(self, request: HttpRequest) -> Outcome:
+        return self._transport_for_use().send(request)
 
     def _transport_for_use(self) -> Transport:
         if self._transport is None:

@@ -176,10 +176,12 @@ def _fetch(base_url: str, limit: int) -> Result[HttpResponse, TransportFailed]:
     transport = Urllib3Transport()
     try:
         return transport.send(
-            HttpRequest("GET", "/sessions", base_url=base_url),
-            timeout=Timeout(2, 2, total=5),
-            max_response_bytes=limit,
-            operation="list sessions",
+            msgspec.structs.replace(
+                HttpRequest("GET", "/sessions", base_url=base_url),
+                timeout=Timeout(2, 2, total=5),
+                max_response_bytes=limit,
+                operation="list sessions",
+            )
         )
     finally:
         transport.close()
@@ -219,10 +221,12 @@ def test_a_call_waiting_for_a_connection_when_the_transport_closes_is_not_sent()
 
         def send(name: str) -> None:
             results[name] = transport.send(
-                request,
-                timeout=Timeout(2, 2, total=5),
-                max_response_bytes=1000,
-                operation="list sessions",
+                msgspec.structs.replace(
+                    request,
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
             )
 
         first = threading.Thread(target=send, args=("first",))
@@ -256,15 +260,17 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
         transport = Urllib3Transport()
         try:
             result = transport.send(
-                HttpRequest(
-                    "GET",
-                    "/sessions",
-                    headers=(("X-Note", "a\r\nX-Evil: 1"),),
-                    base_url=server.base_url,
-                ),
-                timeout=Timeout(2, 2, total=5),
-                max_response_bytes=1000,
-                operation="list sessions",
+                msgspec.structs.replace(
+                    HttpRequest(
+                        "GET",
+                        "/sessions",
+                        headers=(("X-Note", "a\r\nX-Evil: 1"),),
+                        base_url=server.base_url,
+                    ),
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
             )
         finally:
             transport.close()
@@ -287,9 +293,7 @@ class DeletesAnswer:
         self.answers = answers
         self.deletes = 0
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         if request.method == "DELETE":
             self.deletes += 1
             if self.answers:
@@ -297,9 +301,7 @@ class DeletesAnswer:
                 if isinstance(answer, BaseException):
                     raise answer
                 return Success(answer)
-        return self.inner.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+        return self.inner.send(request)
 
     def close(self) -> None:
         return None
@@ -405,9 +407,8 @@ class Recording:
         self.answer = answer
         self.timeouts: list[Timeout] = []
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        timeout = request.timeout
         self.timeouts.append(timeout)
         return Success(self.answer)
 
