@@ -161,3 +161,33 @@ def cassettes(session: nox.Session) -> None:
     # when given, is checked too).
     check = ["tests/test_cassettes.py", "tests/test_cassette_transport.py"]
     session.run("pytest", *check, *loopback_only, *session.posargs)
+
+
+#: The tests that exercise the urllib3 transport (a real 127.0.0.1 server, vcrpy recordings).
+URLLIB3_TESTS = (
+    "tests/test_hostile_transport.py",
+    "tests/test_client_http.py",
+    "tests/test_surviving_bugs.py",
+    "tests/test_concurrency.py",
+    "tests/test_cassettes.py",
+    "tests/test_faults.py",
+    "tests/transports/test_cap.py",
+    "tests/transports/test_contract.py",
+    "tests/core/test_key_scrubbing.py",
+)
+#: Both ends of the pin ``urllib3>=2.2,<3`` in pyproject.toml: the lowest version, and the newest
+#: the pin allows (whatever pip picks today).
+URLLIB3_ENDS = {"lowest": "urllib3==2.2.0", "newest": "urllib3>=2.2,<3"}
+
+
+@nox.session
+@nox.parametrize("end", list(URLLIB3_ENDS))
+def urllib3_range(session: nox.Session, end: str) -> None:
+    """The urllib3 transport's tests against the lowest and the newest urllib3 the pin allows
+    (``nox -s urllib3_range``, or ``"urllib3_range(end='lowest')"`` for one). The transport
+    relies on urllib3 internals, all kept in cdsessions/transports/_urllib3_internals.py: a
+    failure here after an upgrade points there. Pass pytest options after ``--``."""
+    session.install("-e", ".[test,cassette]")
+    session.install("--upgrade", URLLIB3_ENDS[end])
+    session.run("python", "-c", "import urllib3; print('urllib3', urllib3.__version__)")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *URLLIB3_TESTS, *session.posargs)

@@ -28,10 +28,10 @@ from returns.result import Result
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
-from cdsessions._core.calls import Transmit
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import ApiError
 from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.models import (
@@ -190,20 +190,15 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     # -- the shell -------------------------------------------------------------------------
 
     async def _run(
-        self, steps: Flow[Transmit, T], sleep: Callable[[float], Awaitable[None]] | None = None
+        self, steps: Flow[HttpRequest, T], sleep: Callable[[float], Awaitable[None]] | None = None
     ) -> T:
         """Drive steps (a call's, or a flow of them) as :meth:`SessionsClient._run` does, with
         ``sleep`` (``asyncio.sleep`` unless given); a region that must finish is finished by
         :meth:`_finish` whatever happens to the awaiting task."""
         return await drive_async(steps, self._send, sleep or asyncio.sleep, self._finish)
 
-    async def _send(self, transmit: Transmit) -> Outcome:
-        return await self._transport_for_use().send(
-            transmit.request,
-            timeout=transmit.timeout,
-            max_response_bytes=transmit.max_response_bytes,
-            operation=transmit.request.operation,
-        )
+    async def _send(self, request: HttpRequest) -> Outcome:
+        return await self._transport_for_use().send(request)
 
     def _transport_for_use(self) -> AsyncTransport:
         if self._transport is None:  # one event loop, one thread: no lock needed

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, TypeVar
 from returns.result import Result
 
 from cdsessions._client_base import ClientBase
-from cdsessions._core.calls import API_KEY_ENV, Bearer, Transmit
+from cdsessions._core.calls import API_KEY_ENV, Bearer
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import ApiError
 from cdsessions.models import (
     CreateSessionBody,
@@ -198,20 +199,15 @@ class SessionsClient(ClientBase[Transport]):
 
     # -- the shell -------------------------------------------------------------------------
 
-    def _run(self, steps: Flow[Transmit, T], sleep: Callable[[float], None] | None = None) -> T:
+    def _run(self, steps: Flow[HttpRequest, T], sleep: Callable[[float], None] | None = None) -> T:
         """Drive steps (a call's, :mod:`cdsessions._core.calls`, or a flow of them,
         :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
         (``time.sleep`` unless given). Everything else was decided in the steps. The lifecycle
         scopes and the reaper run their flows through here."""
         return drive(steps, self._send, sleep or time.sleep)
 
-    def _send(self, transmit: Transmit) -> Outcome:
-        return self._transport_for_use().send(
-            transmit.request,
-            timeout=transmit.timeout,
-            max_response_bytes=transmit.max_response_bytes,
-            operation=transmit.request.operation,
-        )
+    def _send(self, request: HttpRequest) -> Outcome:
+        return self._transport_for_use().send(request)
 
     def _transport_for_use(self) -> Transport:
         if self._transport is None:

@@ -41,19 +41,13 @@ class Held(AsyncFakeTransport):
         self.gate = asyncio.Event()
         self.arrived = asyncio.Event()
 
-    async def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         if request.method != self.method:
-            return await super().send(
-                request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-            )
+            return await super().send(request)
         self.arrived.set()
         if self.before:
             await self.gate.wait()
-        answer = await super().send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+        answer = await super().send(request)
         await self.gate.wait()
         return answer
 

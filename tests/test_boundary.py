@@ -80,9 +80,8 @@ class Recording:
         self.answer = answer or HttpResponse(200, JSON, samples.LIVE_SESSION_READY.encode())
         self.sent: list[tuple[HttpRequest, Timeout]] = []
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        timeout = request.timeout
         self.sent.append((request, timeout))
         return Success(self.answer)
 
@@ -98,12 +97,8 @@ class Rewriting:
         self.inner = FakeTransport(service)
         self.answers = answers
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
-        real = self.inner.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        real = self.inner.send(request)
         forged = self.answers.get(request.method)
         return Success(forged) if forged is not None else real
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+import msgspec
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -51,7 +52,9 @@ def _cassette(
 def _send(
     cassette: CassetteTransport, request: HttpRequest
 ) -> Result[HttpResponse, TransportFailed]:
-    return cassette.send(request, timeout=TIMEOUT, max_response_bytes=LIMIT, operation="op")
+    return cassette.send(
+        msgspec.structs.replace(request, timeout=TIMEOUT, max_response_bytes=LIMIT, operation="op")
+    )
 
 
 def _body(result: Result[HttpResponse, TransportFailed]) -> bytes:
@@ -196,9 +199,17 @@ def test_a_body_at_the_cap_is_answered_and_one_byte_over_is_too_large() -> None:
     body = "[" + "1," * 50 + "1]"
     cassette = _cassette(*[_interaction("GET", "http://h/api/sessions", body)] * 2)
     request = HttpRequest("GET", "/sessions")
-    at_cap = cassette.send(request, timeout=TIMEOUT, max_response_bytes=len(body), operation="op")
+    at_cap = cassette.send(
+        msgspec.structs.replace(
+            request, timeout=TIMEOUT, max_response_bytes=len(body), operation="op"
+        )
+    )
     assert _body(at_cap) == body.encode()
-    over = cassette.send(request, timeout=TIMEOUT, max_response_bytes=len(body) - 1, operation="op")
+    over = cassette.send(
+        msgspec.structs.replace(
+            request, timeout=TIMEOUT, max_response_bytes=len(body) - 1, operation="op"
+        )
+    )
     assert isinstance(over, Failure)
     assert (over.failure().kind, over.failure().sent) == ("too_large", True)
 

@@ -119,7 +119,9 @@ def _cassette(uri: str) -> CassetteTransport:
 
 
 def _miss(cassette: CassetteTransport, request: HttpRequest) -> str:
-    result = cassette.send(request, timeout=Timeout(), max_response_bytes=100, operation="op")
+    result = cassette.send(
+        msgspec.structs.replace(request, timeout=Timeout(), max_response_bytes=100, operation="op")
+    )
     assert isinstance(result, Failure), result
     problem: str = result.failure().problem
     return problem
@@ -220,19 +222,32 @@ def test_cassette_defaults_and_exact_failures() -> None:
     plain = CassetteTransport.from_yaml(text).unwrap()  # bodies ignored, each plays once
     request = HttpRequest("POST", "/s", body=b'{"n":9}')
     sent = [
-        plain.send(request, timeout=Timeout(), max_response_bytes=1, operation="op") for _ in "abcd"
+        plain.send(
+            msgspec.structs.replace(
+                request, timeout=Timeout(), max_response_bytes=1, operation="op"
+            )
+        )
+        for _ in "abcd"
     ]
     assert [r.unwrap().body for r in sent[:3]] == [b"0", b"1", b"2"]
     miss = sent[3].failure()
     assert (miss.operation, miss.kind, miss.sent) == ("op", "unmatched", False)
     repeats = CassetteTransport.from_yaml(text, allow_repeats=True).unwrap()
     bodies = [
-        repeats.send(request, timeout=Timeout(), max_response_bytes=1, operation="op").unwrap().body
+        repeats.send(
+            msgspec.structs.replace(
+                request, timeout=Timeout(), max_response_bytes=1, operation="op"
+            )
+        )
+        .unwrap()
+        .body
         for _ in range(5)
     ]
     assert bodies == [b"0", b"1", b"2", b"2", b"2"]  # then the last match, again
     big = CassetteTransport.from_yaml(text).unwrap()
-    too_large = big.send(request, timeout=Timeout(), max_response_bytes=0, operation="get x")
+    too_large = big.send(
+        msgspec.structs.replace(request, timeout=Timeout(), max_response_bytes=0, operation="get x")
+    )
     assert too_large.failure() == TransportFailed(
         "get x", "too_large", "body exceeds 0 bytes", True
     )
@@ -356,7 +371,11 @@ def test_cassette_files_load_with_their_options(tmp_path: Path) -> None:
 
     def bodies(cassette: CassetteTransport, request: HttpRequest, times: int) -> list[object]:
         return [
-            cassette.send(request, timeout=Timeout(), max_response_bytes=9, operation="op")
+            cassette.send(
+                msgspec.structs.replace(
+                    request, timeout=Timeout(), max_response_bytes=9, operation="op"
+                )
+            )
             .map(lambda r: r.body)
             .value_or("miss")
             for _ in range(times)

@@ -10,6 +10,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from returns.result import Failure, Success
 
@@ -463,7 +464,9 @@ def test_fake_transport_caps_the_body() -> None:
         _create(client)
     request = HttpRequest("GET", "/sessions", (), (("Authorization", f"Bearer {KEY}"),))
     sent = FakeTransport(service).send(
-        request, timeout=Timeout(), max_response_bytes=100, operation="list sessions"
+        msgspec.structs.replace(
+            request, timeout=Timeout(), max_response_bytes=100, operation="list sessions"
+        )
     )
     error = _failure(sent)
     assert isinstance(error, TransportFailed)

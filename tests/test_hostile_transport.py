@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from returns.result import Failure, Result, Success
 
@@ -174,7 +175,11 @@ def test_the_transport_alone_bounds_the_handshake_by_the_total() -> None:
         request = HttpRequest("GET", "/sessions", base_url=server.base_url)
         timeout = Timeout(connect=5, read=5, total=0.6)
         result, elapsed = timed(
-            lambda: transport.send(request, timeout=timeout, max_response_bytes=100, operation="")
+            lambda: transport.send(
+                msgspec.structs.replace(
+                    request, timeout=timeout, max_response_bytes=100, operation=""
+                )
+            )
         )
         transport.close()
         transport_failure(result, "timeout", sent=False)
@@ -188,7 +193,11 @@ def test_the_transport_alone_refuses_a_header_value_unsent() -> None:
         request = HttpRequest(
             "GET", "/sessions", headers=(("X-Bad", "a\nb"),), base_url=server.base_url
         )
-        result = transport.send(request, timeout=TIMEOUT, max_response_bytes=1000, operation="x")
+        result = transport.send(
+            msgspec.structs.replace(
+                request, timeout=TIMEOUT, max_response_bytes=1000, operation="x"
+            )
+        )
         transport.close()
         transport_failure(result, "broken", sent=False)
         assert server.connections == 0
@@ -419,7 +428,11 @@ def test_a_huge_timeout_neither_raises_nor_costs_a_later_call_its_deadline(
         request = HttpRequest("GET", f"/session/{samples.SESSION_ID}", base_url=server.base_url)
         enormous = Timeout(connect=huge, read=huge, total=huge)
         for _ in range(3):  # the deadline thread waits as long as it can for these
-            sent = transport.send(request, timeout=enormous, max_response_bytes=10**6, operation="")
+            sent = transport.send(
+                msgspec.structs.replace(
+                    request, timeout=enormous, max_response_bytes=10**6, operation=""
+                )
+            )
             assert isinstance(sent, Success), sent
         client = clients(server.base_url, transport=transport, retry=False)
         result, elapsed = timed(lambda: client.get("slow", timeout=Timeout(2, 2, total=0.6)))

@@ -16,7 +16,6 @@ from returns.result import Result, Success
 
 from cdsessions import RetryPolicy, SessionsClient
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event, Observer
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from tests import samples
@@ -30,14 +29,7 @@ class Scripted:
     def __init__(self, *statuses: int) -> None:
         self._statuses = list(statuses)
 
-    def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         status = self._statuses.pop(0)
         body = samples.LIVE_SESSION.encode() if status == 200 else b"{}"
         return Success(HttpResponse(status, (("Content-Type", "application/json"),), body))

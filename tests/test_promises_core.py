@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
+import msgspec
 import pytest
 from returns.result import Failure, Result, Success
 
@@ -61,9 +62,9 @@ class Recorder:
         self.answers = list(answers)
         self.sent: list[tuple[HttpRequest, Timeout, int]] = []
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        timeout = request.timeout
+        max_response_bytes = request.max_response_bytes
         self.sent.append((request, timeout, max_response_bytes))
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
@@ -633,11 +634,15 @@ def test_the_fake_transport_caps_bodies_like_the_wire() -> None:
     )
     size = len(fake.handle(request).body)
     at_cap = FakeTransport(fake).send(
-        request, timeout=DEFAULT_TIMEOUT, max_response_bytes=size, operation="list sessions"
+        msgspec.structs.replace(
+            request, timeout=DEFAULT_TIMEOUT, max_response_bytes=size, operation="list sessions"
+        )
     )
     assert isinstance(at_cap, Success)
     over = FakeTransport(fake).send(
-        request, timeout=DEFAULT_TIMEOUT, max_response_bytes=size - 1, operation="list sessions"
+        msgspec.structs.replace(
+            request, timeout=DEFAULT_TIMEOUT, max_response_bytes=size - 1, operation="list sessions"
+        )
     )
     assert isinstance(over, Failure)
     assert over.failure() == TransportFailed(
@@ -677,7 +682,9 @@ def _get_over_the_wire(data: bytes, limit: int) -> Result[HttpResponse, Transpor
         with hostile(answer(data)) as server:
             request = HttpRequest("GET", "/session/s-1", base_url=server.base_url)
             return transport.send(
-                request, timeout=WIRE_TIMEOUT, max_response_bytes=limit, operation="get session"
+                msgspec.structs.replace(
+                    request, timeout=WIRE_TIMEOUT, max_response_bytes=limit, operation="get session"
+                )
             )
     finally:
         transport.close()
@@ -734,9 +741,13 @@ def test_the_inline_adapter_passes_every_option_on_and_closes_what_it_wraps() ->
     adapter = InlineTransport(inner)
     request = HttpRequest("GET", "/sessions")
     asyncio.run(
-        adapter.send(request, timeout=WIRE_TIMEOUT, max_response_bytes=1234, operation="list")
+        adapter.send(
+            msgspec.structs.replace(
+                request, timeout=WIRE_TIMEOUT, max_response_bytes=1234, operation="list"
+            )
+        )
     )
-    assert inner.sent == [(request, WIRE_TIMEOUT, 1234)]
+    assert [(r.path, t, m) for r, t, m in inner.sent] == [(request.path, WIRE_TIMEOUT, 1234)]
     asyncio.run(adapter.aclose())
     assert inner.closed == 1
 
@@ -756,13 +767,9 @@ class Held(Recorder):
         super().__init__(ok(b"[]"))
         self.release = threading.Event()
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         self.release.wait(5)
-        return super().send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+        return super().send(request)
 
 
 def test_time_waiting_for_a_worker_counts_against_the_attempts_deadline() -> None:
@@ -774,10 +781,18 @@ def test_time_waiting_for_a_worker_counts_against_the_attempts_deadline() -> Non
 
     async def two_calls() -> None:
         first = asyncio.ensure_future(
-            threaded.send(request, timeout=timeout, max_response_bytes=10, operation="1")
+            threaded.send(
+                msgspec.structs.replace(
+                    request, timeout=timeout, max_response_bytes=10, operation="1"
+                )
+            )
         )
         second = asyncio.ensure_future(
-            threaded.send(request, timeout=timeout, max_response_bytes=10, operation="2")
+            threaded.send(
+                msgspec.structs.replace(
+                    request, timeout=timeout, max_response_bytes=10, operation="2"
+                )
+            )
         )
         await asyncio.sleep(0.4)  # the second call waits for the only worker meanwhile
         inner.release.set()

@@ -11,7 +11,6 @@ import pytest
 from returns.result import Failure, Result, Success
 
 from cdsessions import CreateSessionBody, HttpError, SessionsClient, TransportFailed
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionsClient
 from cdsessions.errors import InvalidRequest
@@ -167,15 +166,12 @@ class FailingDeletes:
         self.inner = FakeTransport(service)
         self.failures = failures
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        operation = request.operation
         if request.method == "DELETE" and self.failures > 0:
             self.failures -= 1
             return Failure(TransportFailed(operation, "broken", "connection reset", sent=True))
-        return self.inner.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+        return self.inner.send(request)
 
     def close(self) -> None:
         return None

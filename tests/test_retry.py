@@ -14,11 +14,11 @@ from returns.result import Failure, Success
 from cdsessions import RetryPolicy, Timeout, TransportFailed
 from cdsessions._core.retry import (
     NO_RETRY,
+    Attempt,
     Done,
     OperationKind,
     Outcome,
     Retry,
-    Send,
     Stop,
     Wait,
     attempt_timeout,
@@ -274,10 +274,10 @@ def drive(
     outcomes: list[Outcome],
     clock: FakeClock,
     took: float = 0.0,
-) -> tuple[list[Send | Wait], Done]:
+) -> tuple[list[Attempt | Wait], Done]:
     """Run the planner as a client would, each attempt taking ``took`` seconds."""
     steps = plan(policy, kind, timeout, clock=clock, wallclock=lambda: NOW, unit=lambda: 0.0)
-    seen: list[Send | Wait] = []
+    seen: list[Attempt | Wait] = []
     step = next(steps)
     while not isinstance(step, Done):
         seen.append(step)
@@ -295,7 +295,7 @@ def test_the_planner_retries_then_returns_the_last_outcome() -> None:
     seen, done = drive(
         policy, "get", Timeout(2, 5, total=60), [status(503), status(502), status(200)], FakeClock()
     )
-    assert [type(step) for step in seen] == [Send, Wait, Send, Wait, Send]
+    assert [type(step) for step in seen] == [Attempt, Wait, Attempt, Wait, Attempt]
     assert [step.seconds for step in seen if isinstance(step, Wait)] == [1, 2]
     assert done.attempts == 3
     assert done.outcome == status(200)
@@ -307,7 +307,7 @@ def test_each_attempt_gets_only_what_remains_of_the_deadline() -> None:
     seen, done = drive(
         policy, "list", Timeout(2, 5, total=10), [failed("timeout", True)] * 5, clock, took=5
     )
-    sends = [step for step in seen if isinstance(step, Send)]
+    sends = [step for step in seen if isinstance(step, Attempt)]
     assert sends[0].timeout == Timeout(2, 5, 10)
     assert sends[1].timeout == Timeout(2, 4, 4)  # 10 - 5 (attempt) - 1 (wait)
     assert done.attempts == 2  # a 2 s wait after the second would pass the deadline
@@ -318,7 +318,7 @@ def test_a_create_that_may_have_reached_the_server_is_sent_once() -> None:
     seen, done = drive(
         RetryPolicy(max_attempts=5), "create", Timeout(), [failed("timeout", True)], FakeClock()
     )
-    assert seen == [Send(1, attempt_timeout(Timeout(), 120.0))]
+    assert seen == [Attempt(1, attempt_timeout(Timeout(), 120.0))]
     assert done.outcome == failed("timeout", True)
     assert done.reason == "not retryable"
 
@@ -334,7 +334,7 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
         wallclock=lambda: NOW,
         unit=lambda: 0.0,
     )
-    assert next(steps) == Send(1, Timeout(1, 1, 3))
+    assert next(steps) == Attempt(1, Timeout(1, 1, 3))
     assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
     clock.now += 10  # the process was suspended while it slept
     done = steps.send(None)
@@ -454,7 +454,7 @@ def test_an_attempt_never_outlasts_what_remains() -> None:
 
 def test_the_first_attempt_is_bounded_by_the_total_too() -> None:
     seen, _ = drive(RetryPolicy(), "get", Timeout(10, 200, total=120), [status(200)], FakeClock())
-    assert seen == [Send(1, Timeout(10, 120, 120))]
+    assert seen == [Attempt(1, Timeout(10, 120, 120))]
 
 
 def test_without_an_overall_deadline_retries_still_run_and_retry_after_dates_count() -> None:
@@ -495,4 +495,4 @@ def test_a_wait_that_leaves_a_moment_of_the_deadline_tries_again() -> None:
     next(steps)
     assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
     clock.now += 2.5  # half a second of the deadline is left: enough for another attempt
-    assert steps.send(None) == Send(2, Timeout(0.5, 0.5, 0.5))
+    assert steps.send(None) == Attempt(2, Timeout(0.5, 0.5, 0.5))

@@ -212,9 +212,7 @@ class Recording:
     def __init__(self) -> None:
         self.sent: list[HttpRequest] = []
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailedValue]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailedValue]:
         self.sent.append(request)
         return Success(HttpResponse(200, (("Content-Type", "application/json"),), b"[]"))
 

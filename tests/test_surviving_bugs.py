@@ -175,10 +175,12 @@ def _fetch(base_url: str, limit: int) -> Result[HttpResponse, TransportFailed]:
     transport = Urllib3Transport()
     try:
         return transport.send(
-            HttpRequest("GET", "/sessions", base_url=base_url),
-            timeout=Timeout(2, 2, total=5),
-            max_response_bytes=limit,
-            operation="list sessions",
+            msgspec.structs.replace(
+                HttpRequest("GET", "/sessions", base_url=base_url),
+                timeout=Timeout(2, 2, total=5),
+                max_response_bytes=limit,
+                operation="list sessions",
+            )
         )
     finally:
         transport.close()
@@ -218,10 +220,12 @@ def test_a_call_waiting_for_a_connection_when_the_transport_closes_is_not_sent()
 
         def send(name: str) -> None:
             results[name] = transport.send(
-                request,
-                timeout=Timeout(2, 2, total=5),
-                max_response_bytes=1000,
-                operation="list sessions",
+                msgspec.structs.replace(
+                    request,
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
             )
 
         first = threading.Thread(target=send, args=("first",))
@@ -255,15 +259,17 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
         transport = Urllib3Transport()
         try:
             result = transport.send(
-                HttpRequest(
-                    "GET",
-                    "/sessions",
-                    headers=(("X-Note", "a\r\nX-Evil: 1"),),
-                    base_url=server.base_url,
-                ),
-                timeout=Timeout(2, 2, total=5),
-                max_response_bytes=1000,
-                operation="list sessions",
+                msgspec.structs.replace(
+                    HttpRequest(
+                        "GET",
+                        "/sessions",
+                        headers=(("X-Note", "a\r\nX-Evil: 1"),),
+                        base_url=server.base_url,
+                    ),
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
             )
         finally:
             transport.close()
@@ -286,9 +292,7 @@ class DeletesAnswer:
         self.answers = answers
         self.deletes = 0
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         if request.method == "DELETE":
             self.deletes += 1
             if self.answers:
@@ -296,9 +300,7 @@ class DeletesAnswer:
                 if isinstance(answer, BaseException):
                     raise answer
                 return Success(answer)
-        return self.inner.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+        return self.inner.send(request)
 
     def close(self) -> None:
         return None
@@ -404,9 +406,8 @@ class Recording:
         self.answer = answer
         self.timeouts: list[Timeout] = []
 
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        timeout = request.timeout
         self.timeouts.append(timeout)
         return Success(self.answer)
 

@@ -185,13 +185,5 @@ def authorize(request: HttpRequest, *, base_url: str, token: str, user_agent: st
         ("User-Agent", user_agent),
         ("Authorization", f"Bearer {token}"),
     )
-    # Built field by field, like HttpRequest.redacted: a new HttpRequest field goes here too.
-    return HttpRequest(
-        request.method,
-        request.path,
-        request.query,
-        standard + request.headers,
-        request.body,
-        base_url,
-        request.operation,
-    )
+    # A copy with two fields changed: every other field (a new one too) is passed on.
+    return msgspec.structs.replace(request, headers=standard + request.headers, base_url=base_url)

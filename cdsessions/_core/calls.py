@@ -3,8 +3,11 @@
 :class:`ClientCore` holds a client's configuration and turns each operation into :data:`CallSteps`:
 check the configuration, build and authorize the request, then follow the retry
 :func:`~cdsessions._core.retry.plan` (telling the observers about every attempt), and decode the
-last answer. The steps *yield* a :class:`Transmit` or a :class:`~cdsessions._core.retry.Wait` and
-are sent what the transport answered; they never do I/O themselves.
+last answer. The steps *yield* the :class:`~cdsessions._core.wire.HttpRequest` to send (its
+``timeout`` and ``max_response_bytes`` set for that attempt) or a
+:class:`~cdsessions._core.retry.Wait`, and are sent what the transport answered; they never do I/O
+themselves. Every answer has the key masked out of it here (:func:`~cdsessions._core.wire.scrub`)
+before anything reads it, so no error, log line or observer event can quote it.
 :class:`~cdsessions.SessionsClient` drives them with ``transport.send`` and ``time.sleep``,
 :class:`~cdsessions.AsyncSessionsClient` with an async transport and ``asyncio.sleep`` (see
 :mod:`cdsessions._core.steps`), so the two cannot differ in what they send, when they retry, or what
@@ -27,10 +30,10 @@ from cdsessions._core import builders, decoding, observe
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Observer
 from cdsessions._core.retry import (
     DEFAULT_RETRY,
+    Attempt,
     OperationKind,
     Outcome,
     RetryPolicy,
-    Send,
     Wait,
     plan,
     policy_from,
@@ -38,7 +41,7 @@ from cdsessions._core.retry import (
 from cdsessions._core.servers import refuse_plain_http, resolve_server
 from cdsessions._core.steps import Steps
 from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
-from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions._core.wire import DEFAULT_MAX_RESPONSE_BYTES, HttpRequest, HttpResponse, scrub
 from cdsessions._version import __version__
 from cdsessions.errors import ApiError, InvalidReason, InvalidRequest
 from cdsessions.models import (
@@ -59,7 +62,6 @@ __all__ = [
     "Bearer",
     "CallSteps",
     "ClientCore",
-    "Transmit",
 ]
 
 T = TypeVar("T")
@@ -70,23 +72,15 @@ API_KEY_ENV: Final = "COMFY_DEPLOY_API_KEY"
 #: key from a secret store just works).
 Bearer: TypeAlias = str | Callable[[], str]
 #: Caps on a response body: one session is small; a list has no pagination.
-MAX_OBJECT_BYTES: Final = 1024 * 1024
+MAX_OBJECT_BYTES: Final = DEFAULT_MAX_RESPONSE_BYTES
 MAX_LIST_BYTES: Final = 256 * 1024 * 1024
 _Decoder: TypeAlias = Callable[[HttpResponse, str], Result[T, ApiError]]
 _Settings: TypeAlias = tuple[Timeout, RetryPolicy, int]
 
 
-class Transmit(msgspec.Struct, frozen=True):
-    """Send ``request`` once with ``timeout``, reading at most ``max_response_bytes``; send the
-    :data:`~cdsessions._core.retry.Outcome` back."""
-
-    request: HttpRequest
-    timeout: Timeout
-    max_response_bytes: int
-
-
-#: One call: yields transmissions and waits, returns the decoded ``Result``.
-CallSteps: TypeAlias = Steps[Transmit, Outcome, Result[T, ApiError]]
+#: One call: yields requests to send (each sent back its
+#: :data:`~cdsessions._core.retry.Outcome`) and waits, returns the decoded ``Result``.
+CallSteps: TypeAlias = Steps[HttpRequest, Outcome, Result[T, ApiError]]
 
 
 def _token_problem(token: object) -> tuple[str, InvalidReason | None] | None:
@@ -300,9 +294,15 @@ class ClientCore:
         policy: RetryPolicy,
         timeout: Timeout,
         max_bytes: int,
-    ) -> Steps[Transmit, Outcome, Outcome]:
+    ) -> Steps[HttpRequest, Outcome, Outcome]:
         """Follow :func:`~cdsessions._core.retry.plan`, which makes every decision; this only passes
-        its sends and waits on to the driver and tells the observers."""
+        its attempts (as the request to send) and waits on to the driver, masks the key out of
+        every answer, and tells the observers."""
+        key = _key_sent(request)
+        if request.timeout != timeout or request.max_response_bytes != max_bytes:
+            request = msgspec.structs.replace(
+                request, timeout=timeout, max_response_bytes=max_bytes
+            )
         # Events, and the redacted copy of the request they carry, are built only when something
         # will read them: an observer of the caller's, or the ``cdsessions`` logger at DEBUG (a
         # dictionary lookup, checked once per call). Retries are logged at INFO, so an attempt
@@ -322,14 +322,20 @@ class ClientCore:
             if isinstance(step, Wait):
                 yield step
                 step = steps.send(None)
-            elif isinstance(step, Send):
+            elif isinstance(step, Attempt):
                 attempt = step.attempt
                 if shown is not None:
                     observe.notify(self._observers, AttemptStarted(shown, attempt))
+                if request.timeout != step.timeout:  # usually the same from one attempt to the next
+                    request = msgspec.structs.replace(request, timeout=step.timeout)
                 started = time.monotonic()
-                outcome = yield Transmit(request, step.timeout, max_bytes)
+                outcome = yield request
                 assert outcome is not None, "the driver must send back what the transport gave"
                 elapsed = time.monotonic() - started
+                if key is not None and isinstance(outcome, Success):
+                    answer = outcome.unwrap()
+                    scrubbed = scrub(answer, key)
+                    outcome = outcome if scrubbed is answer else Success(scrubbed)
                 step = steps.send(outcome)
                 retry_in = step.seconds if isinstance(step, Wait) else None
                 if shown is None and retry_in is not None and _logs(logging.INFO):
@@ -380,6 +386,14 @@ class ClientCore:
                 return Failure((f"the bearer callable raised {type(error).__name__}", None))
         problem = _token_problem(bearer)
         return Failure(problem) if problem else Success(str(bearer))
+
+
+def _key_sent(request: HttpRequest) -> str | None:
+    """The bearer token in ``request``'s ``Authorization`` header, as sent; None without one."""
+    for name, value in request.headers:
+        if name.lower() == "authorization":
+            return value.removeprefix("Bearer ")
+    return None
 
 
 def _logs(level: int) -> bool:

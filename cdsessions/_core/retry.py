@@ -29,12 +29,12 @@ from cdsessions.errors import TransportFailed
 __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
+    "Attempt",
     "Done",
     "OperationKind",
     "Outcome",
     "Retry",
     "RetryPolicy",
-    "Send",
     "Step",
     "Stop",
     "Wait",
@@ -245,8 +245,9 @@ def attempt_timeout(timeout: Timeout, remaining: float | None) -> Timeout:
     return Timeout(min(timeout.connect, remaining), min(timeout.read, remaining), remaining)
 
 
-class Send(msgspec.Struct, frozen=True):
-    """Make attempt ``attempt`` with ``timeout``, and send its :data:`Outcome` back."""
+class Attempt(msgspec.Struct, frozen=True):
+    """Make attempt number ``attempt`` within ``timeout``, and send its :data:`Outcome` back.
+    (Making it, by sending the request, is the caller's business: the plan only counts.)"""
 
     attempt: int
     timeout: Timeout
@@ -267,7 +268,7 @@ class Done(msgspec.Struct, frozen=True):
     reason: str
 
 
-Step: TypeAlias = Send | Wait | Done
+Step: TypeAlias = Attempt | Wait | Done
 
 
 def plan(
@@ -283,14 +284,14 @@ def plan(
 
     ``clock`` is monotonic seconds (the overall deadline ``timeout.total`` counts from the first
     step), ``wallclock`` Unix time and ``unit`` the jitter source. The driver performs each
-    :class:`Send` and sends the outcome back, and sleeps through each :class:`Wait`."""
+    :class:`Attempt` and sends the outcome back, and sleeps through each :class:`Wait`."""
     deadline = None if timeout.total is None else clock() + timeout.total
     attempt = 0
     remaining = timeout.total
     while True:
         attempt += 1
-        outcome = yield Send(attempt, attempt_timeout(timeout, remaining))
-        assert outcome is not None, "the driver must send back the outcome of each Send"
+        outcome = yield Attempt(attempt, attempt_timeout(timeout, remaining))
+        assert outcome is not None, "the driver must send back the outcome of each Attempt"
         if isinstance(outcome, Success) and 200 <= outcome.unwrap().status < 300:
             # What decide() answers first, without reading the clocks or drawing a random
             # number: the usual call ends here.

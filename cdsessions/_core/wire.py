@@ -2,16 +2,30 @@
 
 They hold no connection and do no I/O. ``HttpRequest`` may carry the ``Authorization`` header,
 so its ``repr`` shows it redacted, and :meth:`HttpRequest.redacted` gives a copy safe to log,
-record or hand to observers.
+record or hand to observers. :func:`scrub` takes the key back out of a response whose server
+echoed it.
 """
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import urlencode
 
 import msgspec
 
-__all__ = ["REDACTED", "SECRET_HEADERS", "Headers", "HttpRequest", "HttpResponse", "header"]
+from cdsessions._core.timeouts import DEFAULT_TIMEOUT, Timeout
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MIN_SCRUBBED_KEY",
+    "REDACTED",
+    "SECRET_HEADERS",
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "header",
+    "scrub",
+]
 
 #: Header names whose values are never shown (compared lowercase). A redirect's Location can
 #: name a session's tunnel (an unauthenticated URL), so a response's repr hides it too.
@@ -26,6 +40,11 @@ SECRET_HEADERS = frozenset(
     }
 )
 REDACTED = "<redacted>"
+#: The body cap of a request that does not set its own: one session's worth, with room.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
+#: Keys shorter than this are not masked in responses: no real key is, and masking a one-letter
+#: test key would garble every body that happens to contain that letter.
+MIN_SCRUBBED_KEY: Final = 8
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -50,8 +69,8 @@ class HttpRequest(msgspec.Struct, frozen=True):
     ``query`` holds unencoded pairs. ``base_url`` is filled in by the client (builders leave it
     empty), so the same built request can go to any server or transport.
 
-    :meth:`redacted` and :func:`~cdsessions._core.builders.authorize` copy it field by field (every
-    call goes through both): a new field must be passed on there too.
+    ``timeout`` and ``max_response_bytes`` bound the one attempt that sends it: the call steps set
+    them (a builder leaves the defaults), so a transport needs nothing but the request.
     """
 
     method: str
@@ -63,6 +82,10 @@ class HttpRequest(msgspec.Struct, frozen=True):
     #: What the request does, for messages and logs: ``"get session 3f0c…"``. Never secret.
     #: Part of equality (and hash) like every field: requests are compared only in tests.
     operation: str = ""
+    #: This attempt's time limits (the retry plan shortens them as the overall deadline nears).
+    timeout: Timeout = DEFAULT_TIMEOUT
+    #: The largest body the transport may hand back; a larger one is a ``too_large`` failure.
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def target(self) -> str:
@@ -75,15 +98,7 @@ class HttpRequest(msgspec.Struct, frozen=True):
 
     def redacted(self) -> HttpRequest:
         """The same request with secret header values replaced: safe to log or record."""
-        return HttpRequest(
-            self.method,
-            self.path,
-            self.query,
-            _redact(self.headers),
-            self.body,
-            self.base_url,
-            self.operation,
-        )
+        return msgspec.structs.replace(self, headers=_redact(self.headers))
 
     def __repr__(self) -> str:
         body = "None" if self.body is None else f"<{len(self.body)} bytes>"
@@ -111,3 +126,40 @@ class HttpResponse(msgspec.Struct, frozen=True):
             f"HttpResponse(status={self.status}, headers={_redact(self.headers)!r}, "
             f"body=<{len(self.body)} bytes>)"
         )
+
+
+def _masks(key: str) -> tuple[tuple[str, str], ...]:
+    """The forms ``key`` takes in a response: as sent, and JSON-escaped (``/`` may come back as
+    ``\\/``), each with the mask that replaces it."""
+    escaped = msgspec.json.encode(key).decode()[1:-1].replace("/", "\\/")
+    return ((key, REDACTED), (escaped, REDACTED)) if escaped != key else ((key, REDACTED),)
+
+
+def scrub(response: HttpResponse, key: str) -> HttpResponse:
+    """``response`` with every occurrence of ``key`` in its body, header values and reason
+    replaced by :data:`REDACTED`: a proxy that echoes the ``Authorization`` header must not put
+    the key into an error's text, a log line or an observer's event.
+
+    The response itself when the key is not in it (the usual case: one scan of the body, no
+    copy), or when the key is too short to be a real one (see :data:`MIN_SCRUBBED_KEY`)."""
+    if len(key) < MIN_SCRUBBED_KEY:
+        return response
+    masks = _masks(key)
+    body = response.body
+    for secret, mask in masks:
+        if secret.encode() in body:
+            body = body.replace(secret.encode(), mask.encode())
+    headers = response.headers
+    if any(secret in value for _, value in headers for secret, _ in masks):
+        headers = tuple((name, _masked(value, masks)) for name, value in headers)
+    reason = _masked(response.reason, masks)
+    if body is response.body and headers is response.headers and reason is response.reason:
+        return response
+    return msgspec.structs.replace(response, body=body, headers=headers, reason=reason)
+
+
+def _masked(text: str, masks: tuple[tuple[str, str], ...]) -> str:
+    for secret, mask in masks:
+        if secret in text:
+            text = text.replace(secret, mask)
+    return text

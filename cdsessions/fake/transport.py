@@ -13,12 +13,12 @@ starts sessions without a network or an API key::
 
 from __future__ import annotations
 
-from returns.result import Failure, Result, Success
+from returns.result import Result
 
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake.service import FakeService
+from cdsessions.transports._cap import capped
 from cdsessions.transports._inline import InlineTransport
 
 __all__ = ["AsyncFakeTransport", "FakeTransport"]
@@ -27,26 +27,15 @@ __all__ = ["AsyncFakeTransport", "FakeTransport"]
 class FakeTransport:
     """Answers every request from ``service`` (a new default :class:`FakeService` if None).
 
-    It keeps the one transport rule a fake could break: a body larger than
+    It keeps the one transport rule a fake could break: a body larger than the request's
     ``max_response_bytes`` is a ``too_large`` failure, as on the wire.
     """
 
     def __init__(self, service: FakeService | None = None) -> None:
         self.service = service if service is not None else FakeService()
 
-    def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
-        response = self.service.handle(request)
-        if len(response.body) > max_response_bytes:
-            problem = f"body exceeds {max_response_bytes} bytes"
-            return Failure(TransportFailed(operation, "too_large", problem, sent=True))
-        return Success(response)
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        return capped(request, self.service.handle(request))
 
     def close(self) -> None:
         """Nothing to release."""

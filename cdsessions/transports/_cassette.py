@@ -24,21 +24,22 @@ A request with no match is a ``TransportFailed(kind="unmatched")`` listing the c
 requests. Response bodies are handed out the way :class:`Urllib3Transport` hands them out:
 content-decoded, headers as received. vcrpy with urllib3 2.x stores gzip bodies already decoded
 while keeping ``Content-Encoding: gzip`` (vcrpy issue 719), so a body is gunzipped only when it
-really starts with the gzip magic bytes.
+really starts with the gzip magic bytes (see :func:`~cdsessions.transports._cap.decode_content`).
 
 Loading never raises for a bad file: :meth:`CassetteTransport.load` returns a
 :class:`CassetteError` naming the file and the place (a YAML line and column, or a path such as
-``interactions[2].response.status.code``). PyYAML is needed only here
-(``pip install 'cdsessions[cassette]'``) and is imported on first load.
+``interactions[2].response.status.code``). Its memory is bounded too: the bodies, once decoded,
+may add up to ``max_decoded_bytes`` at most (a small compressed body may not inflate to gigabytes,
+nor a list of YAML aliases repeat one body without end), and YAML merge keys (``<<``), which
+can grow a document exponentially and which no recorder writes, are refused. PyYAML is needed
+only here (``pip install 'cdsessions[cassette]'``) and is imported on first load.
 """
 
 from __future__ import annotations
 
 import difflib
-import gzip
 import json
 import threading
-import zlib
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -48,12 +49,18 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import Headers, HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
+from cdsessions.transports._cap import (
+    DEFAULT_MAX_DECODED_BYTES,
+    capped,
+    content_codings,
+    decode_content,
+)
 
 __all__ = [
     "DEFAULT_BASE_PATH",
+    "DEFAULT_MAX_DECODED_BYTES",
     "CassetteError",
     "CassetteTransport",
     "Interaction",
@@ -62,8 +69,6 @@ __all__ = [
 
 #: The path of every named server's base URL, which recorded URIs are read relative to.
 DEFAULT_BASE_PATH: Final = "/api"
-
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _CLOSEST_SHOWN: Final = 3
 _INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[cassette]'"
 
@@ -193,12 +198,13 @@ class CassetteTransport:
         match_body: bool = False,
         allow_repeats: bool = False,
         base_path: str = DEFAULT_BASE_PATH,
+        max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> Result[CassetteTransport, CassetteError]:
         """Read a cassette file. Every problem (missing file, bad YAML, wrong shape, a URI
-        outside ``base_path``, PyYAML not installed) is a :class:`CassetteError`, never an
-        exception. ``base_path`` is the path of the base URL the cassette was recorded against
-        (``/api`` for every named server; ``/proxy/api`` if it was recorded through
-        ``https://host/proxy/api``)."""
+        outside ``base_path``, bodies that decode to more than ``max_decoded_bytes`` in all,
+        PyYAML not installed) is a :class:`CassetteError`, never an exception. ``base_path`` is
+        the path of the base URL the cassette was recorded against (``/api`` for every named
+        server; ``/proxy/api`` if it was recorded through ``https://host/proxy/api``)."""
         name = str(path)
         try:
             raw = Path(path).read_bytes()
@@ -214,6 +220,7 @@ class CassetteTransport:
             match_body=match_body,
             allow_repeats=allow_repeats,
             base_path=base_path,
+            max_decoded_bytes=max_decoded_bytes,
         )
 
     @classmethod
@@ -225,11 +232,16 @@ class CassetteTransport:
         match_body: bool = False,
         allow_repeats: bool = False,
         base_path: str = DEFAULT_BASE_PATH,
+        max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> Result[CassetteTransport, CassetteError]:
         """A transport from cassette text; ``name`` labels errors (see :meth:`load`)."""
         return (
             _load_yaml(text, name)
-            .bind(lambda data: parse_cassette(data, name, base_path=base_path))
+            .bind(
+                lambda data: parse_cassette(
+                    data, name, base_path=base_path, max_decoded_bytes=max_decoded_bytes
+                )
+            )
             .map(
                 lambda interactions: cls(
                     interactions, match_body=match_body, allow_repeats=allow_repeats, name=name
@@ -257,26 +269,16 @@ class CassetteTransport:
                 if not plays
             )
 
-    def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         wanted = _Wanted.of(request)
         with self._lock:
             index = self._pick(wanted)
             if index is not None:
                 self._plays[index] += 1
         if index is None:
-            return Failure(TransportFailed(operation, "unmatched", self._miss(wanted), sent=False))
-        response = self._interactions[index].response
-        if len(response.body) > max_response_bytes:
-            problem = f"body exceeds {max_response_bytes} bytes"
-            return Failure(TransportFailed(operation, "too_large", problem, sent=True))
-        return Success(response)
+            missed = TransportFailed(request.operation, "unmatched", self._miss(wanted), sent=False)
+            return Failure(missed)
+        return capped(request, self._interactions[index].response)
 
     def _pick(self, wanted: _Wanted) -> int | None:
         matching = [
@@ -335,13 +337,23 @@ def _loader() -> type[Any] | None:
     def construct_tuple(loader: Any, node: Any) -> tuple[Any, ...]:
         return tuple(loader.construct_sequence(node))
 
+    def flatten_mapping(loader: Any, node: Any) -> None:
+        # A merge key copies a mapping's entries into another; merges of merges grow a few
+        # lines into millions of entries. No recorder writes them: refuse them outright.
+        for key, _ in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not accepted in a cassette", key.start_mark
+                )
+        base.flatten_mapping(loader, node)
+
     def construct_bytesio(loader: Any, node: Any) -> bytes:
         # Old cassettes pickled file-like request bodies; keep only the bytes they held.
         state = loader.construct_mapping(node, deep=True).get("state") or (b"",)
         data = state[0] if state else b""
         return data.encode() if isinstance(data, str) else bytes(data or b"")
 
-    loader: Any = type("CassetteLoader", (base,), {})
+    loader: Any = type("CassetteLoader", (base,), {"flatten_mapping": flatten_mapping})
     tags = {
         "tag:yaml.org,2002:python/str": construct_str,
         "tag:yaml.org,2002:python/unicode": construct_str,
@@ -366,7 +378,7 @@ def _load_yaml(text: str, name: str) -> Result[object, CassetteError]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
         problem = " ".join(str(part) for part in (error.context, error.problem) if part)
         return Failure(CassetteError(name, where, problem or "invalid YAML"))
-    except (yaml.YAMLError, RecursionError, ValueError) as error:
+    except Exception as error:  # YAMLError, RecursionError, ValueError, ...: never raised
         return Failure(CassetteError(name, "file", f"invalid YAML ({type(error).__name__})"))
 
 
@@ -380,14 +392,21 @@ class _Bad(Exception):
 
 
 def parse_cassette(
-    data: object, name: str, *, base_path: str = DEFAULT_BASE_PATH
+    data: object,
+    name: str,
+    *,
+    base_path: str = DEFAULT_BASE_PATH,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> Result[tuple[Interaction, ...], CassetteError]:
     """The interactions of loaded cassette data (VCR format version 1), or where it is wrong.
-    Recorded paths are made relative to ``base_path``; one outside it is an error."""
+    Recorded paths are made relative to ``base_path``; one outside it is an error, and so are
+    response bodies adding up to more than ``max_decoded_bytes`` once decoded."""
     try:
-        return Success(_interactions(data, _segments(base_path)))
+        return Success(_interactions(data, _segments(base_path), max_decoded_bytes))
     except _Bad as bad:
         return Failure(CassetteError(name, bad.where, bad.problem))
+    except Exception as error:  # a shape no check foresaw: still a value, never an exception
+        return Failure(CassetteError(name, "document", f"unreadable ({type(error).__name__})"))
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -400,7 +419,7 @@ def _kind(value: object) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def _interactions(data: object, base: tuple[str, ...]) -> tuple[Interaction, ...]:
+def _interactions(data: object, base: tuple[str, ...], budget: int) -> tuple[Interaction, ...]:
     top = _mapping(data, "document")
     if "version" not in top:
         raise _Bad("version", "missing: not a VCR cassette (vcrpy writes version: 1)")
@@ -413,8 +432,9 @@ def _interactions(data: object, base: tuple[str, ...]) -> tuple[Interaction, ...
     for i, item in enumerate(listed):
         where = f"interactions[{i}]"
         entry = _mapping(item, where)
-        request = _request(entry.get("request"), f"{where}.request", base)
-        response = _response(entry.get("response"), f"{where}.response")
+        request = _request(entry.get("request"), f"{where}.request", base, budget)
+        response = _response(entry.get("response"), f"{where}.response", budget)
+        budget -= len(response.body)
         found.append(Interaction(request, response))
     return tuple(found)
 
@@ -425,7 +445,7 @@ def _text(value: object, where: str) -> str:
     return value
 
 
-def _body(value: object, where: str) -> bytes | None:
+def _body(value: object, where: str, limit: int) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -433,11 +453,15 @@ def _body(value: object, where: str) -> bytes | None:
     if isinstance(value, bytes):
         return value
     if isinstance(value, list) and all(isinstance(part, bytes) for part in value):
-        return b"".join(value)  # an iterator body, as vcrpy records it
+        # An iterator body, as vcrpy records it. Its parts may be YAML aliases of one large
+        # part: measured before they are joined.
+        if sum(len(part) for part in value) > limit:
+            raise _Bad(where, _past_budget(limit))
+        return b"".join(value)
     raise _Bad(where, f"expected text or !!binary, found {_kind(value)}")
 
 
-def _request(value: object, where: str, base: tuple[str, ...]) -> RecordedRequest:
+def _request(value: object, where: str, base: tuple[str, ...], limit: int) -> RecordedRequest:
     request = _mapping(value, where)
     method = _text(request.get("method"), f"{where}.method").upper()
     uri = _text(request.get("uri"), f"{where}.uri")
@@ -458,7 +482,7 @@ def _request(value: object, where: str, base: tuple[str, ...]) -> RecordedReques
         uri=uri,
         segments=segments[len(base) :],
         query=tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))),
-        body=_body(request.get("body"), f"{where}.body"),
+        body=_body(request.get("body"), f"{where}.body", limit),
     )
 
 
@@ -487,36 +511,33 @@ def _status(response: Mapping[str, Any], where: str) -> tuple[int, str]:
     return code, str(message)
 
 
-def _content_decoded(body: bytes, headers: Headers, where: str) -> bytes:
-    """The body as a client sees it after Content-Encoding (see the module docstring)."""
-    encodings = [
-        token.strip().lower()
-        for key, value in headers
-        if key.lower() == "content-encoding"
-        for token in value.split(",")
-    ]
-    try:
-        for encoding in reversed(encodings):
-            if encoding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
-                body = gzip.decompress(body)
-            elif encoding == "deflate" and len(body) >= 2 and _looks_like_zlib(body):
-                body = zlib.decompress(body)
-    except (OSError, EOFError, zlib.error) as error:
-        raise _Bad(f"{where}.body", f"the gzip/deflate body is corrupt ({error})") from None
-    return body
+def _past_budget(limit: int) -> str:
+    return f"the bodies decode to more than max_decoded_bytes ({limit} bytes left)"
 
 
-def _looks_like_zlib(body: bytes) -> bool:
-    return body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+def _content_decoded(body: bytes, headers: Headers, where: str, limit: int) -> bytes:
+    """The body as a client sees it after Content-Encoding (see the module docstring), at most
+    ``limit`` bytes of it."""
+    decoded = decode_content(body, content_codings(headers), limit)
+    if not isinstance(decoded, Success):
+        problem = decoded.failure()
+        if problem.too_large:
+            raise _Bad(f"{where}.body", _past_budget(limit))
+        raise _Bad(f"{where}.body", f"the gzip/deflate body is corrupt: {problem.problem}")
+    plain: bytes = decoded.unwrap()
+    if len(plain) > limit:  # stored as it is (no coding to undo), yet too large
+        raise _Bad(f"{where}.body", _past_budget(limit))
+    return plain
 
 
-def _response(value: object, where: str) -> HttpResponse:
+def _response(value: object, where: str, limit: int) -> HttpResponse:
     response = _mapping(value, where)
     status, message = _status(response, where)
     headers = _headers(response.get("headers"), f"{where}.headers")
     if "body" in response:
-        raw = _body(_mapping(response["body"], f"{where}.body").get("string"), f"{where}.body")
+        stored = _mapping(response["body"], f"{where}.body").get("string")
+        raw = _body(stored, f"{where}.body", limit)
     else:
-        raw = _body(response.get("content"), f"{where}.content")
-    body = _content_decoded(raw or b"", headers, where)
+        raw = _body(response.get("content"), f"{where}.content", limit)
+    body = _content_decoded(raw or b"", headers, where, limit)
     return HttpResponse(status=status, headers=headers, body=body, reason=message)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from returns.result import Result
 
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
+from cdsessions.transports._cap import DEFAULT_MAX_DECODED_BYTES
 from cdsessions.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -33,17 +33,8 @@ class InlineTransport:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
 
-    async def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
-        return self.transport.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        return self.transport.send(request)
 
     async def aclose(self) -> None:
         self.transport.close()
@@ -68,11 +59,16 @@ class AsyncCassetteTransport(InlineTransport):
         match_body: bool = False,
         allow_repeats: bool = False,
         base_path: str = "/api",
+        max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> Result[AsyncCassetteTransport, CassetteError]:
         """Read a cassette file (see :meth:`CassetteTransport.load`)."""
         from cdsessions.transports._cassette import CassetteTransport
 
         loaded = CassetteTransport.load(
-            path, match_body=match_body, allow_repeats=allow_repeats, base_path=base_path
+            path,
+            match_body=match_body,
+            allow_repeats=allow_repeats,
+            base_path=base_path,
+            max_decoded_bytes=max_decoded_bytes,
         )
         return loaded.map(cls)

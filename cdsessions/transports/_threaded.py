@@ -22,10 +22,10 @@ import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
+import msgspec
 from returns.result import Failure, Result
 
 from cdsessions._core.retry import attempt_timeout
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports.base import Transport
@@ -33,6 +33,10 @@ from cdsessions.transports.base import Transport
 __all__ = ["ThreadedTransport"]
 
 _QUEUED_TOO_LONG: Final = "no worker thread became free in time (max_connections are all busy)"
+
+
+def _queued_too_long(request: HttpRequest) -> TransportFailed:
+    return TransportFailed(request.operation, "timeout", _QUEUED_TOO_LONG, sent=False)
 
 
 def _release_on(loop: asyncio.AbstractEventLoop, free: asyncio.Semaphore) -> None:
@@ -85,14 +89,7 @@ class ThreadedTransport:
         self._running: set[Future[Result[HttpResponse, TransportFailed]]] = set()
         self._lock = threading.Lock()  # _running shrinks from the worker threads
 
-    async def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         queued = time.monotonic()
         loop = asyncio.get_running_loop()
         if self._workers is None:
@@ -105,13 +102,11 @@ class ThreadedTransport:
             self._free, self._loop = asyncio.Semaphore(self._max_workers), loop
         free = self._free
         try:
-            async with asyncio.timeout(timeout.total):
+            async with asyncio.timeout(request.timeout.total):
                 await free.acquire()
         except TimeoutError:
-            return Failure(TransportFailed(operation, "timeout", _QUEUED_TOO_LONG, sent=False))
-        job = self._workers.submit(
-            self._send, queued, request, timeout, max_response_bytes, operation
-        )
+            return Failure(_queued_too_long(request))
+        job = self._workers.submit(self._send, queued, request)
         with self._lock:
             self._running.add(job)
         job.add_done_callback(self._forget)
@@ -120,22 +115,16 @@ class ThreadedTransport:
         # waits for it.
         return await asyncio.wrap_future(job)
 
-    def _send(
-        self,
-        queued: float,
-        request: HttpRequest,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
+    def _send(self, queued: float, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        timeout = request.timeout
         if timeout.total is not None:
             remaining = timeout.total - (time.monotonic() - queued)
             if remaining <= 0:
-                return Failure(TransportFailed(operation, "timeout", _QUEUED_TOO_LONG, sent=False))
-            timeout = attempt_timeout(timeout, remaining)
-        return self.transport.send(
-            request, timeout=timeout, max_response_bytes=max_response_bytes, operation=operation
-        )
+                return Failure(_queued_too_long(request))
+            shortened = attempt_timeout(timeout, remaining)
+            if shortened is not timeout:
+                request = msgspec.structs.replace(request, timeout=shortened)
+        return self.transport.send(request)
 
     def _forget(self, job: Future[Result[HttpResponse, TransportFailed]]) -> None:
         with self._lock:

@@ -1,8 +1,10 @@
 """Real HTTP through one shared urllib3 ``PoolManager``.
 
-This is the only module that imports urllib3, and the only place its exceptions are turned into
-:class:`TransportFailed` values. TLS is verified, redirects are never followed (the API key must
-not travel to another host) and urllib3's own retries are off: retrying is the client's decision.
+This module and :mod:`~cdsessions.transports._urllib3_internals` (every urllib3 internal relied
+on, in one place) are the only ones that import urllib3, and this is the only place its
+exceptions are turned into :class:`TransportFailed` values. TLS is verified, redirects are never
+followed (the API key must not travel to another host) and urllib3's own retries are off:
+retrying is the client's decision.
 
 Every attempt is bounded as a whole by ``timeout.total``: waiting for a free pooled connection,
 resolving the host name, connecting, the TLS handshake, the headers and the body. urllib3's
@@ -33,7 +35,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from queue import Empty, Full
+from queue import Full
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -54,11 +56,11 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse, HTTPResponse
-from urllib3.util import connection as urllib3_connection
 
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed, TransportFailureKind
+from cdsessions.transports import _urllib3_internals as internals
+from cdsessions.transports._cap import capped, content_codings, decode_content, too_large
 
 __all__ = ["Urllib3Transport"]
 
@@ -71,8 +73,6 @@ _WATCHDOG_IDLE: Final = 0.5
 _LONGEST_WAIT: Final = min(threading.TIMEOUT_MAX, 2**31 / 1000 - 1)
 #: How long a resolved host name is reused for new connections without resolving it again.
 _RESOLVED_FOR: Final = 30.0
-#: Interim (1xx) responses skipped before the final one; more means a hostile server.
-_MAX_INTERIM: Final = 100
 
 
 def _clamped(seconds: float) -> float:
@@ -293,15 +293,15 @@ class _FairQueue:
         with self._lock:
             if self._closed:
                 # A closed pool is drained with get(block=False) until Empty. A blocking get
-                # raises AttributeError, which urllib3's _get_conn turns into ClosedPoolError
-                # (it is what a closed pool's missing queue raises): "the client was closed".
+                # raises what urllib3's _get_conn turns into ClosedPoolError (see
+                # _urllib3_internals): "the client was closed".
                 if not block:
-                    raise Empty
-                raise AttributeError("the pool is closed")
+                    raise internals.EMPTY_QUEUE_ERROR
+                raise internals.CLOSED_QUEUE_ERROR("the pool is closed")
             if self._idle:  # only ever non-empty while nobody waits
                 return self._idle.pop()
             if not block:
-                raise Empty
+                raise internals.EMPTY_QUEUE_ERROR
             waiter = _Waiter()
             self._waiters.append(waiter)
         if timeout is None:
@@ -317,10 +317,10 @@ class _FairQueue:
                 # Handed over just as this caller's time ran out: pass it on, unused.
                 self._put(waiter.item)
             if not self._closed:
-                raise Empty
+                raise internals.EMPTY_QUEUE_ERROR
         if waiter.item is not None:  # handed over, then the pool closed under it
             waiter.item.close()
-        raise AttributeError("the pool is closed")
+        raise internals.CLOSED_QUEUE_ERROR("the pool is closed")
 
     def put(self, item: Any, block: bool = False) -> None:
         with self._lock:
@@ -422,7 +422,7 @@ class _Resolver:
 
 
 def _addresses(host: str, port: int) -> list[tuple[str, int]]:
-    family = urllib3_connection.allowed_gai_family()
+    family = internals.allowed_gai_family()
     found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
     return [(_literal(address), int(address[1])) for *_, address in found]
 
@@ -452,7 +452,7 @@ def _connect(
     connect timeout left is also the TLS handshake's (CPython bounds a whole handshake by the
     socket's timeout); the watchdog takes over once the request starts going out."""
     deadline: float | None = getattr(_current, "deadline", None)
-    host = conn._dns_host.strip("[]")  # the name as given (not ``host``: that drops a final dot)
+    host = internals.dns_host(conn)
     if deadline is not None:
         _bound_by(conn, deadline)
     if _is_ip_literal(host):
@@ -483,11 +483,8 @@ def _first_that_connects(conn: HTTPConnection, addresses: list[tuple[str, int]])
     error: OSError | None = None
     for address in addresses:
         try:
-            return urllib3_connection.create_connection(
-                address,
-                conn.timeout,
-                source_address=conn.source_address,
-                socket_options=conn.socket_options,
+            return internals.create_connection(
+                address, conn.timeout, conn.source_address, conn.socket_options
             )
         except OSError as failed:
             error = failed
@@ -495,20 +492,6 @@ def _first_that_connects(conn: HTTPConnection, addresses: list[tuple[str, int]])
         raise ConnectTimeoutError(conn, "connecting took too long") from error
     message = f"Failed to establish a new connection: {error or 'no address'}"
     raise NewConnectionError(conn, message) from error
-
-
-class _FinalResponse(http.client.HTTPResponse):
-    """``http.client``'s response, skipping every interim (1xx) response before the final one,
-    as HTTP/1.1 requires of a client (http.client skips only 100). 101 is final: it would switch
-    protocols, which is never asked for here, so it reaches the caller as an error status."""
-
-    def _read_status(self) -> tuple[str, int, str]:
-        for _ in range(_MAX_INTERIM):
-            version, status, reason = super()._read_status()  # type: ignore[misc]
-            if not 100 <= status < 200 or status == 101:
-                return version, status, reason
-            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
-        raise http.client.HTTPException(f"more than {_MAX_INTERIM} interim (1xx) responses")
 
 
 _C = TypeVar("_C", bound=HTTPConnection)
@@ -536,9 +519,6 @@ def _watched(base: type[_C]) -> type[_C]:
     members: dict[str, Any] = {"getresponse": getresponse}
     if issubclass(base, HTTPConnection):
 
-        def _new_conn(self: HTTPConnection) -> socket.socket:
-            return _connect(self, lambda: base._new_conn(self))
-
         def send(self: HTTPConnection, data: Any) -> None:
             if self.sock is None:  # http.client connects here, lazily: nothing is out yet
                 self.connect()
@@ -547,52 +527,32 @@ def _watched(base: type[_C]) -> type[_C]:
             _current.sent = True  # from here on the server may see (part of) the request
             base.send(self, data)
 
-        members.update(_new_conn=_new_conn, send=send, response_class=_FinalResponse)
-    else:
+        members["send"] = send
+        return internals.connection_class(base, new_socket=_connect, members=members)
 
-        def request(self: HTTPConnection, *args: Any, **kwargs: Any) -> None:
-            _current.sent = True
-            base.request(self, *args, **kwargs)
+    def request(self: HTTPConnection, *args: Any, **kwargs: Any) -> None:
+        _current.sent = True
+        base.request(self, *args, **kwargs)
 
-        members["request"] = request
+    members["request"] = request
     return cast("type[_C]", type(f"_Watched{base.__name__}", (base,), members))
 
 
 def _close_queue(pool: HTTPConnectionPool) -> None:
     """Wake the callers waiting on ``pool``'s queue; they fail as "the client was closed"."""
-    connections = pool.pool
+    connections = internals.pool_queue(pool)
     if isinstance(connections, _FairQueue):
         for conn in connections.close():
             if conn is not None:
                 conn.close()
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    QueueCls = _FairQueue  # type: ignore[assignment]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Subclass the connection class in use *now*, not one fixed at import: recorders such
-        # as vcrpy / pytest-recording patch HTTPConnectionPool.ConnectionCls, and a fixed
-        # subclass would hide every request from them (nothing recorded, replays hit the net).
-        # urllib3 types ConnectionCls as protocols its own HTTPConnection misses under pyright.
-        self.ConnectionCls = _watched(HTTPConnectionPool.ConnectionCls)  # pyright: ignore[reportAttributeAccessIssue]
-
-    def close(self) -> None:
-        _close_queue(self)
-        super().close()
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    QueueCls = _FairQueue  # type: ignore[assignment]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ConnectionCls = _watched(HTTPSConnectionPool.ConnectionCls)  # pyright: ignore[reportAttributeAccessIssue]
-
-    def close(self) -> None:
-        _close_queue(self)
-        super().close()
+_WatchedHTTPPool: Final = internals.pool_class(
+    HTTPConnectionPool, _FairQueue, _watched, _close_queue
+)
+_WatchedHTTPSPool: Final = internals.pool_class(
+    HTTPSConnectionPool, _FairQueue, _watched, _close_queue
+)
 
 
 #: urllib3 never retries or follows redirects here; one shared value (it is immutable) instead of
@@ -609,10 +569,6 @@ def _urllib3_timeout(connect: float | None, read: float | None) -> urllib3.Timeo
         connect=None if connect is None else _clamped(connect),
         read=None if read is None else _clamped(read),
     )
-
-
-def _too_large(operation: str, limit: int) -> TransportFailed:
-    return TransportFailed(operation, "too_large", f"body exceeds {limit} bytes", sent=True)
 
 
 def _present(headers: HTTPHeaderDict, name: str) -> bool:
@@ -699,8 +655,9 @@ class Urllib3Transport:
         """New pools and watchdog; in a forked child, first let go of the parent's sockets
         (closing the child's copies, which leaves the parent's connections open)."""
         for pool, _path in getattr(self, "_pools", {}).values():
-            if isinstance(pool.pool, _FairQueue):
-                for conn in pool.pool.after_fork():
+            queue = internals.pool_queue(pool)
+            if isinstance(queue, _FairQueue):
+                for conn in queue.after_fork():
                     if conn is not None:
                         conn.close()
         self._pool = urllib3.PoolManager(
@@ -715,7 +672,7 @@ class Urllib3Transport:
         """How many calls are waiting for a free connection right now."""
         count = 0
         for pool, _path in list(self._pools.values()):
-            queue: object = pool.pool  # urllib3 types it as its LifoQueue
+            queue = internals.pool_queue(pool)
             if isinstance(queue, _FairQueue):
                 count += queue.waiting()
         return count
@@ -723,32 +680,26 @@ class Urllib3Transport:
     def _pool_for(self, base_url: str) -> tuple[HTTPConnectionPool, str]:
         """The connection pool for ``base_url`` and its path prefix, looked up once."""
         found = self._pools.get(base_url)
-        if found is not None and found[0].pool is not None:  # None: closed or evicted
+        if found is not None and internals.pool_queue(found[0]) is not None:  # closed, evicted
             return found
         pool = self._pool.connection_from_url(base_url)
         found = (pool, urlsplit(base_url).path.rstrip("/"))
         self._pools[base_url] = found
         return found
 
-    def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]:
-        deadline = None if timeout.total is None else time.monotonic() + timeout.total
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        total = request.timeout.total
+        deadline = None if total is None else time.monotonic() + total
         watchdog = self._watchdog
         _current.watchdog, _current.deadline, _current.token = watchdog, deadline, None
         _current.sent = False
         try:
-            return self._send(request, timeout, deadline, max_response_bytes, operation)
+            return self._send(request, deadline)
         except Exception as error:  # the boundary: nothing may escape a send
             # Not one of the errors urllib3, http.client or ssl are known to raise: still a
             # value, named by its class so it can be reported.
             problem = f"unexpected {type(error).__name__} in the HTTP stack"
-            return Failure(TransportFailed(operation, "broken", problem, _current.sent))
+            return Failure(TransportFailed(request.operation, "broken", problem, _current.sent))
         finally:
             token: int | None = _current.token
             _current.watchdog = _current.deadline = _current.token = None
@@ -756,13 +707,9 @@ class Urllib3Transport:
                 watchdog.release(token)
 
     def _send(
-        self,
-        request: HttpRequest,
-        timeout: Timeout,
-        deadline: float | None,
-        limit: int,
-        operation: str,
+        self, request: HttpRequest, deadline: float | None
     ) -> Result[HttpResponse, TransportFailed]:
+        operation, timeout = request.operation, request.timeout
         try:
             pool, base_path = self._pool_for(request.base_url)
             # Straight to the host's pool with the request target, as PoolManager.urlopen
@@ -784,7 +731,7 @@ class Urllib3Transport:
         except (HTTPError, OSError, ValueError, http.client.HTTPException) as error:
             return Failure(self._explain(operation, error))
         try:
-            read = self._read(response, limit, operation)
+            read = self._read(response, request)
         except (HTTPError, OSError, http.client.HTTPException) as error:
             response.close()  # never hand a half-read connection back to the pool
             read = Failure(self._explain(operation, error))
@@ -810,12 +757,13 @@ class Urllib3Transport:
 
     @staticmethod
     def _read(
-        response: BaseHTTPResponse, limit: int, operation: str
+        response: BaseHTTPResponse, request: HttpRequest
     ) -> Result[HttpResponse, TransportFailed]:
+        limit, operation = request.max_response_bytes, request.operation
         declared = _declared_length(response)
         if declared is not None and declared > limit:
             response.close()  # refuse before reading a byte of it
-            return Failure(_too_large(operation, limit))
+            return Failure(too_large(request))
         # iteritems(), not tuple(headers.items()): tuple() asks urllib3's items view for its
         # length first, which walks every header once more just to count them. Same pairs,
         # same order (repeated names included).
@@ -844,22 +792,32 @@ class Urllib3Transport:
                     reason=response.reason or "",
                 )
             )
+        # No declared length, or a Content-Encoding: read the bytes as sent (capped too: a
+        # compressed body larger than the cap decodes to one larger still), then undo the
+        # coding with the one bounded decoder (see cdsessions.transports._cap).
         chunks: list[bytes] = []
         size = 0
-        while chunk := response.read1(_CHUNK):
+        # read, not read1: vcrpy's replayed response takes no decode_content in read1.
+        while chunk := response.read(_CHUNK, decode_content=False):
             size += len(chunk)
             if size > limit:
                 response.close()  # do not reuse a connection with unread bytes on it
-                return Failure(_too_large(operation, limit))
+                return Failure(too_large(request))
             chunks.append(chunk)
-        return Success(
-            HttpResponse(
-                status=response.status,
-                headers=headers,
-                body=b"".join(chunks),
-                reason=response.reason or "",
-            )
+        decoded = decode_content(b"".join(chunks), content_codings(headers), limit)
+        if not isinstance(decoded, Success):
+            problem = decoded.failure()
+            if problem.too_large:
+                return Failure(too_large(request))
+            undecodable = f"the body could not be decoded: {problem.problem}"
+            return Failure(TransportFailed(operation, "broken", undecodable, sent=True))
+        answer = HttpResponse(
+            status=response.status,
+            headers=headers,
+            body=decoded.unwrap(),
+            reason=response.reason or "",
         )
+        return capped(request, answer)
 
     def close(self) -> None:
         """Close every pooled connection now (urllib3's ``clear`` leaves that to the garbage

@@ -7,7 +7,6 @@ from typing import Protocol
 
 from returns.result import Result
 
-from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 
@@ -17,19 +16,16 @@ __all__ = ["AsyncTransport", "Transport"]
 class Transport(Protocol):
     """Turns an :class:`HttpRequest` into an :class:`HttpResponse`, or a :class:`TransportFailed`.
 
+    The request says everything about the attempt: where it goes, ``request.timeout`` (the
+    attempt ends by its ``total``), ``request.max_response_bytes`` (a larger body, counted after
+    any ``Content-Encoding`` is undone, is a ``too_large`` failure: see
+    :mod:`cdsessions.transports._cap`) and ``request.operation``, which labels failures.
+
     A transport never raises for anything the network or the peer can do, never retries and never
-    follows redirects: those decisions belong to the client. ``max_response_bytes`` caps the body
-    it will read (a larger one is a ``too_large`` failure). ``operation`` only labels failures.
+    follows redirects: those decisions belong to the client.
     """
 
-    def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]: ...
+    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]: ...
 
     def close(self) -> None:
         """Release connections. Idempotent."""
@@ -37,21 +33,9 @@ class Transport(Protocol):
 
 class AsyncTransport(Protocol):
     """Turns an :class:`HttpRequest` into an :class:`HttpResponse`, or a :class:`TransportFailed`,
-    without blocking the event loop.
+    without blocking the event loop. The same rules as for a blocking :class:`Transport`."""
 
-    As for a blocking transport: never raise for anything the network or the peer can do, never
-    retry, never follow redirects, cap the body at ``max_response_bytes`` and end each attempt by
-    ``timeout.total``. ``operation`` only labels failures.
-    """
-
-    async def send(
-        self,
-        request: HttpRequest,
-        *,
-        timeout: Timeout,
-        max_response_bytes: int,
-        operation: str,
-    ) -> Result[HttpResponse, TransportFailed]: ...
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]: ...
 
     async def aclose(self) -> None:
         """Release connections (and threads). Idempotent."""
