@@ -23,7 +23,7 @@ from cdsessions.fake.service import (
     ManualClock,
 )
 from cdsessions.fake.transport import FakeTransport
-from tests import live_facts
+from tests.support import live_facts
 
 SECOND_MACHINE = "0c5e0000-0000-4000-8000-000000000002"
 UNKNOWN_MACHINE = "0b5e55ed-0000-4000-8000-000000000000"

@@ -21,12 +21,12 @@ from cdsessions.fake import AsyncFakeTransport
 from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 from cdsessions.transports._cassette import CassetteTransport
 from cdsessions.transports._inline import AsyncCassetteTransport
-from tests.loopback import Reply, serve
+from tests.support.loopback import Reply, serve
 from tests.test_concurrency import counting_server, wait_until
 
 KEY = "sk-async-0123456789"
 BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
-CASSETTES = Path(__file__).parent.parent / "cassettes"
+CASSETTES = Path(__file__).parents[2] / "cassettes"
 
 
 class Held(AsyncFakeTransport):

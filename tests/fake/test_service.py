@@ -32,7 +32,7 @@ from cdsessions.fake.service import (
     ManualClock,
 )
 from cdsessions.fake.transport import FakeTransport
-from tests import live_facts
+from tests.support import live_facts
 
 KEY = "fake-key-alice"
 OTHER_KEY = "fake-key-bob"

@@ -19,7 +19,7 @@ from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event, Obs
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from tests import samples
+from tests.support import samples
 
 _QUICK_RETRY = RetryPolicy(backoff=0.001, jitter=0)
 
