@@ -3,8 +3,8 @@ cannot drift apart.
 
 Every test here runs twice, through the ``form`` fixture: against the blocking client, and
 against the asyncio client behind :class:`Face`, which runs its coroutines on a private event
-loop in a thread and hands back what they return. The fault suite (``tests/test_faults.py``)
-and the wire suite (``tests/test_client_http.py``) are collected here too, unchanged, with
+loop in a thread and hands back what they return. The fault suite (``tests/test_client_faults.py``)
+and the wire suite (``tests/test_client.py``) are collected here too, unchanged, with
 their ``clients`` / ``client_for`` fixtures answered by the asyncio form (their own modules run
 them on the blocking form): the same scripted servers, the same expected failures, retry counts
 and time bounds. The tests written here add what those
@@ -31,21 +31,21 @@ from cdsessions.fake.server import serve_in_thread
 from cdsessions.lifecycle import NotReady, OpenSession, SessionGone
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports.base import Transport
-from tests import samples
-from tests import test_client_http as wire_suite
-from tests import test_faults as fault_suite
-from tests.loopback import Received, Reply, json_reply, serve
+from tests import test_client as wire_suite
+from tests import test_client_faults as fault_suite
+from tests.support import samples
+from tests.support.loopback import Received, Reply, json_reply, serve
 
 # The two suites' tests, collected again here to run against both forms (see the module doc).
 # Left out: the pooled-connection test runs threads on one blocking client; its asyncio
 # counterpart is in test_async_lifecycle.py.
-from tests.test_client_http import (  # noqa: F401
+from tests.test_client import (  # noqa: F401
     test_error_answers_become_typed_failures,
     test_malformed_json_is_decode_failed,
     test_success_sends_the_documented_request,
     test_success_values_are_decoded,
 )
-from tests.test_faults import (  # noqa: F401
+from tests.test_client_faults import (  # noqa: F401
     test_429_is_retried_for_every_operation_after_its_retry_after,
     test_a_connection_left_with_extra_bytes_is_not_reused,
     test_a_create_after_500_or_read_timeout_is_sent_exactly_once_even_with_many_attempts,

@@ -58,7 +58,7 @@ from cdsessions.lifecycle import Backoff, NotReady, SessionScope, wait_until_rea
 from cdsessions.models import ExtendSessionResponse as Extended
 from cdsessions.models import Session
 from cdsessions.transports._inline import InlineTransport
-from tests import samples
+from tests.support import samples
 
 T = TypeVar("T")
 KEY = "fake-key-boundary"

@@ -19,7 +19,7 @@ from cdsessions import (
     ValidationFailed,
     ValidationItem,
 )
-from tests import samples
+from tests.support import samples
 
 ERRORS: list[ApiError] = [
     InvalidRequest("get session ..", "session_id", "'..' is not an id"),

@@ -44,7 +44,7 @@ from cdsessions.models import GPUEventModel
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports._threaded import ThreadedTransport
 from cdsessions.transports._urllib3 import Urllib3Transport
-from tests.hostile import answer, hostile, response
+from tests.support.hostile import answer, hostile, response
 
 KEY: Final = "sk-promises-core-0123456789"
 JSON: Final = (("Content-Type", "application/json"),)

@@ -24,8 +24,8 @@ from cdsessions._core.observe import Event
 from cdsessions._core.text import mask_urls
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed as TransportFailedValue
-from tests import samples
-from tests.loopback import Raw, Reply, serve
+from tests.support import samples
+from tests.support.loopback import Raw, Reply, serve
 
 KEY = "sk-live-SECRETS-9f8e7d6c5b4a3210"
 TUNNEL = samples.TUNNEL_URL

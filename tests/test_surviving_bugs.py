@@ -30,7 +30,7 @@ from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.lifecycle import SessionScope
 from cdsessions.models import GPUEventModel
 from cdsessions.transports._urllib3 import Urllib3Transport
-from tests.loopback import Raw, Reply, serve
+from tests.support.loopback import Raw, Reply, serve
 
 KEY: Final = "sk-surviving-bugs-0123456789"
 BODY: Final = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)

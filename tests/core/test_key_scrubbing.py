@@ -22,8 +22,8 @@ from cdsessions._core.observe import AttemptFinished
 from cdsessions._core.wire import REDACTED, HttpRequest, HttpResponse, header, scrub
 from cdsessions.errors import ApiError
 from cdsessions.fake import FakeService, FakeTransport
-from tests import samples
-from tests.loopback import Received, Reply, serve
+from tests.support import samples
+from tests.support.loopback import Received, Reply, serve
 
 KEY: Final = "sk-live-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SLASHED_KEY: Final = "sk/live/0f1e2d3c4b5a6978"

@@ -33,8 +33,8 @@ from cdsessions.transports._cassette import CassetteError, CassetteTransport
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports._threaded import ThreadedTransport
 from cdsessions.transports._urllib3 import Urllib3Transport
-from tests.hostile import answer, hostile, response
-from tests.loopback import Reply, serve
+from tests.support.hostile import answer, hostile, response
+from tests.support.loopback import Reply, serve
 
 T = TypeVar("T")
 KEY: Final = "cap-test-key-0123456789"

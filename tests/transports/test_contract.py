@@ -25,7 +25,7 @@ from cdsessions.transports._inline import AsyncCassetteTransport, InlineTranspor
 from cdsessions.transports._threaded import ThreadedTransport
 from cdsessions.transports._urllib3 import Urllib3Transport
 from cdsessions.transports.base import AsyncTransport, Transport
-from tests import samples
+from tests.support import samples
 
 KEY: Final = "contract-test-key-0123456789"
 JSON: Final = (("Content-Type", "application/json"),)

@@ -1,13 +1,13 @@
 """Response bodies as the seed documents them and as the live server sends them.
 
-Every body here is read from ``contracts/live-bodies.json`` (through ``tests/live_facts.py``),
+Every body here is read from ``contracts/live-bodies.json`` (through ``tests/support/live_facts.py``),
 where each one names its source; ``contracts/live-server-facts.md`` explains them. The ids are
 made up, and are the ones the sample payloads there use.
 """
 
 from __future__ import annotations
 
-from tests import live_facts
+from tests.support import live_facts
 
 SESSION_ID = "3f0c6f1e-8a2b-4c1d-9e3f-5a6b7c8d9e0f"
 EVENT_ID = "7a1b2c3d-0000-4000-8000-00000000e001"

@@ -20,12 +20,13 @@ from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService
 from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.transports._cassette import CassetteTransport
 from cdsessions.transports._inline import AsyncCassetteTransport
-from tests.loopback import Reply, serve
-from tests.test_concurrency import counting_server, wait_until
+from tests.support.clocks import wait_until
+from tests.support.counting import counting_server
+from tests.support.loopback import Reply, serve
 
 KEY = "sk-async-0123456789"
 BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
-CASSETTES = Path(__file__).parent.parent / "cassettes"
+CASSETTES = Path(__file__).parents[2] / "cassettes"
 
 
 class Held(AsyncFakeTransport):

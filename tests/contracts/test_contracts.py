@@ -1,6 +1,6 @@
 """Contract tests: the client against the API contracts in ``contracts/``, for generated inputs.
 
-Payloads come from the contract documents (``tests/contract_strategies.py``), never from the
+Payloads come from the contract documents (``tests/support/strategies.py``), never from the
 models under test, and every deliberate model-vs-contract difference is read from the one list,
 ``contracts/differences.json``. Hypothesis settings are stated on each test; the whole module
 runs in about a minute on 2 shared cores (``nox -s contracts``).
@@ -27,8 +27,8 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, InvalidRequest, ValidationFailed
 from cdsessions.fake import FakeService, ManualClock
 from cdsessions.models import CreateSessionBody, MachineGPU
-from tests.contract_parity import CLAIMS, schema_differences
-from tests.contract_strategies import (
+from tests.support.parity import CLAIMS, schema_differences
+from tests.support.strategies import (
     CONTRACT_NAMES,
     Breakage,
     Contract,

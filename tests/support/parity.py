@@ -27,7 +27,7 @@ from cdsessions.models import (
     Session,
     ValidationError,
 )
-from tests.contract_strategies import Contract, Json, Schema
+from tests.support.strategies import Contract, Json, Schema
 
 __all__ = ["CLAIMS", "Found", "model_schemas", "schema_differences"]
 

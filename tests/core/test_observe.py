@@ -18,7 +18,7 @@ from cdsessions import RetryPolicy, SessionsClient
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event, Observer
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
-from tests import samples
+from tests.support import samples
 
 _QUICK_RETRY = RetryPolicy(backoff=0.001, jitter=0)
 

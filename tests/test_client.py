@@ -26,8 +26,8 @@ from cdsessions import (
     ValidationFailed,
 )
 from cdsessions._core.builders import check_id
-from tests import samples
-from tests.loopback import LoopbackServer, Received, Reply, json_reply, serve
+from tests.support import samples
+from tests.support.loopback import LoopbackServer, Received, Reply, json_reply, serve
 
 KEY = "sk-live-TOPSECRET-0123456789"
 

@@ -51,9 +51,9 @@ from cdsessions.fake.server import serve_in_thread
 from cdsessions.models import CreateSessionBody, MachineGPU
 from cdsessions.transports._cassette import CassetteError, CassetteTransport
 from cdsessions.transports._urllib3 import Urllib3Transport
-from tests.loopback import Received, Reply, serve
+from tests.support.loopback import Received, Reply, serve
 
-ROOT: Final = Path(__file__).resolve().parent.parent
+ROOT: Final = Path(__file__).resolve().parents[2]
 CASSETTES: Final = ROOT / "cassettes"
 #: The key the recordings are made with (the fake accepts only it): it must never be written.
 RECORDING_KEY: Final = "cdsessions-recording-key-7f3a9c"

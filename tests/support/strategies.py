@@ -52,7 +52,7 @@ __all__ = [
     "with_unknown_fields",
 ]
 
-CONTRACTS_DIR: Final = Path(__file__).resolve().parent.parent / "contracts"
+CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts"
 CONTRACT_NAMES: Final = ("seed", "live")
 
 #: A JSON value as ``json.loads`` returns it.

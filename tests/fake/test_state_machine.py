@@ -18,7 +18,7 @@ from returns.result import Failure, Result, Success
 from cdsessions import CreateSessionBody, HttpError, SessionsClient
 from cdsessions.errors import ApiError
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport, ManualClock
-from tests import live_facts
+from tests.support import live_facts
 
 SECOND_MACHINE = "0c5e0000-0000-4000-8000-000000000002"
 UNKNOWN_MACHINE = "0b5e55ed-0000-4000-8000-000000000000"

@@ -16,7 +16,7 @@ from cdsessions._core.decoding import CREATED, DELETED, SESSION, decode, decode_
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, ValidationFailed
 from cdsessions.models import MachineGPU, Session
-from tests import samples
+from tests.support import samples
 
 JSON = (("content-type", "application/json"),)
 

@@ -1,4 +1,4 @@
-"""The urllib3 transport against a hostile server (``tests/hostile.py``): exact bytes, plain and
+"""The urllib3 transport against a hostile server (``tests/support/hostile.py``): exact bytes, plain and
 over TLS, for every operation.
 
 Each case asserts the failure's type and kind, ``sent`` (decided by where the request failed,
@@ -34,9 +34,9 @@ from cdsessions import (
 )
 from cdsessions._core.wire import HttpRequest
 from cdsessions.transports._urllib3 import Urllib3Transport, _Watchdog
-from tests import samples
-from tests.hostile import Peer, Request, answer, ca_file, hostile, response
-from tests.test_faults import CALLS, IDEMPOTENT, OK_BODIES
+from tests.support import samples
+from tests.support.hostile import Peer, Request, answer, ca_file, hostile, response
+from tests.test_client_faults import CALLS, IDEMPOTENT, OK_BODIES
 
 KEY = "sk-hostile-0123456789abcdef"
 ATTEMPTS = 3

@@ -27,7 +27,7 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeMachine, FakeService, FakeTransport, ManualClock
-from tests import live_facts
+from tests.support import live_facts
 
 KEY = "fake-key-alice"
 OTHER_KEY = "fake-key-bob"

@@ -28,8 +28,8 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from tests import samples
-from tests.loopback import Raw, Reply, Script, serve
+from tests.support import samples
+from tests.support.loopback import Raw, Reply, Script, serve
 
 KEY = "sk-live-FAULTS-0123456789abcdef"
 ATTEMPTS = 3

@@ -1,6 +1,6 @@
 """Whatever bytes a server answers with, every operation of both clients returns a ``Result``.
 
-The hostile server (``tests/hostile.py``) answers each request with bytes drawn by Hypothesis:
+The hostile server (``tests/support/hostile.py``) answers each request with bytes drawn by Hypothesis:
 a status line, header lines and a body drawn independently, including invalid UTF-8, digits of
 other scripts (which ``str.isdigit`` accepts and ``int`` sometimes does not), control bytes and
 plain noise. Each example sends every operation through ``SessionsClient`` and through
@@ -28,8 +28,8 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from tests import samples
-from tests.hostile import HostileServer, Request, answer, hostile
+from tests.support import samples
+from tests.support.hostile import HostileServer, Request, answer, hostile
 
 KEY = "sk-property-0123456789abcdef"
 # Short: a drawn response that never completes (a Content-Length longer than the body) ends

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-FACTS_FILE: Final = Path(__file__).resolve().parent.parent / "contracts" / "live-bodies.json"
+FACTS_FILE: Final = Path(__file__).resolve().parents[2] / "contracts" / "live-bodies.json"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 from cdsessions._core.wire import HttpResponse
 from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
 from cdsessions.fake.server import serve_in_thread
-from tests.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
+from tests.costs.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
 
 NOW_ARG: Final = ("--now", NOW.isoformat())
 CREATE: Final = ("POST", "/session")
@@ -260,7 +260,7 @@ def test_create_over_budget_sends_no_create() -> None:
 
 # -- the README's transcript -------------------------------------------------------------------
 
-README: Final = Path(__file__).resolve().parent.parent / "README.md"
+README: Final = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _readme_transcript(first: str) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake import service as fake_service
 from cdsessions.models import GPUEventModel, MachineGPU
-from tests import live_facts, samples
+from tests.support import live_facts, samples
 
 KEY: Final = "sk-live-facts-0123456789"
 UNKNOWN_ID: Final = "0b5e55ed-0000-4000-8000-000000000000"

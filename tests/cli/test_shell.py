@@ -1,7 +1,7 @@
 """The ``cdsessions`` command facing a hostile server, a hostile environment and a shell user.
 
 Every test runs the command as a subprocess. Servers are on 127.0.0.1: a ``cdsessions
-fake-server`` subprocess, or the scripted server of ``tests/loopback.py`` (in this process)
+fake-server`` subprocess, or the scripted server of ``tests/support/loopback.py`` (in this process)
 where a test needs exact answers. The command runs under a guard that refuses to resolve any
 name but the loopback ones, so not even a DNS query leaves the machine, whatever a test asks.
 """
@@ -24,10 +24,10 @@ import pytest
 
 from cdsessions._cli._failures import EXIT_CODES
 from cdsessions.fake import DEFAULT_MACHINE_ID
-from tests.loopback import LoopbackServer, Received, Reply, serve
+from tests.support.loopback import LoopbackServer, Received, Reply, serve
 
 KEY = "sk-shell-SECRET-9876543210"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Everything a terminal would act on: OSC (retitle), CSI (clear screen) both 7-bit and as the
 # C1 code point, BEL, DEL, NUL, a bidi override and isolate, CR/LF/TAB, a line separator.

@@ -1,7 +1,7 @@
 """A hostile server for tests: a raw socket on 127.0.0.1 that writes exactly the bytes a test
 scripts, per connection, plain or over TLS with a certificate from a test CA made here.
 
-Unlike ``tests/loopback.py`` (an ``http.server`` that speaks correct HTTP), nothing here is
+Unlike ``tests/support/loopback.py`` (an ``http.server`` that speaks correct HTTP), nothing here is
 HTTP unless the script writes it: a script gets each accepted connection as a :class:`Peer` and
 may read requests, write any bytes (over TLS, or raw onto the TCP socket beneath it), trickle
 them, stall, reset the connection or close it. The server counts the connections it accepted
