@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions._cli.main import EXIT_CODES
+from cdsessions._cli.main import EXIT_CODES, NOT_FOUND, NOT_READY, exit_code_for
+from cdsessions._cli.text import json_text
 from cdsessions.fake.service import DEFAULT_MACHINE_ID
+from cdsessions.lifecycle import NotReady, SessionGone
 
 KEY = "sk-cli-SECRET-0123456789"
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
@@ -368,3 +370,20 @@ def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
         assert "is still running (cancel it with `cdsessions cancel " in line
     finally:
         _stop(process)
+
+
+def test_a_session_that_vanished_while_waiting_is_exit_3_and_a_late_one_exit_7() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert exit_code_for(SessionGone("wait for session s", "s"), "wait") == NOT_FOUND
+    assert exit_code_for(NotReady("wait for session s", "s", 5.0, 3), "create") == NOT_READY
+
+
+def test_json_text_escapes_astral_format_characters_and_round_trips() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    # U+E0001 (a tag character) and U+F0000 (private use) are not printable: escaped as a
+    # UTF-16 surrogate pair, which must decode back to the very same character.
+    value = {"gpu": "A\U000e0001B\U000f0000C\U0001f600"}
+    text = json_text(value)
+    assert all(ch.isprintable() for ch in text)
+    assert "\U000e0001" not in text
+    assert json.loads(text) == value

@@ -5,6 +5,7 @@ outliving the client. Each test runs its own event loop with ``asyncio.run``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -13,15 +14,18 @@ from pathlib import Path
 import pytest
 from returns.result import Failure, Result, Success
 
-from cdsessions import AsyncSessionsClient, CreateSessionBody, Timeout
+from cdsessions import AsyncSessionsClient, CreateSessionBody, DecodeFailed, HttpError, Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.async_client import AsyncSessionScope
-from cdsessions.errors import TransportFailed
+from cdsessions.errors import InvalidRequest, TransportFailed
 from cdsessions.fake import AsyncFakeTransport
 from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 from cdsessions.transports._cassette import CassetteTransport
-from cdsessions.transports._inline import AsyncCassetteTransport
+from cdsessions.transports._inline import AsyncCassetteTransport, InlineTransport
+from tests.support.checks import failure_of, run
 from tests.support.loopback import Reply, serve
+from tests.support.samples import INVALID_UTF8, UNMASKED_URL
+from tests.support.transports import FailingDeletes, Rewriting
 from tests.test_concurrency import counting_server, wait_until
 
 KEY = "sk-async-0123456789"
@@ -367,3 +371,145 @@ def test_import_cdsessions_loads_no_asyncio_until_the_async_client_is_asked_for(
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown == ["False", "True"]
+
+
+JSON = (("content-type", "application/json"),)
+
+
+TUNNEL = "https://ta-01jsecretlabel.r5.modal.host"
+
+
+def test_the_async_scope_cancels_when_the_get_after_create_answers_invalid_utf8() -> None:
+    """From issue 10: the boundary never raises."""
+    service = FakeService(ready_after_polls=3)
+    transport = Rewriting(service, {"GET": HttpResponse(200, JSON, INVALID_UTF8)})
+
+    async def scenario() -> None:
+        async with AsyncSessionsClient(KEY, transport=InlineTransport(transport)) as client:
+            scope = client.session(BODY)
+            async with scope as started:
+                assert isinstance(failure_of(started), DecodeFailed)
+                assert scope.session_id is not None
+            assert scope.closed == Success("cancelled")
+
+    run(scenario())
+    assert service.live_sessions() == ()
+
+
+def test_the_async_scope_error_line_holds_no_url(caplog: pytest.LogCaptureFixture) -> None:
+    """From issue 10: the boundary never raises."""
+    service = FakeService()
+    moved = HttpResponse(307, (("Location", f"{TUNNEL}/session/x"),), b"")
+    transport = Rewriting(service, {"DELETE": moved})
+    caplog.set_level(logging.DEBUG, logger="cdsessions")
+
+    async def scenario() -> None:
+        async with AsyncSessionsClient(KEY, transport=InlineTransport(transport)) as client:
+            scope = client.session(BODY, wait=False)
+            async with scope as started:
+                assert isinstance(started, Success)
+            assert isinstance(scope.closed, Failure)
+
+    run(scenario())
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    for record in caplog.records:
+        assert not UNMASKED_URL.search(record.getMessage())
+        assert "modal.host" not in record.getMessage()
+
+
+def _refuse_deletes(request: HttpRequest) -> HttpResponse | None:
+    # A refusal no retry can change (the key was revoked mid-block): one try, no waiting.
+    if request.method == "DELETE":
+        return HttpResponse(
+            401, (("content-type", "application/json"),), b'{"detail":"Revoked token"}'
+        )
+    return None
+
+
+def test_an_async_session_scope_is_entered_only_once_and_starts_one_session() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService(ready_after_polls=0)
+
+    async def main() -> None:
+        async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
+            scope = client.session(BODY, wait=False)
+            async with scope as started:
+                assert isinstance(started, Success)
+            with pytest.raises(RuntimeError, match="only once"):
+                async with scope:
+                    pass
+
+    asyncio.run(main())
+    assert [m for m, _ in service.requests_seen].count("POST") == 1
+    assert service.live_sessions() == ()
+
+
+def test_async_extend_after_the_block_is_refused_and_sends_nothing() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService(ready_after_polls=0)
+
+    async def main() -> None:
+        async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
+            scope = client.session(BODY, wait=False)
+            async with scope as started:
+                assert isinstance(started, Success)
+            assert scope.closed == Success("cancelled")
+            sent_before = service.requests_seen
+            late = await scope.extend(5)
+            assert isinstance(late, Failure)
+            assert isinstance(late.failure(), InvalidRequest)
+            assert service.requests_seen == sent_before
+
+    asyncio.run(main())
+
+
+def test_an_async_scope_whose_cancel_fails_logs_the_session_at_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService(ready_after_polls=0, intercept=_refuse_deletes)
+
+    async def main() -> str:
+        async with AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service)) as client:
+            scope = client.session(BODY, wait=False)
+            async with scope as started:
+                sid = started.unwrap().session_id
+            closed = scope.closed
+            assert isinstance(closed, Failure)
+            assert isinstance(closed.failure(), HttpError)
+            return sid
+
+    with caplog.at_level(logging.ERROR, logger="cdsessions.lifecycle"):
+        sid = asyncio.run(main())
+    assert [s.session_id for s in service.live_sessions()] == [sid]  # still running: reported
+    (record,) = [r for r in caplog.records if r.name == "cdsessions.lifecycle"]
+    assert record.levelno == logging.ERROR
+    assert f"cdsessions cancel {sid}" in record.getMessage()
+
+
+def test_an_async_scope_retries_a_transient_cancel_failure_like_the_blocking_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService(ready_after_polls=0)
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def quick_sleep(seconds: float) -> None:  # records the backoff, skips the waiting
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", quick_sleep)
+
+    async def main() -> Result[str, object] | None:
+        transport = InlineTransport(FailingDeletes(service, failures=2))
+        async with AsyncSessionsClient(KEY, transport=transport, retry=False) as client:
+            scope = client.session(BODY, wait=False)
+            async with scope:
+                pass
+            return scope.closed
+
+    assert asyncio.run(main()) == Success("cancelled")
+    assert pauses == [0.5, 1.0]  # the blocking scope's cancel backoff
+    assert service.live_sessions() == ()
