@@ -5,11 +5,9 @@ subprocesses, against the fake served over HTTP from this process on a :class:`M
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,22 +24,14 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake.server import serve_in_thread
 from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService, ManualClock
 from tests.costs.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
+from tests.support.cli import run_cli
 
 NOW_ARG: Final = ("--now", NOW.isoformat())
 CREATE: Final = ("POST", "/session")
 
 
 def cdsessions(*args: str, server: str, key: str = KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "COMFY_DEPLOY_API_KEY"}
-    env["COMFY_DEPLOY_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "cdsessions", *args, "--server", server],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, "--server", server, key=key)
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
