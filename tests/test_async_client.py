@@ -19,8 +19,9 @@ from cdsessions.fake import AsyncFakeTransport
 from cdsessions.fake.service import DEFAULT_MACHINE_ID
 from cdsessions.transports._cassette import CassetteTransport
 from cdsessions.transports._inline import AsyncCassetteTransport
+from tests.support.clocks import wait_until
+from tests.support.counting import counting_server
 from tests.support.loopback import Reply, serve
-from tests.test_concurrency import counting_server, wait_until
 
 KEY = "sk-async-0123456789"
 

@@ -1,6 +1,10 @@
-"""Clocks for tests: time that moves only when the code under test sleeps."""
+"""Time in tests: a clock that moves only when the code under test sleeps, and a real-time wait
+for a condition another thread makes true."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 
 class FakeTime:
@@ -16,3 +20,13 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (polled every 20 ms, in real time)."""
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

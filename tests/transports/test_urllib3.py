@@ -34,6 +34,7 @@ from cdsessions import (
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.transports._urllib3 import Urllib3Transport, _Watchdog
 from tests.support import samples
+from tests.support.clocks import wait_until
 from tests.support.hostile import Peer, Request, answer, ca_file, hostile, response
 from tests.support.loopback import Raw, Reply, serve
 from tests.test_client_faults import CALLS, IDEMPOTENT, OK_BODIES
@@ -83,13 +84,6 @@ def transport_failure(result: Result[Any, ApiError], kind: str, *, sent: bool) -
     assert KEY not in str(error)
     assert KEY not in repr(error)
     return error
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    ends = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < ends, "the condition never held"
-        time.sleep(0.005)
 
 
 # -- TLS: where it failed decides `sent` ---------------------------------------------------
@@ -209,11 +203,11 @@ def test_a_call_waiting_for_a_connection_when_the_transport_closes_fails_at_once
         client = clients(server.base_url, transport=transport, retry=False)
         holder = threading.Thread(target=client.get, args=("holder",))
         holder.start()
-        wait_until(lambda: len(server.requests) == 1)
+        assert wait_until(lambda: len(server.requests) == 1)
         outcome: list[tuple[Result[Any, ApiError], float]] = []
         waiter = threading.Thread(target=lambda: outcome.append(timed(lambda: client.get("w"))))
         waiter.start()
-        wait_until(lambda: transport.queued == 1)
+        assert wait_until(lambda: transport.queued == 1)
         transport.close()
         waiter.join(5)
         release.set()
@@ -470,11 +464,11 @@ def test_callers_waiting_for_a_connection_are_served_in_the_order_they_arrived(
 
         threads = [threading.Thread(target=first_then_again)]
         threads[0].start()
-        wait_until(lambda: len(server.requests) == 1)  # the only connection is now busy
+        assert wait_until(lambda: len(server.requests) == 1)  # the only connection is now busy
         for n in range(waiters):
             threads.append(threading.Thread(target=client.get, args=(f"waiter{n}",)))
             threads[-1].start()
-            wait_until(lambda n=n: transport.queued == n + 1)  # type: ignore[misc]
+            assert wait_until(lambda n=n: transport.queued == n + 1)  # type: ignore[misc]
         release.set()
         for thread in threads:
             thread.join(10)
