@@ -22,10 +22,9 @@ from cdsessions import (
 )
 from cdsessions._core.observe import Event, mask_urls
 from cdsessions._core.wire import HttpRequest, HttpResponse
-from cdsessions.errors import TransportFailed as TransportFailedValue
 from tests.support import samples
 from tests.support.loopback import Raw, Reply, serve
-from tests.support.transports import Recorder, client_with
+from tests.support.transports import Recorder, Recording, client_with
 
 KEY = "sk-live-SECRETS-9f8e7d6c5b4a3210"
 TUNNEL = samples.TUNNEL_URL
@@ -204,22 +203,6 @@ def test_urls_in_logged_text_are_masked() -> None:
         "moved to https://<masked>, see http://<masked>."
     )
     assert mask_urls("no address here") == "no address here"
-
-
-class Recording:
-    """A transport that only records what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[HttpRequest] = []
-
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailedValue]:
-        self.sent.append(request)
-        return Success(HttpResponse(200, (("Content-Type", "application/json"),), b"[]"))
-
-    def close(self) -> None:
-        return None
 
 
 @pytest.mark.parametrize("operation", CALLS)

@@ -22,7 +22,7 @@ from cdsessions._core.calls import MAX_LIST_BYTES, MAX_OBJECT_BYTES
 from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
-from tests.support.transports import Recorder, answered, client_with, ok
+from tests.support.transports import Recorder, Recording, answered, client_with, ok
 
 KEY: Final = "sk-promises-core-0123456789"
 
@@ -206,23 +206,6 @@ def _response(
     return HttpResponse(status=status, headers=headers, body=body)
 
 
-class Recording:
-    """Answers every request with ``answer`` and keeps the timeout each one was sent with."""
-
-    def __init__(self, answer: HttpResponse) -> None:
-        self.answer = answer
-        self.timeouts: list[Timeout] = []
-
-    def send(
-        self, request: HttpRequest, *, timeout: Timeout, max_response_bytes: int, operation: str
-    ) -> Result[HttpResponse, TransportFailed]:
-        self.timeouts.append(timeout)
-        return Success(self.answer)
-
-    def close(self) -> None:
-        return None
-
-
 @pytest.mark.parametrize(
     ("wait_for_server", "timeout", "expected"),
     [
@@ -246,4 +229,4 @@ def test_create_and_wait_gets_a_read_timeout_long_enough_for_the_server(
     client = SessionsClient(KEY, transport=transport, retry=False)
     body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, wait_for_server=wait_for_server)
     assert isinstance(client.create(body, timeout=timeout), Success)
-    assert transport.timeouts == [expected]
+    assert [timeout for _, timeout in transport.sent] == [expected]
