@@ -61,10 +61,9 @@ def _one_line_failure(result: subprocess.CompletedProcess[str], code: int) -> st
 # -- prices ------------------------------------------------------------------------------------
 
 
-def test_prices_as_text_and_json() -> None:
-    with serve_in_thread(FakeService()) as base_url:
-        text = cdsessions("prices", server=base_url)
-        data = _json(cdsessions("prices", "--json", server=base_url))
+def test_prices_as_text_and_json(cdsessions_fake_url: str) -> None:
+    text = cdsessions("prices", server=cdsessions_fake_url)
+    data = _json(cdsessions("prices", "--json", server=cdsessions_fake_url))
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0].split() == ["GPU", "USD/S", "USD/H"]
     assert "A10G       0.000337  $1.21" in text.stdout
@@ -232,18 +231,18 @@ def test_reap_json_with_yes_reports_each_outcome() -> None:
 # -- create --max-cost -------------------------------------------------------------------------
 
 
-def test_create_over_budget_sends_no_create() -> None:
-    fake = FakeService()
+def test_create_over_budget_sends_no_create(
+    cdsessions_fake: FakeService, cdsessions_fake_url: str
+) -> None:
     args = ("create", "--machine-id", DEFAULT_MACHINE_ID)
-    with serve_in_thread(fake) as base_url:
-        over = cdsessions(
-            *args, "--gpu", "H100", "--timeout", "60", "--max-cost", "8.41", server=base_url
-        )
-        no_gpu = cdsessions(*args, "--max-cost", "100", server=base_url)
-        assert CREATE not in fake.requests_seen
-        within = cdsessions(*args, "--gpu", "A10G", "--max-cost", "$0.31", server=base_url)
-        assert fake.requests_seen.count(CREATE) == 1
-        bad = cdsessions(*args, "--gpu", "A10G", "--max-cost", "lots", server=base_url)
+    over = cdsessions(
+        *args, "--gpu", "H100", "--timeout", "60", "--max-cost", "8.41", server=cdsessions_fake_url
+    )
+    no_gpu = cdsessions(*args, "--max-cost", "100", server=cdsessions_fake_url)
+    assert CREATE not in cdsessions_fake.requests_seen
+    within = cdsessions(*args, "--gpu", "A10G", "--max-cost", "$0.31", server=cdsessions_fake_url)
+    assert cdsessions_fake.requests_seen.count(CREATE) == 1
+    bad = cdsessions(*args, "--gpu", "A10G", "--max-cost", "lots", server=cdsessions_fake_url)
     line = _one_line_failure(over, 2)
     assert "8.4168" in line
     assert "8.41 USD" in line
@@ -251,7 +250,7 @@ def test_create_over_budget_sends_no_create() -> None:
     assert "no GPU given" in _one_line_failure(no_gpu, 2)
     assert within.returncode == 0, within.stderr  # 15 min of A10G: $0.3033
     assert bad.returncode == 2
-    assert len(fake.live_sessions()) == 1
+    assert len(cdsessions_fake.live_sessions()) == 1
 
 
 # -- the README's transcript -------------------------------------------------------------------

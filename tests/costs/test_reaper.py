@@ -424,18 +424,16 @@ def test_a_reap_report_counts_savings_and_unpriced_only_for_stopped_sessions() -
     ],
 )
 def test_a_selection_that_would_match_everything_by_accident_is_refused_unsent(
-    selection: Selection,
+    selection: Selection, cdsessions_fake: FakeService, cdsessions_client: SessionsClient
 ) -> None:
     """Found by applying a deliberate bug the older tests let through."""
     assert selection_problem(selection) is not None
-    service = FakeService()
-    with SessionsClient("sk-promises", transport=FakeTransport(service)) as client:
-        client.create(CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)).unwrap()
-        seen = service.requests_seen
-        result = reap(client, selection, T0)
+    cdsessions_client.create(CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)).unwrap()
+    seen = cdsessions_fake.requests_seen
+    result = reap(cdsessions_client, selection, T0)
     assert isinstance(result.failure(), InvalidRequest)
-    assert service.requests_seen == seen  # nothing listed, nothing cancelled
-    assert len(service.live_sessions()) == 1
+    assert cdsessions_fake.requests_seen == seen  # nothing listed, nothing cancelled
+    assert len(cdsessions_fake.live_sessions()) == 1
 
 
 def test_reap_matches_the_gpu_name_exactly_and_counts_what_it_listed() -> None:
