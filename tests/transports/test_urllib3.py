@@ -636,15 +636,6 @@ def _fetch(base_url: str, limit: int) -> Result[HttpResponse, TransportFailed]:
         transport.close()
 
 
-def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.mark.parametrize("framing", ["content-length", "until-close"])
 def test_a_body_exactly_at_the_cap_is_read_and_one_byte_more_is_refused(framing: str) -> None:
     """Bug: the cap compared with ``>=`` (a body exactly at the cap refused) or off by one the
@@ -688,10 +679,10 @@ def test_a_call_waiting_for_a_connection_when_the_transport_closes_is_not_sent()
 
         first = threading.Thread(target=send, args=("first",))
         first.start()
-        assert _until(lambda: len(server.received) == 1)  # holds the only connection
+        assert wait_until(lambda: len(server.received) == 1)  # holds the only connection
         second = threading.Thread(target=send, args=("second",))
         second.start()
-        assert _until(lambda: transport.queued == 1)  # waits for it
+        assert wait_until(lambda: transport.queued == 1)  # waits for it
         transport.close()
         second.join(5)
         first.join(5)
