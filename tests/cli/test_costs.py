@@ -23,8 +23,8 @@ from cdsessions._cli.main import REFUSED, main
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake.server import serve_in_thread
 from cdsessions.fake.service import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService, ManualClock
-from tests.costs.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
 from tests.support.cli import run_cli
+from tests.support.scenes import KEY, NOW, OTHER_KEY, Scene, scene
 
 NOW_ARG: Final = ("--now", NOW.isoformat())
 CREATE: Final = ("POST", "/session")

@@ -37,7 +37,7 @@ from tests.support import samples
 from tests.support.clocks import wait_until
 from tests.support.hostile import Peer, Request, answer, ca_file, hostile, response
 from tests.support.loopback import Raw, Reply, serve
-from tests.test_client_faults import CALLS, IDEMPOTENT, OK_BODIES
+from tests.support.operations import CALLS, IDEMPOTENT, OK_BODIES
 
 KEY = "sk-hostile-0123456789abcdef"
 ATTEMPTS = 3
