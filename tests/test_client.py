@@ -1,4 +1,8 @@
-"""Every operation end to end: SessionsClient → Urllib3Transport → a real server on 127.0.0.1."""
+"""Every operation end to end: SessionsClient → Urllib3Transport → a real server on 127.0.0.1.
+
+Also what the client reads or refuses before sending anything (the key variable, options
+without a value of their own, a user agent that cannot be a header, a pool or cap of zero),
+checked through in-memory transports."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The ``cdsessions`` command, run as a user runs it: a subprocess, against a ``cdsessions
-fake-server`` subprocess on a free port of 127.0.0.1."""
+fake-server`` subprocess on a free port of 127.0.0.1; and the pieces it is made of (exit codes,
+JSON text) in this process."""
 
 from __future__ import annotations
 

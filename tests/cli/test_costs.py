@@ -1,6 +1,7 @@
 """``cdsessions prices``, ``list``, ``reap`` and ``create --max-cost``, run as a user runs them:
 subprocesses, against the fake served over HTTP from this process on a :class:`ManualClock`
-(``--now`` fixes the CLI's side of the clock), with ``--json`` parsed and checked."""
+(``--now`` fixes the CLI's side of the clock), with ``--json`` parsed and checked. A few run
+:func:`cdsessions._cli.main.main` in this process instead, and the option parsers on their own."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The urllib3 transport against a hostile server (``tests/support/hostile.py``): exact bytes,
-plain and over TLS, for every operation.
+plain and over TLS, for every operation. A few cases (the size cap, a header value refused,
+a waiting call when the transport closes) use the scripted loopback server instead.
 
 Each case asserts the failure's type and kind, ``sent`` (decided by where the request failed,
 not by the exception's class), how many requests the server received (a paid create exactly
