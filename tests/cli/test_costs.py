@@ -328,7 +328,7 @@ def _run(
 
 
 @pytest.fixture
-def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def india_standard_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The process's local time zone set to UTC+5:30 for the test (then put back)."""
     if not hasattr(time, "tzset"):
         pytest.skip("time.tzset is POSIX only")
@@ -377,7 +377,7 @@ def test_reap_json_reports_no_savings_for_a_cancel_that_failed(
     assert [s.session_id for s in refusing.service.live_sessions()] == [doomed, young]
 
 
-@pytest.mark.usefixtures("far_from_utc")
+@pytest.mark.usefixtures("india_standard_time")
 def test_a_now_without_an_offset_is_utc_whatever_the_local_time_zone() -> None:
     """Found by applying a deliberate bug the older tests let through."""
     assert time.localtime(0).tm_hour == 5  # the zone took effect: a buggy parse would differ
