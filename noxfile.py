@@ -22,17 +22,19 @@ FAR_FROM_UTC = "<+14>-14"
 
 #: The modules made mostly of Hypothesis properties, which ``nox -s seeds`` runs seed by seed.
 PROPERTY_MODULES = (
-    "tests/test_contracts.py",
-    "tests/test_cassette_transport.py",
-    "tests/test_fake_state_machine.py",
-    "tests/test_builders.py",
-    "tests/test_decoding.py",
-    "tests/test_retry.py",
-    "tests/test_boundary.py",
-    "tests/test_hostile_property.py",
-    "tests/test_client_http.py",
-    "tests/test_costs.py",
-    "tests/test_reaper.py",
+    "tests/contracts/test_contracts.py",
+    "tests/transports/test_cassette.py",
+    "tests/fake/test_state_machine.py",
+    "tests/core/test_builders.py",
+    "tests/core/test_decoding.py",
+    "tests/core/test_retry.py",
+    "tests/core/test_server_names.py",
+    "tests/test_errors_and_models.py",
+    "tests/lifecycle/test_wait_and_scope.py",
+    "tests/transports/test_urllib3_any_bytes.py",
+    "tests/test_client.py",
+    "tests/costs/test_figures.py",
+    "tests/costs/test_reaper.py",
 )
 
 
@@ -150,7 +152,13 @@ def cassettes(session: nox.Session) -> None:
     production API instead: that starts (and cancels) real, billed sessions.
     """
     session.install("-e", ".[test]")
-    record = ["pytest", "tests/test_cassettes.py", "-k", "test_replay", "--record-mode=rewrite"]
+    record = [
+        "pytest",
+        "tests/transports/test_cassette_recordings.py",
+        "-k",
+        "test_replay",
+        "--record-mode=rewrite",
+    ]
     loopback_only = ["--block-network", "--allowed-hosts=127.0.0.1,localhost"]
     if os.environ.get("COMFY_DEPLOY_API_KEY") and os.environ.get("COMFY_DEPLOY_MACHINE_ID"):
         session.log("recording against production: real sessions are started and cancelled")
@@ -159,7 +167,10 @@ def cassettes(session: nox.Session) -> None:
         session.run(*record, *loopback_only, env={"CDSESSIONS_RECORD_REAL": "0"})
     # Replay every cassette both ways and check none holds a key or a session url (the real key,
     # when given, is checked too).
-    check = ["tests/test_cassettes.py", "tests/test_cassette_transport.py"]
+    check = [
+        "tests/transports/test_cassette_recordings.py",
+        "tests/transports/test_cassette.py",
+    ]
     session.run("pytest", *check, *loopback_only, *session.posargs)
 
 

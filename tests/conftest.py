@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 import pytest
 from hypothesis import settings
@@ -88,3 +90,22 @@ def _no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
             logger.removeHandler(watch)
             logger.setLevel(level)
     assert not watch.leaks, f"secret in log lines: {watch.leaks}"
+
+
+#: UTC+14, as far from UTC as any real zone (Pacific/Kiritimati), as a POSIX TZ rule.
+FAR_FROM_UTC: Final = "<+14>-14"
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC+14 for the test (POSIX only: ``time.tzset``)."""
+    if not hasattr(time, "tzset"):  # pragma: no cover - Windows
+        pytest.skip("time.tzset is POSIX only")
+    monkeypatch.setenv("TZ", FAR_FROM_UTC)
+    time.tzset()
+    try:
+        assert time.localtime(0).tm_hour == 14  # the zone really is in force
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()

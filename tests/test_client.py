@@ -1,11 +1,15 @@
-"""Every operation end to end: SessionsClient → Urllib3Transport → a real server on 127.0.0.1."""
+"""Every operation end to end: SessionsClient → Urllib3Transport → a real server on 127.0.0.1.
+
+Also what the client reads or refuses before sending anything (the key variable, options
+without a value of their own, a user agent that cannot be a header, a pool or cap of zero),
+checked through in-memory transports."""
 
 from __future__ import annotations
 
 import json
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -15,6 +19,7 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import (
     ApiError,
+    AsyncSessionsClient,
     CreateSessionBody,
     DecodeFailed,
     HttpError,
@@ -26,8 +31,12 @@ from cdsessions import (
     ValidationFailed,
 )
 from cdsessions._core.builders import check_id
+from cdsessions.fake import DEFAULT_MACHINE_ID
+from cdsessions.transports._inline import InlineTransport
 from tests.support import samples
+from tests.support.checks import refused, run
 from tests.support.loopback import LoopbackServer, Received, Reply, json_reply, serve
+from tests.support.transports import Recorder, Recording, client_with, ok
 
 KEY = "sk-live-TOPSECRET-0123456789"
 
@@ -304,3 +313,87 @@ def test_any_accepted_id_routes_to_its_session_and_decodes_back(
     segment = path.removeprefix("/api/session/")
     assert "/" not in segment
     assert unquote(segment, errors="strict") == session_id
+
+
+BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
+
+
+class RaisingIterable:
+    def __iter__(self) -> Iterator[object]:
+        raise ValueError("a broken collection of observers")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("observers", None),
+        ("observers", 5),
+        ("observers", [print, "not a function"]),
+        ("observers", RaisingIterable()),
+        ("user_agent", 5),
+        ("user_agent", "app/1.0\r\nX-Injected: 1"),
+        ("user_agent", "appé/1.0"),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_options_without_a_value_of_their_own_are_refused_by_each_call_not_raised(
+    option: str, value: object
+) -> None:
+    """From issue 10: the boundary never raises."""
+    transport = Recording()
+    client = SessionsClient(KEY, transport=transport, **{option: value})  # type: ignore[arg-type]
+    aclient = AsyncSessionsClient(KEY, transport=InlineTransport(transport), **{option: value})  # type: ignore[arg-type]
+    for result in (client.list(), client.create(BODY), run(aclient.get("s"))):
+        assert refused(result) == option
+    assert transport.sent == []
+
+
+SESSION_BODY: Final = b'{"session_id": "s-1", "gpu_event_id": "e-1"}'
+
+
+def test_the_api_key_variable_is_read_when_a_request_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bug: ``COMFY_DEPLOY_API_KEY`` read once when the client is made, not per request.
+
+    Found by applying a deliberate bug the older tests let through."""
+    monkeypatch.delenv("COMFY_DEPLOY_API_KEY", raising=False)
+    transport = Recorder(ok(SESSION_BODY))
+    client = SessionsClient(transport=transport, retry=False)
+    missing = client.get("s-1")
+    assert isinstance(missing, Failure)
+    assert transport.sent == []
+    monkeypatch.setenv("COMFY_DEPLOY_API_KEY", KEY)
+    assert isinstance(client.get("s-1"), Success)
+    (request, _, _) = transport.sent[0]
+    assert dict(request.headers)["Authorization"] == f"Bearer {KEY}"
+
+
+def test_a_user_agent_that_cannot_be_a_header_is_refused_before_sending() -> None:
+    """Bug: the ``user_agent`` option not checked, so a line break in it goes on the wire
+    (or fails in the HTTP stack after the key was prepared).
+
+    Found by applying a deliberate bug the older tests let through."""
+    for agent in ("cdsessions\r\nX-Injected: 1", "café/1.0"):
+        transport = Recorder(ok(SESSION_BODY))
+        result = client_with(transport, user_agent=agent).get("s-1")
+        assert isinstance(result, Failure)
+        failure = result.failure()
+        assert isinstance(failure, InvalidRequest)
+        assert failure.field == "user_agent"
+        assert transport.sent == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("max_connections", 0), ("max_response_bytes", 0)])
+def test_a_pool_or_cap_of_zero_is_refused_before_sending(option: str, value: int) -> None:
+    """Bug: 0 accepted (a pool of no connections waits out every deadline; a cap of no bytes
+    fails every call after it was sent).
+
+    Found by applying a deliberate bug the older tests let through."""
+    transport = Recorder(ok(SESSION_BODY))
+    result = client_with(transport, **{option: value}).get("s-1")
+    assert isinstance(result, Failure)
+    failure = result.failure()
+    assert isinstance(failure, InvalidRequest)
+    assert failure.field == option
+    assert transport.sent == []

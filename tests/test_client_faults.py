@@ -30,6 +30,7 @@ from cdsessions import (
 )
 from tests.support import samples
 from tests.support.loopback import Raw, Reply, Script, serve
+from tests.support.operations import CALLS, IDEMPOTENT, NONE, OK_BODIES, READ_ONLY, Call
 
 KEY = "sk-live-FAULTS-0123456789abcdef"
 ATTEMPTS = 3
@@ -37,26 +38,6 @@ DELAY = 0.02
 POLICY = RetryPolicy(max_attempts=ATTEMPTS, backoff=DELAY, multiplier=1, jitter=0)
 TIMEOUT = Timeout(connect=0.3, read=0.3, total=1.5)
 SLACK = 0.5  # scheduling noise on a busy 2-core machine
-
-Call = Callable[[SessionsClient], Result[Any, ApiError]]
-CALLS: dict[str, Call] = {
-    "get": lambda c: c.get(samples.SESSION_ID),
-    "list": lambda c: c.list(),
-    "cancel": lambda c: c.cancel(samples.SESSION_ID),
-    "create": lambda c: c.create(CreateSessionBody(machine_id=samples.MACHINE_ID)),
-    "extend": lambda c: c.extend(samples.SESSION_ID, 5),
-}
-OK_BODIES = {
-    "get": samples.LIVE_SESSION_READY,
-    "list": f"[{samples.LIVE_SESSION_READY}]",
-    "cancel": samples.DELETED,
-    "create": samples.CREATED,
-    "extend": '{"message": "Timeout increased successfully"}',
-}
-IDEMPOTENT = frozenset({"get", "list", "cancel"})
-READ_ONLY = frozenset({"get", "list"})
-NONE: frozenset[str] = frozenset()
-EVERY = frozenset(CALLS)
 
 
 def head(*lines: str) -> bytes:

@@ -4,58 +4,22 @@ the client closes them all."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from returns.result import Result, Success
 
 from cdsessions import ApiError, CreateSessionBody, SessionsClient
-from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService
-from cdsessions.fake.server import FakeHTTPServer
+from cdsessions.fake import DEFAULT_MACHINE_ID
+from tests.support.clocks import wait_until
+from tests.support.counting import counting_server
 
 KEY = "sk-concurrency-key"
 THREADS = 16
 CALLS_PER_THREAD = 200
-
-
-class CountingServer(FakeHTTPServer):
-    """The fake server, also counting the TCP connections clients open and close."""
-
-    def __init__(self) -> None:
-        self.peers: set[tuple[str, int]] = set()
-        self.open = 0
-        self._count_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), FakeService(), None)
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        with self._count_lock:  # called once per accepted connection
-            self.peers.add(client_address)
-            self.open += 1
-        return True
-
-    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
-        with self._count_lock:  # called once the connection's handler is done with it
-            self.open -= 1
-        super().shutdown_request(request)
-
-
-@contextmanager
-def counting_server() -> Iterator[CountingServer]:
-    server = CountingServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def hammer(client: SessionsClient, session_id: str, thread: int) -> list[Result[Any, ApiError]]:
@@ -66,15 +30,6 @@ def hammer(client: SessionsClient, session_id: str, thread: int) -> list[Result[
         lambda: client.get(session_id, timeout=5),
     ]
     return [operations[(thread + i) % len(operations)]() for i in range(CALLS_PER_THREAD)]
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    ends = time.monotonic() + seconds
-    while time.monotonic() < ends:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.mark.parametrize("max_connections", [4, 10])

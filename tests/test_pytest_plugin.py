@@ -13,7 +13,7 @@ import pytest
 from returns.result import Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient
-from cdsessions.fake import FakeService
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService
 
 pytest_plugins = ["pytester"]
 
@@ -177,3 +177,16 @@ def test_async_client_fixture_is_bound_to_the_fake_fixture(
     body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID, timeout=5)
     created = asyncio.run(cdsessions_async_client.create(body)).unwrap()
     assert [s.session_id for s in cdsessions_fake.live_sessions()] == [created.session_id]
+
+
+def test_the_plugins_fake_fixture_behaves_like_a_default_fake(
+    cdsessions_client: SessionsClient, cdsessions_fake: FakeService
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    # What the README promises of ``cdsessions_fake``: the default fake, whose sessions start
+    # without a url and get one on the next poll, on its one default machine.
+    assert cdsessions_fake.machine_ids == (DEFAULT_MACHINE_ID,)
+    created = cdsessions_client.create(CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)).unwrap()
+    assert created.url is None
+    assert cdsessions_client.get(created.session_id).unwrap().url is None
+    assert cdsessions_client.get(created.session_id).unwrap().url is not None

@@ -51,9 +51,6 @@ import yaml
 from sybil.document import Document
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser
 
-from cdsessions.fake import FakeService
-from cdsessions.fake.server import serve_in_thread
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The comment on the line just above a block's fence that says how it runs (module docs).
 _MARKER = re.compile(
@@ -462,13 +459,7 @@ def test_demo_transcript(tmp_path: Path) -> None:
     assert _normalise(output).strip() == _normalise(shown).strip()
 
 
-@pytest.fixture
-def local_server() -> Iterator[str]:
-    with serve_in_thread(FakeService()) as base_url:
-        yield base_url
-
-
-def test_local_server_transcript(tmp_path: Path, local_server: str) -> None:
+def test_local_server_transcript(tmp_path: Path, cdsessions_fake_url: str) -> None:
     # `--server local` is http://localhost:3011/api; the fake listens on a free port instead,
     # and its URL is written back as `local` in what the commands print.
     env: dict[str, str] = {}
@@ -478,7 +469,7 @@ def test_local_server_transcript(tmp_path: Path, local_server: str) -> None:
             name, _, value = command.removeprefix("export ").partition("=")
             env[name] = value
             continue
-        script = command.replace("--server local", f"--server {local_server}")
+        script = command.replace("--server local", f"--server {cdsessions_fake_url}")
         done = subprocess.run(
             ["bash", "-c", script],
             stdout=subprocess.PIPE,
@@ -489,7 +480,7 @@ def test_local_server_transcript(tmp_path: Path, local_server: str) -> None:
             timeout=_BLOCK_TIMEOUT,
             check=False,
         )
-        printed = done.stdout.replace(local_server, "local")
+        printed = done.stdout.replace(cdsessions_fake_url, "local")
         if _normalise(printed).strip() != _normalise(shown).strip():
             differences.append(f"$ {command}\nshown:\n{shown}\nprinted:\n{printed}")
     assert not differences, "\n".join(differences)

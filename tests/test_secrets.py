@@ -23,9 +23,9 @@ from cdsessions import (
 from cdsessions._core.observe import Event
 from cdsessions._core.text import mask_urls
 from cdsessions._core.wire import HttpRequest, HttpResponse
-from cdsessions.errors import TransportFailed as TransportFailedValue
 from tests.support import samples
 from tests.support.loopback import Raw, Reply, serve
+from tests.support.transports import Recorder, Recording, client_with
 
 KEY = "sk-live-SECRETS-9f8e7d6c5b4a3210"
 TUNNEL = samples.TUNNEL_URL
@@ -206,20 +206,6 @@ def test_urls_in_logged_text_are_masked() -> None:
     assert mask_urls("no address here") == "no address here"
 
 
-class Recording:
-    """A transport that only records what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[HttpRequest] = []
-
-    def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailedValue]:
-        self.sent.append(request)
-        return Success(HttpResponse(200, (("Content-Type", "application/json"),), b"[]"))
-
-    def close(self) -> None:
-        return None
-
-
 @pytest.mark.parametrize("operation", CALLS)
 @pytest.mark.parametrize(
     "server", ["http://api.example.com/api", "http://10.0.0.8:3011/api", "http://[fd00::1]/api"]
@@ -268,3 +254,50 @@ def test_no_recorded_cassette_holds_a_key_or_a_tunnel_url() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         token = re.search(r"(?i)bearer\s+(?!<redacted>|\[?redacted)\S", text)
         assert token is None, f"{path} keeps a bearer token"
+
+
+def test_the_redacted_request_keeps_everything_but_the_secrets() -> None:
+    """Bug: ``redacted()`` dropping a field (the operation observers and logs name).
+
+    Found by applying a deliberate bug the older tests let through."""
+    request = HttpRequest(
+        "POST",
+        "/session",
+        (("a", "b"),),
+        (("Authorization", f"Bearer {KEY}"), ("Content-Type", "application/json")),
+        b"{}",
+        "https://example.invalid/api",
+        "create session on machine m",
+    )
+    shown = request.redacted()
+    assert shown == HttpRequest(
+        "POST",
+        "/session",
+        (("a", "b"),),
+        (("Authorization", "<redacted>"), ("Content-Type", "application/json")),
+        b"{}",
+        "https://example.invalid/api",
+        "create session on machine m",
+    )
+
+
+def test_a_redirects_location_is_not_in_the_repr_observers_get() -> None:
+    """Library bug found here (fixed): a response's repr showed its Location, which can name a
+    session's tunnel, so an observer logging ``repr(event)`` wrote the tunnel URL.
+
+    Found by applying a deliberate bug the older tests let through."""
+    moved = HttpResponse(
+        307,
+        (
+            ("Location", "https://tunnel-secret.example.invalid/x"),
+            ("Content-Location", "https://tunnel-secret.example.invalid/y"),
+        ),
+        b"",
+    )
+    events: list[Event] = []
+    transport = Recorder(Success(moved))
+    result = client_with(transport, observers=[events.append]).get("s-1")
+    assert isinstance(result, Failure)
+    for text in (repr(moved), *(repr(event) for event in events), str(result), repr(result)):
+        assert "tunnel-secret" not in text
+    assert moved.header("location") == "https://tunnel-secret.example.invalid/x"  # still readable

@@ -1,5 +1,6 @@
 """The ``cdsessions`` command, run as a user runs it: a subprocess, against a ``cdsessions
-fake-server`` subprocess on a free port of 127.0.0.1."""
+fake-server`` subprocess on a free port of 127.0.0.1; and the pieces it is made of (exit codes,
+JSON text) in this process."""
 
 from __future__ import annotations
 
@@ -16,51 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions._cli._failures import EXIT_CODES
+from cdsessions._cli._failures import EXIT_CODES, NOT_FOUND, NOT_READY, exit_code_for
+from cdsessions._cli._output import json_text
 from cdsessions.fake import DEFAULT_MACHINE_ID
+from cdsessions.lifecycle import NotReady, SessionGone
+from tests.support.cli import cli_env, default_sigint, run_cli, start_fake_server
 
 KEY = "sk-cli-SECRET-0123456789"
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
 COMMANDS = ["create", "get", "list", "cancel", "extend", "wait", "fake-server", "demo"]
 
 
-def _env(key: str | None = KEY) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "COMFY_DEPLOY_API_KEY"}
-    if key is not None:
-        env["COMFY_DEPLOY_API_KEY"] = key
-    return env
-
-
 def cli(*args: str, key: str | None = KEY, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cdsessions", *args],
-        capture_output=True,
-        text=True,
-        env=_env(key),
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _default_sigint() -> None:
-    """In the child: Ctrl-C's default. A shell starts background jobs with SIGINT ignored, and
-    the ignoring is inherited; the command would then (rightly) ignore the test's SIGINT too."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start_server(*extra: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cdsessions", "fake-server", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(None),
-        preexec_fn=_default_sigint,
-    )
-    assert process.stdout is not None
-    base_url = process.stdout.readline().strip()
-    assert base_url.startswith("http://127.0.0.1:"), base_url
-    return process, base_url
+    return run_cli(*args, key=key, timeout=timeout)
 
 
 def _stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple[int, str]:
@@ -71,7 +40,7 @@ def _stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    process, base_url = _start_server("--quiet")
+    process, base_url = start_fake_server("--quiet")
     try:
         yield base_url
     finally:
@@ -262,7 +231,7 @@ def test_progress_goes_to_stderr_on_a_terminal(server: str) -> None:
             stdout=subprocess.PIPE,
             stderr=terminal,
             text=True,
-            env=_env(),
+            env=cli_env(KEY),
             timeout=60,
             check=False,
         )
@@ -290,7 +259,7 @@ def test_progress_goes_to_stderr_on_a_terminal(server: str) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_fake_server_logs_each_request_and_stops_cleanly(signum: int) -> None:
-    process, base_url = _start_server()
+    process, base_url = start_fake_server()
     sid = _create(base_url)
     cli("list", "--server", base_url, "--machine-id", DEFAULT_MACHINE_ID)
     cli("wait", sid, "--server", base_url, "--show-url")
@@ -323,7 +292,7 @@ def test_fake_server_refuses_a_busy_port_and_other_hosts() -> None:
 
 
 def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
-    process, base_url = _start_server("--quiet", "--ready-after-polls", "1000")
+    process, base_url = start_fake_server("--quiet", "--ready-after-polls", "1000")
     try:
         sid = _create(base_url)
         waiting = subprocess.Popen(
@@ -331,8 +300,8 @@ def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
-            preexec_fn=_default_sigint,
+            env=cli_env(KEY),
+            preexec_fn=default_sigint,
         )
         time.sleep(1.5)  # well into polling
         waiting.send_signal(signal.SIGINT)
@@ -355,8 +324,8 @@ def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
-            preexec_fn=_default_sigint,
+            env=cli_env(KEY),
+            preexec_fn=default_sigint,
         )
         time.sleep(1.5)
         creating.send_signal(signal.SIGINT)
@@ -368,3 +337,20 @@ def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
         assert "is still running (cancel it with `cdsessions cancel " in line
     finally:
         _stop(process)
+
+
+def test_a_session_that_vanished_while_waiting_is_exit_3_and_a_late_one_exit_7() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert exit_code_for(SessionGone("wait for session s", "s"), "wait") == NOT_FOUND
+    assert exit_code_for(NotReady("wait for session s", "s", 5.0, 3), "create") == NOT_READY
+
+
+def test_json_text_escapes_astral_format_characters_and_round_trips() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    # U+E0001 (a tag character) and U+F0000 (private use) are not printable: escaped as a
+    # UTF-16 surrogate pair, which must decode back to the very same character.
+    value = {"gpu": "A\U000e0001B\U000f0000C\U0001f600"}
+    text = json_text(value)
+    assert all(ch.isprintable() for ch in text)
+    assert "\U000e0001" not in text
+    assert json.loads(text) == value

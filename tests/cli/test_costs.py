@@ -1,41 +1,39 @@
 """``cdsessions prices``, ``list``, ``reap`` and ``create --max-cost``, run as a user runs them:
 subprocesses, against the fake served over HTTP from this process on a :class:`ManualClock`
-(``--now`` fixes the CLI's side of the clock), with ``--json`` parsed and checked."""
+(``--now`` fixes the CLI's side of the clock), with ``--json`` parsed and checked. A few run
+:func:`cdsessions._cli.main.main` in this process instead, and the option parsers on their own."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
-from cdsessions._core.wire import HttpResponse
-from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService
+from cdsessions import CreateSessionBody, SessionsClient
+from cdsessions._cli._failures import REFUSED
+from cdsessions._cli._parser import moment, usd
+from cdsessions._cli.main import main
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService, ManualClock
 from cdsessions.fake.server import serve_in_thread
-from tests.costs.test_reaper import KEY, NOW, OTHER_KEY, Scene, scene
+from tests.support.cli import run_cli
+from tests.support.scenes import KEY, NOW, OTHER_KEY, Scene, scene
 
 NOW_ARG: Final = ("--now", NOW.isoformat())
 CREATE: Final = ("POST", "/session")
 
 
 def cdsessions(*args: str, server: str, key: str = KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "COMFY_DEPLOY_API_KEY"}
-    env["COMFY_DEPLOY_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "cdsessions", *args, "--server", server],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, "--server", server, key=key)
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
@@ -65,10 +63,9 @@ def _one_line_failure(result: subprocess.CompletedProcess[str], code: int) -> st
 # -- prices ------------------------------------------------------------------------------------
 
 
-def test_prices_as_text_and_json() -> None:
-    with serve_in_thread(FakeService()) as base_url:
-        text = cdsessions("prices", server=base_url)
-        data = _json(cdsessions("prices", "--json", server=base_url))
+def test_prices_as_text_and_json(cdsessions_fake_url: str) -> None:
+    text = cdsessions("prices", server=cdsessions_fake_url)
+    data = _json(cdsessions("prices", "--json", server=cdsessions_fake_url))
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0].split() == ["GPU", "USD/S", "USD/H"]
     assert "A10G       0.000337  $1.21" in text.stdout
@@ -236,18 +233,18 @@ def test_reap_json_with_yes_reports_each_outcome() -> None:
 # -- create --max-cost -------------------------------------------------------------------------
 
 
-def test_create_over_budget_sends_no_create() -> None:
-    fake = FakeService()
+def test_create_over_budget_sends_no_create(
+    cdsessions_fake: FakeService, cdsessions_fake_url: str
+) -> None:
     args = ("create", "--machine-id", DEFAULT_MACHINE_ID)
-    with serve_in_thread(fake) as base_url:
-        over = cdsessions(
-            *args, "--gpu", "H100", "--timeout", "60", "--max-cost", "8.41", server=base_url
-        )
-        no_gpu = cdsessions(*args, "--max-cost", "100", server=base_url)
-        assert CREATE not in fake.requests_seen
-        within = cdsessions(*args, "--gpu", "A10G", "--max-cost", "$0.31", server=base_url)
-        assert fake.requests_seen.count(CREATE) == 1
-        bad = cdsessions(*args, "--gpu", "A10G", "--max-cost", "lots", server=base_url)
+    over = cdsessions(
+        *args, "--gpu", "H100", "--timeout", "60", "--max-cost", "8.41", server=cdsessions_fake_url
+    )
+    no_gpu = cdsessions(*args, "--max-cost", "100", server=cdsessions_fake_url)
+    assert CREATE not in cdsessions_fake.requests_seen
+    within = cdsessions(*args, "--gpu", "A10G", "--max-cost", "$0.31", server=cdsessions_fake_url)
+    assert cdsessions_fake.requests_seen.count(CREATE) == 1
+    bad = cdsessions(*args, "--gpu", "A10G", "--max-cost", "lots", server=cdsessions_fake_url)
     line = _one_line_failure(over, 2)
     assert "8.4168" in line
     assert "8.41 USD" in line
@@ -255,7 +252,7 @@ def test_create_over_budget_sends_no_create() -> None:
     assert "no GPU given" in _one_line_failure(no_gpu, 2)
     assert within.returncode == 0, within.stderr  # 15 min of A10G: $0.3033
     assert bad.returncode == 2
-    assert len(fake.live_sessions()) == 1
+    assert len(cdsessions_fake.live_sessions()) == 1
 
 
 # -- the README's transcript -------------------------------------------------------------------
@@ -288,3 +285,133 @@ def test_the_readme_costs_transcript_is_real_output() -> None:
             assert done.returncode == 0, done.stderr
             assert done.stdout.rstrip("\n") == shown, f"$ {command}"
         assert _deletes(s) == []
+
+
+T0: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
+
+
+class Served:
+    def __init__(self, service: FakeService, url: str, clock: ManualClock) -> None:
+        self.service, self.url, self.clock = service, url, clock
+
+    def create(self, **fields: Any) -> str:
+        body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, **fields)
+        with SessionsClient(KEY, server=self.url) as client:
+            session_id: str = client.create(body).unwrap().session_id
+        return session_id
+
+
+@pytest.fixture
+def refusing() -> Iterator[Served]:
+    """The fake on a ManualClock whose DELETEs of the first session created fail (500)."""
+    clock = ManualClock(T0)
+    doomed: list[str] = []
+
+    def intercept(request: HttpRequest) -> HttpResponse | None:
+        if request.method == "DELETE" and doomed and request.path.endswith(doomed[0]):
+            return HttpResponse(500, (("content-type", "text/plain"),), b"Internal Server Error")
+        return None
+
+    service = FakeService(clock=clock, intercept=intercept)
+    with serve_in_thread(service) as url:
+        served = Served(service, url, clock)
+        doomed.append(served.create(timeout=60))
+        yield served
+
+
+def _run(
+    served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    monkeypatch.setenv("COMFY_DEPLOY_API_KEY", KEY)
+    code = main([*args, "--server", served.url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def india_standard_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC+5:30 for the test (then put back)."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is POSIX only")
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_reap_json_reports_no_savings_for_a_cancel_that_failed(
+    refusing: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    doomed = refusing.service.live_sessions()[0].session_id
+    stopped = refusing.create(timeout=60)
+    refusing.clock.advance(minutes=15)
+    young = refusing.create(timeout=60)  # 5 min old at --now: not selected
+    now = (T0 + timedelta(minutes=20)).isoformat()
+    code, out, _ = _run(
+        refusing,
+        capsys,
+        monkeypatch,
+        "reap",
+        "--older-than",
+        "10m",
+        "--yes",
+        "--json",
+        "--now",
+        now,
+    )
+    assert code == REFUSED  # a cancel failed (500): the command fails
+    document = json.loads(out)
+    by_id = {item["session_id"]: item for item in document["sessions"]}
+    assert by_id[doomed]["outcome"] == "failed"
+    assert by_id[doomed]["saves_usd"] is None  # still running: it saves nothing
+    assert by_id[doomed]["error"]
+    assert by_id[stopped]["outcome"] == "cancelled"
+    assert by_id[stopped]["saves_usd"] == by_id[stopped]["remaining_cost_usd"]
+    assert document["saves_usd"] == by_id[stopped]["saves_usd"]
+    assert document["failed"] == 1
+    assert (document["considered"], document["selected"], document["dry_run"]) == (3, 2, False)
+    assert young not in by_id
+    assert by_id[stopped]["age_seconds"] == 1200  # as of --now, not the wall clock
+    assert by_id[stopped]["ready"] is False  # never polled: no url yet
+    assert [s.session_id for s in refusing.service.live_sessions()] == [doomed, young]
+
+
+@pytest.mark.usefixtures("india_standard_time")
+def test_a_now_without_an_offset_is_utc_whatever_the_local_time_zone() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert time.localtime(0).tm_hour == 5  # the zone took effect: a buggy parse would differ
+    assert moment("2025-11-02T12:00:00") == T0
+    assert moment("2025-11-02T12:00:00Z") == T0
+    assert moment("2025-11-02T17:30:00+05:30") == T0
+
+
+def test_list_still_lists_the_sessions_when_the_prices_cannot_be_had(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+
+    def no_prices(request: HttpRequest) -> HttpResponse | None:
+        if request.path == "/platform/gpu-pricing":
+            return HttpResponse(403, (("content-type", "application/json"),), b'{"detail":"no"}')
+        return None
+
+    clock = ManualClock(T0)
+    service = FakeService(clock=clock, intercept=no_prices)
+    with serve_in_thread(service) as url:
+        served = Served(service, url, clock)
+        sid = served.create()
+        code, out, err = _run(served, capsys, monkeypatch, "list", "--json")
+    assert code == 0, err  # knowing what runs matters more than what it costs
+    assert "warning: costs unknown" in err
+    document = json.loads(out)
+    assert [item["session_id"] for item in document["sessions"]] == [sid]
+    assert document["sessions"][0]["cost_so_far_usd"] is None
+    assert document["total"]["unpriced"] == 1
+
+
+@pytest.mark.parametrize(("text", "amount"), [("2.50", "2.50"), ("$2.50", "2.50"), (" $0 ", "0")])
+def test_usd_options_take_an_optional_dollar_sign(text: str, amount: str) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert usd(text) == Decimal(amount)

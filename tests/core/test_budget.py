@@ -17,7 +17,7 @@ from cdsessions.costs import GpuPricing, Price
 from cdsessions.errors import HttpError
 from cdsessions.fake import DEFAULT_GPU_PRICES, DEFAULT_MACHINE_ID, FakeService, FakeTransport
 from cdsessions.fake.server import serve_in_thread
-from tests.test_both_clients import FORMS, Face, open_face
+from tests.support.faces import FORMS, Face, open_face
 
 KEY: Final = "sk-budget-0123456789"
 A10G_30_MIN: Final = Decimal(30 * 60) * Decimal("0.000337")  # 0.6066

@@ -19,6 +19,7 @@ from cdsessions._core.builders import (
     build_extend,
     build_get,
     build_list,
+    describe_id,
 )
 from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import InvalidRequest
@@ -334,3 +335,20 @@ def test_refusals_name_the_operation_the_field_and_the_problem(
 ) -> None:
     # Built inside the test, not at collection: the call is then the test's own.
     assert _refused(build()) == expected
+
+
+def test_ids_are_described_short_and_visibly() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    assert describe_id("x" * 40) == "x" * 40
+    assert describe_id("y" * 41) == "y" * 36 + "…"
+    assert describe_id("  ") == "'  '"
+    assert describe_id("a\tb") == "'a\\tb'"
+    assert describe_id("abc") == "abc"
+
+
+def test_id_problems_are_exact() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    assert build_get("").failure().problem == "must not be empty"
+    assert build_get(" \t").failure().problem == "must not be blank"
+    assert build_get("a\ud800").failure().problem == "contains a lone surrogate (not valid Unicode)"
+    assert build_get(3).failure().problem == "must be a string, not int"  # type: ignore[arg-type]

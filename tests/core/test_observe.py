@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import Final
 
 import pytest
-from returns.result import Result, Success
+from returns.result import Failure, Result, Success
 
 from cdsessions import RetryPolicy, SessionsClient
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Event, Observer
+from cdsessions._core.text import mask_urls
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from tests.support import samples
+from tests.support.transports import Recorder, answered, client_with, ok
 
 _QUICK_RETRY = RetryPolicy(backoff=0.001, jitter=0)
 
@@ -112,3 +115,103 @@ def test_a_retry_is_logged_at_info_without_debug_or_observers(
     )
     assert records[1].getMessage().endswith("(attempt 3)")
     assert len(redactions) == 1  # described from the first retry on, once
+
+
+SESSION_BODY: Final = b'{"session_id": "s-1", "gpu_event_id": "e-1"}'
+
+
+#: An id that is a URL: it travels percent-encoded in the path and verbatim in the operation.
+URL_ID: Final = "https://tunnel-secret.example.invalid/x"
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "cdsessions"]
+
+
+def test_observers_see_the_operation_of_each_attempt() -> None:
+    """Bug: the events' redacted request losing its ``operation``.
+
+    Found by applying a deliberate bug the older tests let through."""
+    seen: list[str] = []
+    transport = Recorder(ok(SESSION_BODY))
+    client = client_with(transport, observers=[lambda event: seen.append(event.operation)])
+    client.get("s-1")
+    assert seen == ["get session s-1", "get session s-1"]
+
+
+def test_a_retry_is_one_info_line_naming_the_next_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bugs: the retry logged at DEBUG (invisible at INFO); the attempt number off by one.
+
+    Found by applying a deliberate bug the older tests let through."""
+    caplog.set_level(logging.INFO, logger="cdsessions")
+    transport = Recorder(answered(503), ok(SESSION_BODY))
+    client_with(transport).get("s-1")
+    info = [text for level, text in _lines(caplog) if level == logging.INFO]
+    assert len(info) == 1
+    assert info[0].startswith("get session s-1: 503 after ")
+    assert info[0].endswith("retrying in 0.00s (attempt 2)")
+
+
+def test_no_url_reaches_a_log_line_from_the_path_the_operation_or_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bugs: the request target, the operation of a retry line or a failure's text logged
+    unmasked; percent-encoded URLs not recognised as URLs.
+
+    Found by applying a deliberate bug the older tests let through."""
+    caplog.set_level(logging.DEBUG, logger="cdsessions")
+    lost = Failure(TransportFailed("x", "broken", f"proxy said go to {URL_ID}", sent=True))
+    transport = Recorder(answered(503), lost, ok(SESSION_BODY))
+    client_with(transport).get(URL_ID)
+    lines = _lines(caplog)
+    assert len(lines) == 6  # started and finished, three times
+    for _, text in lines:
+        assert "tunnel-secret" not in text
+        assert "<masked>" in text
+    assert mask_urls("GET /session/https%3A%2F%2Ftunnel-secret.example.invalid%2Fx") == (
+        "GET /session/https%3A%2F%2F<masked>"
+    )
+
+
+def test_attempt_finished_carries_the_status_or_none() -> None:
+    """Bug: ``AttemptFinished.status`` not reporting the response's status.
+
+    Found by applying a deliberate bug the older tests let through."""
+    events: list[Event] = []
+    unsent = Failure(TransportFailed("x", "connect", "refused", sent=False))
+    transport = Recorder(answered(503), unsent, ok(SESSION_BODY))
+    client_with(transport, observers=[events.append]).get("s-1")
+    finished = [e for e in events if isinstance(e, AttemptFinished)]
+    assert [e.status for e in finished] == [503, None, 200]
+    assert [e.attempt for e in finished] == [1, 2, 3]
+    assert [e.retry_in for e in finished] == [0.0, 0.0, None]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyError, TypeError, ZeroDivisionError])
+def test_an_observer_raising_anything_is_ignored(error: type[Exception]) -> None:
+    """Bug: only some exception types of an observer caught, the others escaping the call.
+
+    Found by applying a deliberate bug the older tests let through."""
+
+    def broken(event: Event) -> None:
+        raise error("observer bug")
+
+    transport = Recorder(ok(SESSION_BODY))
+    result = client_with(transport, observers=[broken]).get("s-1")
+    assert isinstance(result, Success)
+
+
+def test_observers_are_told_even_when_nothing_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: events built only when the ``cdsessions`` logger is at DEBUG, so an observer of
+    the caller's hears nothing in a program that does not log (the suite logs at DEBUG).
+
+    Found by applying a deliberate bug the older tests let through."""
+    caplog.set_level(logging.WARNING, logger="cdsessions")
+    events: list[Event] = []
+    transport = Recorder(answered(503), ok(SESSION_BODY))
+    client_with(transport, observers=[events.append]).get("s-1")
+    assert [type(e).__name__ for e in events] == ["AttemptStarted", "AttemptFinished"] * 2

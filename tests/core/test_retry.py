@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import get_args
 
@@ -13,6 +15,7 @@ from returns.result import Failure, Success
 
 from cdsessions import RetryPolicy, Timeout, TransportFailed
 from cdsessions._core.retry import (
+    DEFAULT_RETRY,
     NO_RETRY,
     Attempt,
     Done,
@@ -29,6 +32,7 @@ from cdsessions._core.retry import (
     policy_from,
     retry_reason,
 )
+from cdsessions._core.timeouts import MAX_SECONDS
 from cdsessions._core.wire import HttpResponse
 
 KINDS: tuple[OperationKind, ...] = get_args(OperationKind)
@@ -342,29 +346,6 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
     assert (done.outcome, done.attempts) == (status(503), 1)
 
 
-def test_timeout_settings_resolve_to_timeouts() -> None:
-    from cdsessions._core.timeouts import DEFAULT_TIMEOUT, timeout_from
-
-    assert (DEFAULT_TIMEOUT.connect, DEFAULT_TIMEOUT.read, DEFAULT_TIMEOUT.total) == (10, 30, 120)
-    assert timeout_from(None, DEFAULT_TIMEOUT) == Success(DEFAULT_TIMEOUT)
-    assert timeout_from(5, DEFAULT_TIMEOUT) == Success(Timeout(5, 5, 120))  # a plain number
-    assert timeout_from(90, DEFAULT_TIMEOUT) == Success(Timeout(90, 90, 180))  # room for both
-    assert timeout_from(5, Timeout(total=None)) == Success(Timeout(5, 5, None))
-    custom = Timeout(1, 2, 3)
-    assert timeout_from(custom, DEFAULT_TIMEOUT) == Success(custom)
-
-
-@pytest.mark.parametrize(
-    "value", [0, -1, math.nan, math.inf, True, "5", Timeout(connect=-1), Timeout(total=0)]
-)
-def test_unusable_timeouts_are_explained(value: object) -> None:
-    from cdsessions._core.timeouts import DEFAULT_TIMEOUT, timeout_from
-
-    result = timeout_from(value, DEFAULT_TIMEOUT)
-    assert isinstance(result, Failure)
-    assert result.failure()
-
-
 # -- exact values at the edges (survivors of ``nox -s mutation``) ------------------------------
 
 
@@ -496,3 +477,100 @@ def test_a_wait_that_leaves_a_moment_of_the_deadline_tries_again() -> None:
     assert steps.send(status(503)) == Wait(1, "503; attempt 2 of 5")
     clock.now += 2.5  # half a second of the deadline is left: enough for another attempt
     assert steps.send(None) == Attempt(2, Timeout(0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),  # naive in the stdlib: still GMT
+        ("Wed, 21 Oct 2015 07:28:10 -0000", 10.0),
+        ("١٢٠", None),  # digits, but not ASCII ones
+        ("nan", None),
+        ("NaN", None),
+        ("inf", None),
+        ("-Infinity", None),
+        ("-1", None),
+        ("1e3", None),
+        ("9" * 400, None),
+        ("Fri, 31 Dec 99999 23:59:59 GMT", None),
+        ("Wed, 21 Oct 2015 07:28:00 +99999999999999999999", None),
+        ("Mon, 01 Jan 0001 00:00:00 +2359", 0.0),
+        ("\x00", None),
+        ("", None),
+    ],
+)
+def test_retry_after_is_read_or_ignored(value: str, seconds: float | None) -> None:
+    """From issue 10: the boundary never raises."""
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert parse_retry_after(value, now) == seconds
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.from_regex(
+            r"[A-Za-z]{3}, \d{1,6} [A-Za-z]{3} -?\d{1,12} \d\d:\d\d:\d\d [-+A-Z0-9]{0,24}"
+        ),
+    ),
+    st.floats(min_value=0, max_value=4e9),
+)
+def test_retry_after_never_raises(value: str, now: float) -> None:
+    """From issue 10: the boundary never raises."""
+    seconds = parse_retry_after(value, now)
+    assert seconds is None or 0 <= seconds < math.inf
+
+
+def test_retry_waits_are_clamped_to_what_a_sleep_accepts() -> None:
+    """From issue 10: the boundary never raises."""
+    patient = RetryPolicy(backoff=1e300, max_delay=1e300, max_retry_after=1e300, jitter=0)
+    asked = HttpResponse(503, (("Retry-After", "9999999999"),), b"")
+    for outcome in (Success(HttpResponse(503)), Success(asked)):
+        decision = decide(patient, "get", 1, outcome, remaining=None, now=0.0, unit=0.0)
+        assert not isinstance(decision, Stop)
+        assert 0 < decision.delay <= MAX_SECONDS
+
+
+def test_a_jitter_unit_past_one_is_held_at_one() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    policy = RetryPolicy(backoff=2, jitter=0.5, max_delay=10)
+    assert backoff_delay(policy, 1, 1.5) == backoff_delay(policy, 1, 1.0) == 1.0
+    assert backoff_delay(policy, 1, -1.0) == 2.0
+
+
+def test_the_retry_defaults_are_the_documented_ones() -> None:
+    """Bugs: a default changed (max_attempts 4, max_retry_after 120, a status dropped).
+
+    Found by applying a deliberate bug the older tests let through."""
+    assert RetryPolicy() == DEFAULT_RETRY
+    policy = RetryPolicy()
+    assert policy.max_attempts == 3
+    assert (policy.backoff, policy.multiplier, policy.max_delay) == (0.5, 2.0, 8.0)
+    assert policy.jitter == 0.5
+    assert policy.max_retry_after == 60.0
+    assert policy.statuses == frozenset({429, 502, 503, 504})
+    assert policy.read_statuses == frozenset({500})
+    assert policy.allow_duplicates is False
+
+
+def test_retry_after_in_other_scripts_digits_is_unreadable() -> None:
+    """Bug: ``\\d`` without ASCII matching, which reads Arabic-Indic digits as seconds.
+
+    Found by applying a deliberate bug the older tests let through."""
+    assert parse_retry_after("\u0661\u0662\u0660", now=0.0) is None
+    assert parse_retry_after("120", now=0.0) == 120.0
+
+
+def test_a_retry_after_date_in_the_minus_0000_form_is_gmt(far_from_utc: None) -> None:
+    """Bug: ``-0000`` parses as a naive date-time, then read as local time (14 h off here).
+
+    Found by an outside review's deliberate bug the suite missed (issue 14)."""
+    moment = datetime(2015, 10, 21, 7, 28, tzinfo=UTC).timestamp()
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", moment - 30) == 30.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", moment - 30) == 30.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 +0100", moment - 30) == 0.0  # past
+    assert parse_retry_after(email.utils.formatdate(moment + 5, usegmt=True), moment) == 5.0

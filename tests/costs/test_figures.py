@@ -394,3 +394,47 @@ def test_the_fake_serves_its_table_with_the_exact_digits() -> None:
     assert get(FakeService(), key="").status == 401
     with pytest.raises(ValueError, match="not a JSON number"):
         FakeService(prices={"A10G": "0.1; DROP"})
+
+
+T0 = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
+
+
+SESSION = Session(
+    session_id="s-1",
+    gpu_event_id="e-1",
+    gpu="A10G",
+    created_at=T0,
+    timeout=15,
+    timeout_end=T0 + timedelta(minutes=15),
+)
+
+
+def test_age_before_the_creation_is_zero_not_negative() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    # A ``--now`` a little before created_at (or a client clock behind the server's).
+    earlier = T0 - timedelta(minutes=3)
+    assert age(SESSION, earlier) == timedelta(0)
+    assert costs_of(SESSION, TABLE, earlier).age == timedelta(0)
+    assert age(SESSION, T0 + timedelta(seconds=90)) == timedelta(seconds=90)
+
+
+def test_time_left_after_the_timeout_is_zero_not_negative() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert time_left(SESSION, T0 + timedelta(hours=2)) == timedelta(0)
+    assert time_left(SESSION, T0) == timedelta(minutes=15)
+
+
+@pytest.mark.parametrize(
+    ("amount", "places", "shown"),
+    [
+        ("1.23456", 4, "$1.2346"),
+        ("0.000337", 6, "$0.000337"),
+        ("1234.5", 0, "$1,235"),
+        ("2.5", 0, "$3"),  # half up, for display
+        ("-0.125", 2, "-$0.13"),
+        ("1.005", 2, "$1.01"),
+    ],
+)
+def test_format_usd_rounds_to_the_places_asked_for(amount: str, places: int, shown: str) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert format_usd(Decimal(amount), places) == shown

@@ -7,11 +7,9 @@ a young one, one on another machine, one on another GPU, and another account's o
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -29,24 +27,32 @@ from cdsessions import (
     Session,
     SessionsClient,
 )
+from cdsessions._cli._parser import duration
 from cdsessions._core.pricing import GpuPricing
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import costs_of
-from cdsessions.costs.reaper import ReapReport, Selection, matches, reap, reap_async, select
+from cdsessions.costs.reaper import (
+    Reaped,
+    ReapReport,
+    Selection,
+    matches,
+    reap,
+    reap_async,
+    select,
+    selection_problem,
+)
+from cdsessions.errors import HttpError
 from cdsessions.fake import (
     DEFAULT_GPU_PRICES,
     DEFAULT_MACHINE_ID,
-    FakeMachine,
+    AsyncFakeTransport,
     FakeService,
+    FakeTransport,
     ManualClock,
 )
 from cdsessions.fake.server import serve_in_thread
+from tests.support.scenes import KEY, NOW, OTHER_KEY, OTHER_MACHINE, T0, scene
 
-KEY: Final = "sk-reaper-mine-0123456789"
-OTHER_KEY: Final = "sk-reaper-theirs-0123456789"
-OTHER_MACHINE: Final = "fa4e0000-0000-4000-8000-0000000000b2"
-T0: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
-NOW: Final = T0 + timedelta(minutes=40)
 TABLE: Final = GpuPricing.from_table(DEFAULT_GPU_PRICES)
 #: What a typical clean-up asks for: old A10G sessions on the default machine.
 TYPICAL: Final = Selection(
@@ -152,70 +158,6 @@ def test_a_session_is_selected_only_if_it_matches_every_selector(
 
 
 # -- reap against the fake over HTTP ---------------------------------------------------------------
-
-
-@dataclass
-class Scene:
-    fake: FakeService
-    clock: ManualClock
-    base_url: str
-    ids: dict[str, str]
-    failing: dict[str, HttpResponse]  # session id -> the answer its cancel gets instead
-
-    def deletes(self) -> list[str]:
-        return [path for method, path in self.fake.requests_seen if method == "DELETE"]
-
-    def live(self, key: str = KEY) -> set[str]:
-        return {s.session_id for s in self.fake.live_sessions(key)}
-
-
-def _intercept(failing: dict[str, HttpResponse]) -> Callable[[HttpRequest], HttpResponse | None]:
-    def answer(request: HttpRequest) -> HttpResponse | None:
-        if request.method == "DELETE":
-            return failing.get(request.path.rsplit("/", 1)[-1])
-        return None
-
-    return answer
-
-
-@contextmanager
-def scene() -> Iterator[Scene]:
-    """The fake over HTTP, holding (at NOW = T0 + 40 min): ``old`` and ``old-too`` (A10G,
-    default machine, 40 and 39 min old), ``young`` (5 min), ``elsewhere`` (another machine),
-    ``t4`` (another GPU), and ``theirs`` (another account's old A10G session)."""
-    clock = ManualClock(T0)
-    failing: dict[str, HttpResponse] = {}
-    fake = FakeService(
-        clock=clock,
-        machines=[DEFAULT_MACHINE_ID, FakeMachine(OTHER_MACHINE, "H100")],
-        intercept=_intercept(failing),
-    )
-    ids: dict[str, str] = {}
-    with serve_in_thread(fake) as base_url:
-        with (
-            SessionsClient(KEY, server=base_url) as mine,
-            SessionsClient(OTHER_KEY, server=base_url) as theirs,
-        ):
-
-            def start(name: str, client: SessionsClient, **fields: object) -> None:
-                made = CreateSessionBody(
-                    machine_id=str(fields.get("machine", DEFAULT_MACHINE_ID)),
-                    gpu=MachineGPU(str(fields.get("gpu", "A10G"))),
-                    timeout=60,
-                )
-                ids[name] = client.create(made).unwrap().session_id
-
-            start("old", mine)
-            start("theirs", theirs)
-            start("elsewhere", mine, machine=OTHER_MACHINE, gpu="H100")
-            start("t4", mine, gpu="T4")
-            clock.advance(minutes=1)
-            start("old-too", mine)
-            clock.advance(minutes=34)
-            start("young", mine)
-            clock.advance(minutes=5)
-        assert clock() == NOW
-        yield Scene(fake, clock, base_url, ids, failing)
 
 
 def _outcomes(report: ReapReport, ids: dict[str, str]) -> dict[str, str]:
@@ -333,3 +275,134 @@ def test_cost_over_needs_the_prices_and_the_rest_does_not() -> None:
         assert [item.outcome for item in report.reaped] == ["cancelled"]
         assert (report.saves, report.unpriced) == (Decimal(0), 1)
         assert fake.live_sessions() == ()
+
+
+SESSION = Session(
+    session_id="s-1",
+    gpu_event_id="e-1",
+    gpu="A10G",
+    created_at=T0,
+    timeout=15,
+    timeout_end=T0 + timedelta(minutes=15),
+)
+
+
+def _with_sessions(client: SessionsClient, *gpus: str) -> None:
+    for gpu in gpus:
+        body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU(gpu))
+        client.create(body).unwrap()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1d", timedelta(days=1)),
+        ("1d2h", timedelta(days=1, hours=2)),
+        ("2h15m30s", timedelta(hours=2, minutes=15, seconds=30)),
+        ("1d0h5m", timedelta(days=1, minutes=5)),
+        ("1m30s", timedelta(minutes=1, seconds=30)),
+        (" 1H30M ", timedelta(hours=1, minutes=30)),
+    ],
+)
+def test_older_than_reads_every_combination_of_units(text: str, expected: timedelta) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "  ", "h", "30", "30x", "1m1h", "-5m", "1.5h", "1h 30m"])
+def test_older_than_refuses_what_is_not_a_duration(text: str) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        duration(text)
+
+
+def test_a_reap_report_counts_savings_and_unpriced_only_for_stopped_sessions() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    now = T0 + timedelta(minutes=5)
+    priced = costs_of(SESSION, TABLE, now)
+    unpriced = costs_of(SESSION, GpuPricing(), now)  # no price table: savings unknown
+    refused = HttpError("cancel session s-1", 500, "Internal Server Error")
+    report = ReapReport(
+        Selection(everything=True),
+        now,
+        False,
+        4,
+        (
+            Reaped(priced, "cancelled"),
+            Reaped(priced, "failed", refused),
+            Reaped(unpriced, "already gone"),
+            Reaped(unpriced, "failed", refused),
+        ),
+    )
+    assert report.saves == priced.remaining_cost  # 10 min of A10G, once: the failed one runs on
+    assert report.unpriced == 1  # the failed unpriced session saved nothing, known or not
+    assert len(report.failed) == 2
+    assert not report.ok
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        Selection(older_than=timedelta(minutes=-5)),  # would select every session
+        Selection(cost_over=Decimal("-0.01")),  # would select every priced session
+        Selection(cost_over=Decimal("NaN")),
+    ],
+)
+def test_a_selection_that_would_match_everything_by_accident_is_refused_unsent(
+    selection: Selection, cdsessions_fake: FakeService, cdsessions_client: SessionsClient
+) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert selection_problem(selection) is not None
+    cdsessions_client.create(CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)).unwrap()
+    seen = cdsessions_fake.requests_seen
+    result = reap(cdsessions_client, selection, T0)
+    assert isinstance(result.failure(), InvalidRequest)
+    assert cdsessions_fake.requests_seen == seen  # nothing listed, nothing cancelled
+    assert len(cdsessions_fake.live_sessions()) == 1
+
+
+def test_reap_matches_the_gpu_name_exactly_and_counts_what_it_listed() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    other = "fa4e0000-0000-4000-8000-0000000000c3"
+    service = FakeService(machines=(DEFAULT_MACHINE_ID, other))
+    with SessionsClient("sk-promises", transport=FakeTransport(service)) as client:
+        _with_sessions(client, "A10G", "A10G", "T4")
+        client.create(CreateSessionBody(machine_id=other, gpu=MachineGPU.T4)).unwrap()
+        lower = reap(client, Selection(gpu="a10g"), T0, dry_run=True).unwrap()
+        exact = reap(client, Selection(gpu="A10G"), T0, dry_run=True).unwrap()
+        here = reap(client, Selection(machine_id=DEFAULT_MACHINE_ID), T0, dry_run=True).unwrap()
+    assert lower.reaped == ()  # names are case-sensitive, as on the server
+    assert len(exact.reaped) == 2
+    assert exact.considered == 4
+    assert (here.considered, len(here.reaped)) == (3, 3)  # listed on that machine only
+
+
+def test_both_reapers_send_the_same_cancels() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    queries: list[tuple[tuple[str, str], ...]] = []
+
+    def record(request: HttpRequest) -> HttpResponse | None:
+        if request.method == "DELETE":
+            queries.append(tuple(request.query))
+        return None
+
+    service = FakeService(intercept=record)
+    with SessionsClient("sk-promises", transport=FakeTransport(service)) as client:
+        _with_sessions(client, "A10G")
+        reap(client, Selection(gpu="A10G"), T0).unwrap()
+        _with_sessions(client, "A10G")
+
+    async def main() -> None:
+        transport = AsyncFakeTransport(service)
+        async with AsyncSessionsClient("sk-promises", transport=transport) as aclient:
+            (await reap_async(aclient, Selection(gpu="A10G"), T0)).unwrap()
+
+    asyncio.run(main())
+    assert len(queries) == 2
+    assert queries[0] == queries[1]  # the async form sends what the blocking one sends
+    assert ("wait_for_shutdown", "true") not in queries[1]
+    assert service.live_sessions() == ()

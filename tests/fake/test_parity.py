@@ -4,8 +4,6 @@ over real HTTP through ``Urllib3Transport`` (against ``serve_in_thread`` and aga
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +16,7 @@ from cdsessions.errors import ApiError
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport, ManualClock
 from cdsessions.fake.server import serve_in_thread
 from cdsessions.transports._urllib3 import Urllib3Transport
+from tests.support.cli import start_fake_server
 
 MACHINE = DEFAULT_MACHINE_ID
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
@@ -100,17 +99,8 @@ def test_in_memory_and_over_http_agree(seed_shapes: bool) -> None:
 def fake_server_process(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
     """``cdsessions fake-server`` in its own process, on a free port of 127.0.0.1."""
     seed_shapes: bool = request.param
-    command = [sys.executable, "-m", "cdsessions", "fake-server", "--port", "0", "--quiet"]
-    process = subprocess.Popen(
-        command + (["--seed-shapes"] if seed_shapes else []),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, base_url = start_fake_server("--quiet", *(["--seed-shapes"] if seed_shapes else []))
     try:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().strip()  # printed once it listens
-        assert base_url.startswith("http://127.0.0.1:"), base_url
         yield base_url, seed_shapes
     finally:
         process.terminate()

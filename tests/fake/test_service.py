@@ -27,6 +27,7 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeMachine, FakeService, FakeTransport, ManualClock
+from cdsessions.fake.service import MAX_TIMEOUT_MINUTES
 from tests.support import live_facts
 
 KEY = "fake-key-alice"
@@ -483,3 +484,42 @@ def test_reprs_never_show_urls_or_keys() -> None:
     assert "SECRET" not in shown
     assert service.live_sessions("sk-SECRET-1") == (session,)
     assert service.live_sessions("nobody") == ()
+
+
+def _list_with(authorization: str) -> tuple[int, bytes]:
+    answer = FakeService().handle(
+        HttpRequest("GET", "/sessions", (), (("Authorization", authorization),))
+    )
+    return answer.status, answer.body
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Basic", "Key", "Api-Key", "Bearer:", "Bearerx"])
+def test_only_a_bearer_token_authenticates(scheme: str) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert _list_with(f"{scheme} sk-0123") == (401, b'{"detail":"Invalid or missing token"}')
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    assert _list_with(f"{scheme} sk-0123") == (200, b"[]")
+
+
+@pytest.mark.parametrize("timeout", [-1, -15, MAX_TIMEOUT_MINUTES + 1, 10**12])
+def test_a_timeout_modal_cannot_take_fails_the_create_and_starts_nothing(timeout: int) -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService()
+    body = json.dumps({"machine_id": DEFAULT_MACHINE_ID, "timeout": timeout}).encode()
+    headers = (("Authorization", "Bearer sk-0123"), ("Content-Type", "application/json"))
+    answer = service.handle(HttpRequest("POST", "/session", (), headers, body))
+    assert (answer.status, answer.body) == (500, b'{"detail":"Session creation failed"}')
+    assert service.live_sessions() == ()
+
+
+def test_the_longest_timeout_is_accepted() -> None:
+    """Found by applying a deliberate bug the older tests let through."""
+    service = FakeService()
+    body = json.dumps({"machine_id": DEFAULT_MACHINE_ID, "timeout": MAX_TIMEOUT_MINUTES}).encode()
+    headers = (("Authorization", "Bearer sk-0123"),)
+    assert service.handle(HttpRequest("POST", "/session", (), headers, body)).status == 200
+    assert [s.timeout for s in service.live_sessions()] == [MAX_TIMEOUT_MINUTES]

@@ -1,11 +1,15 @@
 """Response bodies as the seed documents them and as the live server sends them.
 
-Every body here is read from ``contracts/live-bodies.json`` (through ``tests/support/live_facts.py``),
-where each one names its source; ``contracts/live-server-facts.md`` explains them. The ids are
-made up, and are the ones the sample payloads there use.
+Every body here is read from ``contracts/live-bodies.json`` (through
+``tests/support/live_facts.py``), where each one names its source;
+``contracts/live-server-facts.md`` explains them. The ids are made up, and are the ones the
+sample payloads there use.
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 from tests.support import live_facts
 
@@ -33,3 +37,12 @@ MACHINE_NOT_FOUND = live_facts.body("create", "unknown machine")
 _MISSING_MACHINE, _UNKNOWN_GPU, *_ = live_facts.invalid_requests()
 UNPROCESSABLE_MISSING = _MISSING_MACHINE.response
 UNPROCESSABLE_ENUM = _UNKNOWN_GPU.response
+
+#: A JSON body with invalid UTF-8 inside its strings.
+INVALID_UTF8 = b'{"session_id": "\xff\xfe", "gpu_event_id": "e", "detail": "bad \xc3\x28 text"}'
+
+# Any scheme://… that is not masked: what no log line may hold.
+UNMASKED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?!<masked>)")
+
+#: Values no number of seconds may be: each must be refused, never raised on.
+BAD_SECONDS = [math.nan, -1, -0.001, math.inf, -math.inf, True, False, "5", None, [], -(10**400)]

@@ -3,7 +3,10 @@ whatever text it is given."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -309,3 +312,211 @@ def test_deeply_nested_yaml_is_an_error_not_a_crash(depth: int) -> None:
     text = "version: 1\ninteractions: " + "[" * depth + "]" * depth + "\n"
     loaded = CassetteTransport.from_yaml(text, name="deep.yaml")
     assert isinstance(loaded, Failure)
+
+
+def _get_cassette(uri: str) -> CassetteTransport:
+    interaction = {
+        "request": {"method": "GET", "uri": uri, "body": None, "headers": {}},
+        "response": {
+            "status": {"code": 200, "message": "OK"},
+            "headers": {},
+            "body": {"string": ""},
+        },
+    }
+    text = yaml.safe_dump({"version": 1, "interactions": [interaction]})
+    cassette: CassetteTransport = CassetteTransport.from_yaml(text, name="c.yaml").unwrap()
+    return cassette
+
+
+def _miss_problem(cassette: CassetteTransport, request: HttpRequest) -> str:
+    result = cassette.send(
+        msgspec.structs.replace(request, timeout=Timeout(), max_response_bytes=100, operation="op")
+    )
+    assert isinstance(result, Failure), result
+    problem: str = result.failure().problem
+    return problem
+
+
+def _loaded(body: object) -> CassetteTransport | str:
+    interaction = {
+        "request": {"method": "GET", "uri": "http://h/api/x", "body": None, "headers": {}},
+        "response": {"status": {"code": 200}, "headers": {"X": ["a", 2]}, "body": {"string": body}},
+    }
+    loaded = CassetteTransport.from_yaml(
+        yaml.safe_dump({"version": 1, "interactions": [interaction]}), name="b.yaml"
+    )
+    if isinstance(loaded, Failure):
+        return str(loaded.failure())
+    cassette: CassetteTransport = loaded.unwrap()
+    return cassette
+
+
+def _one(response: dict[str, object], uri: str = "http://h/api/x") -> CassetteTransport | str:
+    interaction = {"request": {"method": "GET", "uri": uri}, "response": response}
+    loaded = CassetteTransport.from_yaml(
+        yaml.safe_dump({"version": 1, "interactions": [interaction]}), name="e.yaml"
+    )
+    if isinstance(loaded, Failure):
+        return str(loaded.failure())
+    cassette: CassetteTransport = loaded.unwrap()
+    return cassette
+
+
+def test_a_miss_shows_the_query_and_a_long_recorded_target_shortened() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    whole = "/api/session/" + "x" * 73 + "?a=1"  # 90 characters: shown whole
+    cut = "/api/session/" + "y" * 74 + "?a=1"  # 91: cut to 89 and an ellipsis
+    for target, shown in ((whole, whole), (cut, cut[:89] + "…")):
+        problem = _miss_problem(
+            _get_cassette(f"http://h{target}"),
+            HttpRequest("GET", "/sessions", (("machine_id", "m"),)),
+        )
+        assert problem == (
+            f"GET /sessions?machine_id=m is not in c.yaml; closest recorded: GET {shown}"
+        )
+
+
+def test_cassette_bodies_in_every_stored_form() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    for stored, expected in (
+        ("text é", "text é".encode()),
+        ([b"ab", b"cd"], b"abcd"),  # an iterator body, as vcrpy records it
+        (None, b""),
+    ):
+        cassette = _loaded(stored)
+        assert isinstance(cassette, CassetteTransport), cassette
+        (interaction,) = cassette.interactions
+        assert interaction.response.body == expected
+        assert interaction.response.headers == (("X", "a"), ("X", "2"))
+    assert _loaded(7) == (
+        "cassette b.yaml: interactions[0].response.body: expected text or !!binary, found int"
+    )
+    assert _loaded([b"a", "b"]) == (
+        "cassette b.yaml: interactions[0].response.body: expected text or !!binary, found list"
+    )
+
+
+def test_cassette_defaults_and_exact_failures() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    recorded = [
+        {
+            "request": {"method": "POST", "uri": "http://h/api/s", "body": f'{{"n":{i}}}'},
+            "response": {"status": {"code": 200}, "body": {"string": str(i)}},
+        }
+        for i in range(3)
+    ]
+    text = yaml.safe_dump({"version": 1, "interactions": recorded})
+    plain = CassetteTransport.from_yaml(text).unwrap()  # bodies ignored, each plays once
+    request = HttpRequest("POST", "/s", body=b'{"n":9}')
+    sent = [
+        plain.send(
+            msgspec.structs.replace(
+                request, timeout=Timeout(), max_response_bytes=1, operation="op"
+            )
+        )
+        for _ in "abcd"
+    ]
+    assert [r.unwrap().body for r in sent[:3]] == [b"0", b"1", b"2"]
+    miss = sent[3].failure()
+    assert (miss.operation, miss.kind, miss.sent) == ("op", "unmatched", False)
+    repeats = CassetteTransport.from_yaml(text, allow_repeats=True).unwrap()
+    bodies = [
+        repeats.send(
+            msgspec.structs.replace(
+                request, timeout=Timeout(), max_response_bytes=1, operation="op"
+            )
+        )
+        .unwrap()
+        .body
+        for _ in range(5)
+    ]
+    assert bodies == [b"0", b"1", b"2", b"2", b"2"]  # then the last match, again
+    big = CassetteTransport.from_yaml(text).unwrap()
+    too_large = big.send(
+        msgspec.structs.replace(request, timeout=Timeout(), max_response_bytes=0, operation="get x")
+    )
+    assert too_large.failure() == TransportFailed(
+        "get x", "too_large", "body exceeds 0 bytes", True
+    )
+
+
+def test_cassette_status_codes_at_the_edges() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    for code in (100, 599):
+        loaded = _one({"status": {"code": code}, "body": {"string": ""}})
+        assert isinstance(loaded, CassetteTransport), loaded
+        assert loaded.interactions[0].response.status == code
+        assert loaded.interactions[0].response.reason == ""
+    for code in (99, 600, True):
+        assert _one({"status": {"code": code}}) == (
+            "cassette e.yaml: interactions[0].response.status.code: expected an HTTP status "
+            f"code, found {code!r}"
+        )
+    assert _one({"status_code": 0, "content": ""}) == (
+        "cassette e.yaml: interactions[0].response.status: expected an HTTP status code, found 0"
+    )
+
+
+def test_cassette_bodies_are_content_decoded_in_every_encoding() -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    data = b'{"session_id":"s"}'
+    deflated = zlib.compress(data)
+    for encoding, stored in (
+        ("x-gzip", gzip.compress(data)),
+        ("deflate", deflated),
+        (
+            "gzip, deflate",
+            zlib.compress(gzip.compress(data)),
+        ),  # applied in order, undone in reverse
+        ("deflate", data),  # already decoded (the vcrpy quirk): kept
+    ):
+        loaded = _one(
+            {
+                "status": {"code": 200},
+                "headers": {"Content-Encoding": [encoding]},
+                "body": {"string": stored},
+            }
+        )
+        assert isinstance(loaded, CassetteTransport), loaded
+        assert loaded.interactions[0].response.body == data, encoding
+
+
+def test_cassette_files_load_with_their_options(tmp_path: Path) -> None:
+    """Found by a mutant of ``nox -s mutation`` the rest of the suite let through."""
+    recorded = [
+        {
+            "request": {"method": "POST", "uri": "http://h/proxy/api/s", "body": f'{{"n":{i}}}'},
+            "response": {"status": {"code": 200}, "body": {"string": str(i)}},
+        }
+        for i in range(2)
+    ]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "interactions": recorded}), encoding="utf-8")
+    assert CassetteTransport.load(path).failure().where == "interactions[0].request.uri"
+    other = HttpRequest("POST", "/s", body=b'{"n":9}')
+
+    def bodies(cassette: CassetteTransport, request: HttpRequest, times: int) -> list[object]:
+        return [
+            cassette.send(
+                msgspec.structs.replace(
+                    request, timeout=Timeout(), max_response_bytes=9, operation="op"
+                )
+            )
+            .map(lambda r: r.body)
+            .value_or("miss")
+            for _ in range(times)
+        ]
+
+    plain = CassetteTransport.load(path, base_path="/proxy/api").unwrap()
+    assert bodies(plain, other, 3) == [b"0", b"1", "miss"]  # bodies ignored, each plays once
+    strict = CassetteTransport.load(path, base_path="/proxy/api", match_body=True).unwrap()
+    assert bodies(strict, other, 1) == ["miss"]
+    again = CassetteTransport.load(path, base_path="/proxy/api", allow_repeats=True).unwrap()
+    assert bodies(again, other, 3) == [b"0", b"1", b"1"]
+    missing = CassetteTransport.load(tmp_path / "nope.yaml").failure()
+    assert (missing.path, missing.where) == (str(tmp_path / "nope.yaml"), "file")
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"version: 1\n\xff")
+    assert CassetteTransport.load(binary).failure() == CassetteError(
+        str(binary), "byte 11", "the file is not UTF-8"
+    )

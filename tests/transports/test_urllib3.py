@@ -1,5 +1,6 @@
-"""The urllib3 transport against a hostile server (``tests/support/hostile.py``): exact bytes, plain and
-over TLS, for every operation.
+"""The urllib3 transport against a hostile server (``tests/support/hostile.py``): exact bytes,
+plain and over TLS, for every operation. A few cases (the size cap, a header value refused,
+a waiting call when the transport closes) use the scripted loopback server instead.
 
 Each case asserts the failure's type and kind, ``sent`` (decided by where the request failed,
 not by the exception's class), how many requests the server received (a paid create exactly
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import pytest
@@ -32,11 +33,13 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
-from cdsessions._core.wire import HttpRequest
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.transports._urllib3 import Urllib3Transport, _Watchdog
 from tests.support import samples
+from tests.support.clocks import wait_until
 from tests.support.hostile import Peer, Request, answer, ca_file, hostile, response
-from tests.test_client_faults import CALLS, IDEMPOTENT, OK_BODIES
+from tests.support.loopback import Raw, Reply, serve
+from tests.support.operations import CALLS, IDEMPOTENT, OK_BODIES
 
 KEY = "sk-hostile-0123456789abcdef"
 ATTEMPTS = 3
@@ -83,13 +86,6 @@ def transport_failure(result: Result[Any, ApiError], kind: str, *, sent: bool) -
     assert KEY not in str(error)
     assert KEY not in repr(error)
     return error
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    ends = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < ends, "the condition never held"
-        time.sleep(0.005)
 
 
 # -- TLS: where it failed decides `sent` ---------------------------------------------------
@@ -217,11 +213,11 @@ def test_a_call_waiting_for_a_connection_when_the_transport_closes_fails_at_once
         client = clients(server.base_url, transport=transport, retry=False)
         holder = threading.Thread(target=client.get, args=("holder",))
         holder.start()
-        wait_until(lambda: len(server.requests) == 1)
+        assert wait_until(lambda: len(server.requests) == 1)
         outcome: list[tuple[Result[Any, ApiError], float]] = []
         waiter = threading.Thread(target=lambda: outcome.append(timed(lambda: client.get("w"))))
         waiter.start()
-        wait_until(lambda: transport.queued == 1)
+        assert wait_until(lambda: transport.queued == 1)
         transport.close()
         waiter.join(5)
         release.set()
@@ -482,11 +478,11 @@ def test_callers_waiting_for_a_connection_are_served_in_the_order_they_arrived(
 
         threads = [threading.Thread(target=first_then_again)]
         threads[0].start()
-        wait_until(lambda: len(server.requests) == 1)  # the only connection is now busy
+        assert wait_until(lambda: len(server.requests) == 1)  # the only connection is now busy
         for n in range(waiters):
             threads.append(threading.Thread(target=client.get, args=(f"waiter{n}",)))
             threads[-1].start()
-            wait_until(lambda n=n: transport.queued == n + 1)  # type: ignore[misc]
+            assert wait_until(lambda n=n: transport.queued == n + 1)  # type: ignore[misc]
         release.set()
         for thread in threads:
             thread.join(10)
@@ -568,3 +564,179 @@ def test_a_client_used_before_fork_keeps_its_deadlines_in_the_child_and_the_pare
     assert connections[0] == connections[-1] == 0
     assert all(connection != 0 for connection in connections[1:-1])
     assert len(connections) == 4
+
+
+WIRE_TIMEOUT: Final = Timeout(connect=2, read=2, total=5)
+
+
+PAYLOAD: Final = b'{"session_id": "s-1", "gpu_event_id": "e-1", "pad": "' + b"x" * 200 + b'"}'
+
+
+def _chunked(body: bytes, *extra: str) -> bytes:
+    head = response(
+        "200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked", *extra
+    )
+    half = len(body) // 2
+    chunks = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in (body[:half], body[half:]))
+    return head + chunks + b"0\r\n\r\n"
+
+
+FRAMINGS: Final = {
+    "Content-Length": response(
+        "200 OK", "Content-Type: application/json", f"Content-Length: {len(PAYLOAD)}", body=PAYLOAD
+    ),
+    "chunked": _chunked(PAYLOAD),
+    "until close": response(
+        "200 OK", "Content-Type: application/json", "Connection: close", body=PAYLOAD
+    ),
+}
+
+
+def _get_over_the_wire(data: bytes, limit: int) -> Result[HttpResponse, TransportFailed]:
+    transport = Urllib3Transport()
+    try:
+        with hostile(answer(data)) as server:
+            request = HttpRequest("GET", "/session/s-1", base_url=server.base_url)
+            return transport.send(
+                msgspec.structs.replace(
+                    request, timeout=WIRE_TIMEOUT, max_response_bytes=limit, operation="get session"
+                )
+            )
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_a_body_of_exactly_the_cap_is_read_and_one_byte_more_is_too_large(framing: str) -> None:
+    """Bugs: the size cap off by one (``>=`` for ``>``), with a Content-Length or without.
+
+    Found by applying a deliberate bug the older tests let through."""
+    at_cap = _get_over_the_wire(FRAMINGS[framing], len(PAYLOAD))
+    assert isinstance(at_cap, Success)
+    assert at_cap.unwrap().body == PAYLOAD
+    over = _get_over_the_wire(FRAMINGS[framing], len(PAYLOAD) - 1)
+    assert isinstance(over, Failure)
+    failure = over.failure()
+    assert failure.kind == "too_large"
+    assert failure.sent
+
+
+def test_chunked_framing_overrides_a_content_length() -> None:
+    """Bug: a Content-Length read even when the body is chunked (HTTP/1.1 says the
+    Transfer-Encoding wins; a proxy may leave both).
+
+    Found by applying a deliberate bug the older tests let through."""
+    data = _chunked(PAYLOAD, f"Content-Length: {len(PAYLOAD) + 50}")
+    got = _get_over_the_wire(data, 10_000)
+    assert isinstance(got, Success)
+    assert got.unwrap().body == PAYLOAD
+
+
+CAP: Final = 64
+
+
+def _exactly(size: int) -> bytes:
+    return b'"' + b"x" * (size - 2) + b'"'
+
+
+def _fetch(base_url: str, limit: int) -> Result[HttpResponse, TransportFailed]:
+    transport = Urllib3Transport()
+    try:
+        return transport.send(
+            msgspec.structs.replace(
+                HttpRequest("GET", "/sessions", base_url=base_url),
+                timeout=Timeout(2, 2, total=5),
+                max_response_bytes=limit,
+                operation="list sessions",
+            )
+        )
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "until-close"])
+def test_a_body_exactly_at_the_cap_is_read_and_one_byte_more_is_refused(framing: str) -> None:
+    """Bug: the cap compared with ``>=`` (a body exactly at the cap refused) or off by one the
+    other way, on either read path (declared length, or read until the connection closes).
+
+    Found by an outside review's deliberate bug the suite missed (issue 14)."""
+
+    def answer(size: int) -> Reply | Raw:
+        body = _exactly(size)
+        if framing == "content-length":
+            return Reply(200, body)
+        return Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+    for size, accepted in ((CAP, True), (CAP + 1, False)):
+        with serve(lambda _, size=size: answer(size)) as server:  # type: ignore[misc]
+            result = _fetch(server.base_url, CAP)
+        if accepted:
+            assert result.unwrap().body == _exactly(CAP)
+        else:
+            assert isinstance(result, Failure), size
+            assert (result.failure().kind, result.failure().sent) == ("too_large", True)
+
+
+def test_a_call_waiting_for_a_connection_when_the_transport_closes_is_not_sent() -> None:
+    """Bug: a call still waiting for a pooled connection when ``close()`` runs reported
+    ``sent=True`` (a create would then be taken as possibly made, never as safe to repeat).
+
+    Found by an outside review's deliberate bug the suite missed (issue 14)."""
+    results: dict[str, Result[HttpResponse, TransportFailed]] = {}
+    with serve(lambda _: Reply(200, b"[]", delay=0.5)) as server:
+        transport = Urllib3Transport(max_connections=1)
+        request = HttpRequest("GET", "/sessions", base_url=server.base_url)
+
+        def send(name: str) -> None:
+            results[name] = transport.send(
+                msgspec.structs.replace(
+                    request,
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
+            )
+
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        assert wait_until(lambda: len(server.received) == 1)  # holds the only connection
+        second = threading.Thread(target=send, args=("second",))
+        second.start()
+        assert wait_until(lambda: transport.queued == 1)  # waits for it
+        transport.close()
+        second.join(5)
+        first.join(5)
+        assert len(server.received) == 1
+    waiting = results["second"]
+    assert isinstance(waiting, Failure)
+    assert (waiting.failure().kind, waiting.failure().sent) == ("connect", False)
+    assert "closed" in waiting.failure().problem
+
+
+def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
+    """Bug: a header value http.client refuses (a newline) reported ``sent=True``.
+
+    Found by an outside review's deliberate bug the suite missed (issue 14)."""
+    with serve(lambda _: Reply(200, b"[]")) as server:
+        transport = Urllib3Transport()
+        try:
+            result = transport.send(
+                msgspec.structs.replace(
+                    HttpRequest(
+                        "GET",
+                        "/sessions",
+                        headers=(("X-Note", "a\r\nX-Evil: 1"),),
+                        base_url=server.base_url,
+                    ),
+                    timeout=Timeout(2, 2, total=5),
+                    max_response_bytes=1000,
+                    operation="list sessions",
+                )
+            )
+        finally:
+            transport.close()
+        assert server.received == []
+    assert isinstance(result, Failure)
+    error = result.failure()
+    assert (error.kind, error.sent) == ("broken", False)
+    assert "X-Evil" not in str(error)

@@ -1,10 +1,10 @@
 """Whatever bytes a server answers with, every operation of both clients returns a ``Result``.
 
-The hostile server (``tests/support/hostile.py``) answers each request with bytes drawn by Hypothesis:
-a status line, header lines and a body drawn independently, including invalid UTF-8, digits of
-other scripts (which ``str.isdigit`` accepts and ``int`` sometimes does not), control bytes and
-plain noise. Each example sends every operation through ``SessionsClient`` and through
-``AsyncSessionsClient`` with its default transport (urllib3 in worker threads), over real
+The hostile server (``tests/support/hostile.py``) answers each request with bytes drawn by
+Hypothesis: a status line, header lines and a body drawn independently, including invalid
+UTF-8, digits of other scripts (which ``str.isdigit`` accepts and ``int`` sometimes does not),
+control bytes and plain noise. Each example sends every operation through ``SessionsClient`` and
+through ``AsyncSessionsClient`` with its default transport (urllib3 in worker threads), over real
 sockets on 127.0.0.1; any exception fails the property.
 """
 
