@@ -23,7 +23,8 @@ import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._cli.text import PROG, json_text, safe
-from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, format_usd, usd_from
+from cdsessions._core.money import exact_text, format_usd, total, usd_from
+from cdsessions._core.pricing import GpuPricing, NoPrice
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 from cdsessions.costs.reaper import Reaped, ReapReport, Selection, reap
@@ -141,7 +142,7 @@ def _err(text: str) -> None:
 
 def _exact(amount: Decimal) -> str:
     """Exact decimal text for JSON: no exponent, no trailing zeros (``"1.3143"``)."""
-    return f"{amount.normalize(EXACT):f}"
+    return exact_text(amount)
 
 
 def _span_text(span: timedelta | Unknown) -> str:
@@ -212,11 +213,7 @@ def _session_data(costs: SessionCosts) -> dict[str, Any]:
 
 
 def _sum(amounts: Sequence[Decimal | Unknown]) -> Decimal:
-    total = Decimal(0)
-    for amount in amounts:
-        if not isinstance(amount, Unknown):
-            total = EXACT.add(total, amount)
-    return total
+    return total(amount for amount in amounts if not isinstance(amount, Unknown))
 
 
 def _unknowns(amounts: Sequence[Decimal | Unknown]) -> int:
