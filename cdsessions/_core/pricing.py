@@ -137,7 +137,7 @@ def _ignored(text: str) -> None:
     return None
 
 
-def repeated_key(body: bytes) -> str | None:
+def _repeated_key(body: bytes) -> str | None:
     """The first name a JSON object lists twice, or None. (A dict keeps only the last value:
     only the raw pairs show an ambiguous table.) Numbers are not even converted."""
     seen: set[str] = set()
@@ -175,7 +175,7 @@ def decode_gpu_pricing(response: HttpResponse, operation: str) -> Result[GpuPric
     if not isinstance(decoded, Success):
         return Failure(decoded.failure())
     table = decoded.unwrap()
-    twice = repeated_key(response.body)
+    twice = _repeated_key(response.body)
     if twice is not None:
         problem = "the GPU is listed more than once: an ambiguous price table"
         return Failure(DecodeFailed(operation, response.status, _at(twice), problem))

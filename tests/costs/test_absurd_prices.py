@@ -41,7 +41,7 @@ from cdsessions._core.budget import check_create
 from cdsessions._core.pricing import GpuPricing, NoPrice, Price, decode_gpu_pricing
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import Unknown, costs_of
-from cdsessions.costs.reaper import ReapReport, Selection, reap, reap_async
+from cdsessions.costs.reaper import ReapReport, Selection, matches, reap, reap_async
 from cdsessions.errors import DecodeFailed, OverBudget
 from cdsessions.fake.server import serve_in_thread
 from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService, ManualClock
@@ -506,3 +506,33 @@ def test_an_over_budget_message_is_a_sentence_whatever_the_names_and_numbers(pri
         missing = check_create(body, GpuPricing(), budget, "create session")
         assert isinstance(missing, Failure)
         assert len(missing.failure().problem) <= MESSAGE_CHARS
+
+
+def test_a_timeout_too_long_to_price_is_refused_at_once() -> None:
+    table = GpuPricing.from_table({"A10G": "0.000337"})
+    for minutes in (money.MAX_MINUTES + 1, 10**200_000):
+        body = CreateSessionBody(
+            machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU.A10G, timeout=minutes
+        )
+        started = time.perf_counter()
+        checked = check_create(body, table, Decimal("1e29"), "create session")
+        assert time.perf_counter() - started < 1.0
+        refused = checked.failure() if isinstance(checked, Failure) else None
+        assert isinstance(refused, OverBudget)
+        assert refused.worst_case is None
+        assert "cannot be priced" in refused.problem
+
+
+@pytest.mark.parametrize("limit", ["NaN", "sNaN", "-Infinity", "9e999999"])
+def test_matching_a_hand_built_cost_selection_never_raises(limit: str) -> None:
+    table = GpuPricing.from_table({"A10G": "0.000337"})
+    session = Session(
+        session_id="s",
+        gpu_event_id="e",
+        gpu="A10G",
+        created_at=T0,
+        timeout_end=T0 + timedelta(hours=1),
+    )
+    costs = costs_of(session, table, T0 + timedelta(minutes=10))
+    chosen = matches(costs, Selection(cost_over=Decimal(limit)))
+    assert chosen is (limit == "-Infinity")
