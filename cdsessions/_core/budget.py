@@ -76,7 +76,7 @@ def _name(gpu: str) -> str:
 
 
 def _sum(minutes: int, price: Price) -> str:
-    rate = money.usd_text(price.usd_per_second).removesuffix(" USD")
+    rate = money.exact_text(price.usd_per_second)
     return (
         f"{minutes} min x 60 s x {rate} USD/s ({_name(price.gpu)}) = "
         f"{money.usd_text(worst_case(minutes, price))}"

@@ -86,14 +86,18 @@ class GpuPricing(msgspec.Struct, frozen=True, dict=True):
 
     prices: tuple[Price, ...] = ()
 
-    def __post_init__(self) -> None:
-        # The index is derived, not a field: not compared, hashed or encoded. A name listed
-        # twice (only a hand-built table can) is ambiguous, so it has no price.
-        index: dict[str, Price | NoPrice] = {}
-        for price in self.prices:
-            seen = price.gpu in index
-            index[price.gpu] = NoPrice(price.gpu, "listed twice") if seen else _usable(price)
-        self.__dict__["_index"] = index
+    def _by_gpu_index(self) -> dict[str, Price | NoPrice]:
+        # Built on first use and kept beside the fields (``dict=True``): not compared, hashed,
+        # encoded or copied, so any copy builds its own. A name listed twice (only a table
+        # built by hand can) is ambiguous, so it has no price.
+        index: dict[str, Price | NoPrice] | None = self.__dict__.get("_by_gpu")
+        if index is None:
+            index = {}
+            for price in self.prices:
+                seen = price.gpu in index
+                index[price.gpu] = NoPrice(price.gpu, "listed twice") if seen else _usable(price)
+            self.__dict__["_by_gpu"] = index
+        return index
 
     @classmethod
     def from_table(cls, table: Mapping[str, Decimal | int | str]) -> GpuPricing:
@@ -118,8 +122,7 @@ class GpuPricing(msgspec.Struct, frozen=True, dict=True):
         if gpu is None:
             return NoPrice(None, "no GPU named")
         name = str(gpu)  # a MachineGPU is a StrEnum: str() is its value
-        index: dict[str, Price | NoPrice] = self.__dict__["_index"]
-        found = index.get(name)
+        found = self._by_gpu_index().get(name)
         return found if found is not None else NoPrice(name, "not in the price table")
 
     def __repr__(self) -> str:

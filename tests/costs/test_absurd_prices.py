@@ -11,8 +11,10 @@ the prices; every figure's text is bounded.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Final
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -536,3 +539,20 @@ def test_matching_a_hand_built_cost_selection_never_raises(limit: str) -> None:
     costs = costs_of(session, table, T0 + timedelta(minutes=10))
     chosen = matches(costs, Selection(cost_over=Decimal(limit)))
     assert chosen is (limit == "-Infinity")
+
+
+def test_a_copied_or_rebuilt_table_looks_prices_up_the_same() -> None:
+    table = GpuPricing.from_table({"A10G": "0.000337", "T4": "0.00018"})
+    assert isinstance(table.price_per_second("A10G"), Price)  # its index is built
+    copies = (
+        copy.copy(table),
+        copy.deepcopy(table),
+        pickle.loads(pickle.dumps(table)),  # noqa: S301  # our own bytes
+        msgspec.json.decode(msgspec.json.encode(table), type=GpuPricing),
+        msgspec.structs.replace(table, prices=table.prices[:1]),
+    )
+    for other in copies[:4]:
+        assert other == table
+        assert hash(other) == hash(table)
+        assert other.price_per_second("T4") == Price("T4", Decimal("0.00018"))
+    assert isinstance(copies[4].price_per_second("T4"), NoPrice)  # its own index, not a copy
