@@ -21,7 +21,9 @@ from typing import IO, Any, Final
 
 import msgspec
 
-from cdsessions._core.pricing import EXACT, NoPrice, format_usd
+from cdsessions._core import money
+from cdsessions._core.money import format_usd
+from cdsessions._core.pricing import NoPrice
 from cdsessions._core.text import escape
 from cdsessions.costs.figures import SessionCosts, Unknown
 from cdsessions.models import Session
@@ -196,7 +198,7 @@ def columns(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) 
 
 def exact(amount: Decimal) -> str:
     """Exact decimal text for JSON: no exponent, no trailing zeros (``"1.3143"``)."""
-    return f"{amount.normalize(EXACT):f}"
+    return money.exact_text(amount)
 
 
 def span_text(span: timedelta | Unknown) -> str:
@@ -259,11 +261,7 @@ def costs_data(costs: SessionCosts) -> dict[str, Any]:
 
 def total(amounts: Sequence[Decimal | Unknown]) -> Decimal:
     """The sum of the known amounts."""
-    summed = Decimal(0)
-    for amount in amounts:
-        if not isinstance(amount, Unknown):
-            summed = EXACT.add(summed, amount)
-    return summed
+    return money.total(amount for amount in amounts if not isinstance(amount, Unknown))
 
 
 def unknowns(amounts: Sequence[Decimal | Unknown]) -> int:

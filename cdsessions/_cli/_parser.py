@@ -19,7 +19,7 @@ from returns.result import Success
 
 from cdsessions._cli._failures import EXIT_CODES, INSECURE_HTTP, USAGE
 from cdsessions._cli._output import DEFAULT_SERVER, PROG
-from cdsessions._core.pricing import usd_from
+from cdsessions._core.money import usd_from
 from cdsessions._core.servers import refuse_plain_http, resolve_server
 from cdsessions._core.text import escape
 from cdsessions._version import __version__

@@ -24,7 +24,8 @@ from cdsessions._cli._output import (
     span_text,
 )
 from cdsessions._cli._parser import Command, add_now_option, duration, now, usd
-from cdsessions._core.pricing import GpuPricing, format_usd
+from cdsessions._core.money import format_usd
+from cdsessions._core.pricing import GpuPricing
 from cdsessions.costs.reaper import Reaped, ReapReport, Selection, reap
 
 __all__ = ["PRICES", "REAP"]

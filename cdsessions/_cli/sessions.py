@@ -38,7 +38,8 @@ from cdsessions._cli._parser import (
     seconds,
     usd,
 )
-from cdsessions._core.pricing import GpuPricing, format_usd
+from cdsessions._core.money import format_usd
+from cdsessions._core.pricing import GpuPricing
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
 from cdsessions.errors import ApiError

@@ -8,7 +8,8 @@ second. :func:`check_create` compares that with a budget and answers with an :cl
 :class:`~cdsessions.errors.InvalidRequest` naming the numbers. A session that cannot be priced
 (no GPU named, so the machine's default applies and the client cannot know it; or a GPU missing
 from the price table) is refused too: a budget that cannot be checked is not a budget.
-All pure: the caller fetches the price table.
+All pure: the caller fetches the price table. The numbers come from
+:mod:`cdsessions._core.money` (exact, and every message bounded in length whatever they are).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Final
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, Price, usd_from
+from cdsessions._core import money
+from cdsessions._core.pricing import GpuPricing, NoPrice, Price
 from cdsessions.errors import InvalidRequest, OverBudget
 from cdsessions.models import CreateSessionBody
 
@@ -35,7 +37,8 @@ __all__ = [
 
 #: What the server makes of a timeout of None or 0.
 DEFAULT_MINUTES: Final = 15
-_SIXTY: Final = Decimal(60)
+#: A GPU name in a message is cut to this many characters (names come from the server).
+_NAME_CHARS: Final = 40
 
 
 class Allowance(msgspec.Struct, frozen=True):
@@ -58,20 +61,31 @@ def requested_minutes(timeout: int | None) -> int:
 
 
 def worst_case(minutes: int, price: Price) -> Decimal:
-    """``minutes`` x 60 x the price per second, exactly."""
-    return EXACT.multiply(EXACT.multiply(Decimal(minutes), _SIXTY), price.usd_per_second)
+    """``minutes`` x 60 x the price per second, exactly (see
+    :func:`cdsessions._core.money.for_minutes`)."""
+    return money.for_minutes(minutes, price.usd_per_second)
 
 
 def budget_from(value: object, operation: str) -> Result[Decimal, InvalidRequest]:
-    """A ``max_cost`` as exact USD (see :func:`~cdsessions._core.pricing.usd_from`), or why not."""
-    return usd_from(value).alt(lambda problem: InvalidRequest(operation, "max_cost", problem))
+    """A ``max_cost`` as exact USD (see :func:`cdsessions._core.money.usd_from`), or why not."""
+    return money.usd_from(value).alt(lambda problem: InvalidRequest(operation, "max_cost", problem))
+
+
+def _name(gpu: str) -> str:
+    return gpu if len(gpu) <= _NAME_CHARS else gpu[: _NAME_CHARS - 1] + "…"
 
 
 def _sum(minutes: int, price: Price) -> str:
+    rate = money.exact_text(price.usd_per_second)
     return (
-        f"{minutes} min x 60 s x {price.usd_per_second} USD/s ({price.gpu}) = "
-        f"{worst_case(minutes, price).normalize(EXACT):f} USD"
+        f"{minutes} min x 60 s x {rate} USD/s ({_name(price.gpu)}) = "
+        f"{money.usd_text(worst_case(minutes, price))}"
     )
+
+
+def _unpriceable(operation: str, why: str, budget: Decimal) -> OverBudget:
+    problem = f"{why}; the budget is {money.usd_text(budget)}"
+    return OverBudget(operation, "max_cost", problem, budget=budget, worst_case=None)
 
 
 def check_create(
@@ -84,13 +98,17 @@ def check_create(
         why = (
             "no GPU given (the machine's default GPU cannot be priced; name the GPU)"
             if found.gpu is None
-            else f"GPU {found.gpu} cannot be priced ({found.reason})"
+            else f"GPU {_name(found.gpu)} cannot be priced ({found.reason})"
         )
-        problem = f"{why}; the budget is {budget} USD"
-        return Failure(OverBudget(operation, "max_cost", problem, budget=budget, worst_case=None))
+        return Failure(_unpriceable(operation, why, budget))
+    unpriceable = money.minutes_problem(minutes)
+    if unpriceable is not None:
+        return Failure(_unpriceable(operation, unpriceable, budget))
     allowance = Allowance(budget, found, minutes)
-    if allowance.worst_case > budget:
-        problem = f"worst case {_sum(minutes, found)} is over the budget of {budget} USD"
+    if not money.within(allowance.worst_case, budget):
+        problem = (
+            f"worst case {_sum(minutes, found)} is over the budget of {money.usd_text(budget)}"
+        )
         over = OverBudget(
             operation, "max_cost", problem, budget=budget, worst_case=allowance.worst_case
         )
@@ -104,10 +122,13 @@ def check_extend(
     """May a session checked as ``allowance`` get ``minutes`` more? The new worst case is the
     whole session's: all its minutes so far plus these, at its price."""
     extended = Allowance(allowance.budget, allowance.price, allowance.minutes + minutes)
-    if extended.worst_case > allowance.budget:
+    unpriceable = money.minutes_problem(extended.minutes)
+    if unpriceable is not None:
+        return Failure(_unpriceable(operation, unpriceable, allowance.budget))
+    if not money.within(extended.worst_case, allowance.budget):
         problem = (
             f"worst case after the extension {_sum(extended.minutes, allowance.price)} is over "
-            f"the budget of {allowance.budget} USD"
+            f"the budget of {money.usd_text(allowance.budget)}"
         )
         return Failure(
             OverBudget(

@@ -4,43 +4,34 @@ The server sends one flat JSON object, GPU name → USD per second (``{"A10G": 0
 Every price is kept as the :class:`~decimal.Decimal` of the digits the server wrote, never a
 float: ``0.000337`` stays ``Decimal("0.000337")``, so costs add up to the cent. A GPU the table
 does not list (a new one, or none given) has no price: :meth:`GpuPricing.price_per_second` then
-returns a :class:`NoPrice` value saying why, never a failure.
-
-:func:`usd_from` turns what a caller passes as an amount of money (``Decimal``, ``int``, ``str``,
-or a ``float``, read through its shortest ``repr``) into an exact ``Decimal``, or says why not.
+returns a :class:`NoPrice` value saying why, never a failure. A table that is not one clear
+price per GPU (a price that is not a finite number, an absurd one such as ``9e999999`` or
+``1e-999999``, or a GPU listed twice) is refused whole, naming the GPU: see
+:mod:`cdsessions._core.money` for what an amount may be.
 """
 
 from __future__ import annotations
 
-import decimal
+import json
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core import decoding
+from cdsessions._core import decoding, money
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed
 
 __all__ = [
-    "EXACT",
     "PRICE_TABLE",
     "GpuPricing",
     "NoPrice",
     "Price",
     "PriceTable",
     "decode_gpu_pricing",
-    "format_usd",
-    "usd_from",
 ]
-
-#: The context every money calculation uses: wide enough that products of real prices and
-#: durations are exact, and independent of whatever the caller set as the thread's context.
-EXACT: Final = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999)
-_SECONDS_PER_HOUR: Final = Decimal(3600)
-_CENT: Final = Decimal("0.01")
 
 
 class Price(msgspec.Struct, frozen=True, gc=False):
@@ -51,10 +42,10 @@ class Price(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def usd_per_hour(self) -> Decimal:
-        return EXACT.multiply(self.usd_per_second, _SECONDS_PER_HOUR)
+        return money.per_hour(self.usd_per_second)
 
     def __str__(self) -> str:
-        return f"{self.gpu}: {self.usd_per_second} USD/s"
+        return f"{self.gpu}: {money.exact_text(self.usd_per_second)} USD/s"
 
 
 class NoPrice(msgspec.Struct, frozen=True, gc=False):
@@ -69,24 +60,53 @@ class NoPrice(msgspec.Struct, frozen=True, gc=False):
         )
 
 
-class GpuPricing(msgspec.Struct, frozen=True):
+def _usable(price: Price) -> Price | NoPrice:
+    """``price``, or why it cannot be used (a table built by hand may hold anything)."""
+    if not isinstance(price.usd_per_second, Decimal):
+        return NoPrice(price.gpu, "the table's price is not a Decimal")
+    problem = money.amount_problem(price.usd_per_second)
+    if problem is not None:
+        return NoPrice(price.gpu, f"the table's price {problem}")
+    if price.usd_per_second < 0:
+        return NoPrice(
+            price.gpu, f"the table's price is negative ({money.usd_text(price.usd_per_second)})"
+        )
+    return price
+
+
+class GpuPricing(msgspec.Struct, frozen=True, dict=True):
     """The price table: one :class:`Price` per GPU, sorted by GPU name.
 
-    Build it with :meth:`from_table`; ask it with :meth:`price_per_second`.
+    Build it with :meth:`from_table`; ask it with :meth:`price_per_second`, one dictionary
+    look-up whatever the table's size.
     """
 
     prices: tuple[Price, ...] = ()
 
+    def _by_gpu_index(self) -> dict[str, Price | NoPrice]:
+        # Built on first use and kept beside the fields (``dict=True``): not compared, hashed,
+        # encoded or copied, so any copy builds its own. A name listed twice (only a table
+        # built by hand can) is ambiguous, so it has no price.
+        index: dict[str, Price | NoPrice] | None = self.__dict__.get("_by_gpu")
+        if index is None:
+            index = {}
+            for price in self.prices:
+                seen = price.gpu in index
+                index[price.gpu] = NoPrice(price.gpu, "listed twice") if seen else _usable(price)
+            self.__dict__["_by_gpu"] = index
+        return index
+
     @classmethod
     def from_table(cls, table: Mapping[str, Decimal | int | str]) -> GpuPricing:
         """From a mapping GPU name → USD per second. Raises ``ValueError`` for a value that is
-        not a finite number (the decoder never passes one)."""
+        not an amount of USD (see :func:`cdsessions._core.money.amount_from`; the decoder never
+        passes one)."""
         prices = []
         for gpu, value in sorted(table.items()):
-            amount = Decimal(value) if not isinstance(value, Decimal) else value
-            if not amount.is_finite():
-                raise ValueError(f"the price of {gpu!r} is not a finite number")
-            prices.append(Price(gpu, amount))
+            amount = money.amount_from(value)
+            if not isinstance(amount, Success):
+                raise ValueError(f"the price of {gpu!r} {amount.failure()}")
+            prices.append(Price(gpu, amount.unwrap()))
         return cls(tuple(prices))
 
     @property
@@ -99,15 +119,11 @@ class GpuPricing(msgspec.Struct, frozen=True):
         if gpu is None:
             return NoPrice(None, "no GPU named")
         name = str(gpu)  # a MachineGPU is a StrEnum: str() is its value
-        for price in self.prices:  # a dozen entries: a scan beats keeping an index in sync
-            if price.gpu == name:
-                if price.usd_per_second < 0:
-                    return NoPrice(name, f"the table's price is negative ({price.usd_per_second})")
-                return price
-        return NoPrice(name, "not in the price table")
+        found = self._by_gpu_index().get(name)
+        return found if found is not None else NoPrice(name, "not in the price table")
 
     def __repr__(self) -> str:
-        listed = ", ".join(f"{p.gpu}={p.usd_per_second}" for p in self.prices)
+        listed = ", ".join(f"{p.gpu}={money.exact_text(p.usd_per_second)}" for p in self.prices)
         return f"GpuPricing({listed})"
 
 
@@ -117,50 +133,57 @@ PriceTable: TypeAlias = dict[str, Decimal]
 PRICE_TABLE: Final = msgspec.json.Decoder(PriceTable)
 
 
+def _ignored(text: str) -> None:
+    return None
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """The first name a JSON object lists twice, or None. (A dict keeps only the last value:
+    only the raw pairs show an ambiguous table.) Numbers are not even converted."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+
+    try:
+        json.loads(
+            body,
+            object_pairs_hook=pairs,
+            parse_int=_ignored,
+            parse_float=_ignored,
+            parse_constant=_ignored,
+        )
+    except (ValueError, RecursionError):  # msgspec read it already: never expected
+        return None
+    return repeated[0] if repeated else None
+
+
+def _at(gpu: str) -> str:
+    return f"$[{msgspec.json.encode(gpu).decode()}]"
+
+
 def decode_gpu_pricing(response: HttpResponse, operation: str) -> Result[GpuPricing, ApiError]:
     """The price table as a :class:`GpuPricing` of exact prices (see
-    :func:`cdsessions._core.decoding.decode`). A price that is not a finite number fails naming its
-    GPU: msgspec also reads a Decimal from a JSON string, ``"NaN"`` included."""
+    :func:`cdsessions._core.decoding.decode`). A price that is not an amount of USD (not a
+    finite number, ``"NaN"`` included, or an absurd one) fails naming its GPU, as does a GPU
+    listed twice."""
     decoded = decoding.decode(response, PRICE_TABLE, operation)
     if not isinstance(decoded, Success):
         return Failure(decoded.failure())
     table = decoded.unwrap()
-    for gpu, price in table.items():
-        if not price.is_finite():
-            where = f"$[{msgspec.json.encode(gpu).decode()}]"
-            problem = f"Expected a finite number, got {price}"
-            return Failure(DecodeFailed(operation, response.status, where, problem))
-    return Success(GpuPricing.from_table(table))
-
-
-def usd_from(value: object) -> Result[Decimal, str]:
-    """An amount of US dollars as an exact ``Decimal``, or why ``value`` is not one.
-
-    ``Decimal``, ``int`` and ``str`` (``"2.50"``, parsed exactly) are taken as they are. A
-    ``float`` is read through its shortest ``repr`` (``0.1`` → ``Decimal("0.1")``, what was
-    typed, not the binary value ``0.1000000000000000055…``). Booleans, NaN, infinities and
-    negative amounts are refused.
-    """
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str | float):
-        return Failure(
-            f"must be an amount of USD (Decimal, int or str), not {type(value).__name__}"
-        )
-    text = repr(value) if isinstance(value, float) else value
-    try:
-        amount = Decimal(text.strip() if isinstance(text, str) else text)
-    except (decimal.InvalidOperation, ValueError):
-        return Failure(f"{str(value)[:40]!r} is not an amount of USD")
-    if not amount.is_finite():
-        return Failure(f"must be a finite amount of USD, not {amount}")
-    if amount < 0:
-        return Failure(f"must not be negative ({amount} USD)")
-    return Success(amount)
-
-
-def format_usd(amount: Decimal, places: int = 2) -> str:
-    """``amount`` rounded (half up) to ``places`` decimals for display: ``$1.21``. Only ever for
-    display; every calculation keeps the exact value."""
-    step = _CENT if places == 2 else Decimal(1).scaleb(-places)
-    rounded = amount.quantize(step, rounding=decimal.ROUND_HALF_UP, context=EXACT)
-    sign = "-" if rounded < 0 else ""
-    return f"{sign}${abs(rounded):,.{places}f}"
+    twice = _repeated_key(response.body)
+    if twice is not None:
+        problem = "the GPU is listed more than once: an ambiguous price table"
+        return Failure(DecodeFailed(operation, response.status, _at(twice), problem))
+    prices = []
+    for gpu, value in sorted(table.items()):
+        amount = money.amount_from(value)
+        if not isinstance(amount, Success):
+            problem = f"Expected a price in USD per second: the price {amount.failure()}"
+            return Failure(DecodeFailed(operation, response.status, _at(gpu), problem))
+        prices.append(Price(gpu, amount.unwrap()))
+    return Success(GpuPricing(tuple(prices)))

@@ -8,7 +8,8 @@ scope) is part of the create flow and returns :class:`~cdsessions.errors.OverBud
 
 from typing import TYPE_CHECKING, Any
 
-from cdsessions._core.pricing import GpuPricing, NoPrice, Price, format_usd
+from cdsessions._core.money import format_usd
+from cdsessions._core.pricing import GpuPricing, NoPrice, Price
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 
 if TYPE_CHECKING:

@@ -11,10 +11,11 @@ Billing runs per second from the session's start to its end. The best start a cl
 * **most it will cost**: from ``created_at`` to ``timeout_end``, x the price (an extension
   raises it).
 
-Money is an exact :class:`~decimal.Decimal` (round it only to show it, with
-:func:`~cdsessions._core.pricing.format_usd`). When a figure cannot be known, because the GPU has no
-price, the session has no ``created_at`` or no ``timeout_end``, the function returns an
-:class:`Unknown` value saying which, never a guess, a None or an exception.
+Money is an exact :class:`~decimal.Decimal`, worked out by :mod:`cdsessions._core.money`
+(round it only to show it, with :func:`~cdsessions._core.money.format_usd`). When a figure
+cannot be known, because the GPU has no price, the session has no ``created_at`` or no
+``timeout_end``, the function returns an :class:`Unknown` value saying which, never a guess, a
+None or an exception.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from cdsessions._core.pricing import EXACT, GpuPricing, NoPrice, Price
+from cdsessions._core import money
+from cdsessions._core.money import seconds_of
+from cdsessions._core.pricing import GpuPricing, NoPrice, Price
 from cdsessions.models import Session
 
 __all__ = [
@@ -43,7 +46,6 @@ __all__ = [
 ]
 
 _ZERO: Final = timedelta(0)
-_MICROSECONDS: Final = Decimal(1_000_000)
 
 
 class Unknown(msgspec.Struct, frozen=True, gc=False):
@@ -62,11 +64,6 @@ Span: TypeAlias = timedelta | Unknown
 
 _NO_START: Final = Unknown("the session has no created_at")
 _NO_END: Final = Unknown("the session has no timeout_end")
-
-
-def seconds_of(span: timedelta) -> Decimal:
-    """A timedelta as exact seconds (microseconds included): no float in between."""
-    return EXACT.divide(Decimal(span // timedelta(microseconds=1)), _MICROSECONDS)
 
 
 def age(session: Session, now: datetime) -> Span:
@@ -89,7 +86,7 @@ def _price(session: Session, pricing: GpuPricing) -> Price | Unknown:
 
 
 def _billed(span: timedelta, price: Price) -> Decimal:
-    return EXACT.multiply(seconds_of(max(span, _ZERO)), price.usd_per_second)
+    return money.billed(span, price.usd_per_second)
 
 
 def cost_so_far(session: Session, pricing: GpuPricing, now: datetime) -> Money:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core.pricing import EXACT, GpuPricing
+from cdsessions._core import money
+from cdsessions._core.pricing import GpuPricing
 from cdsessions._core.session_steps import counts_as_closed
 from cdsessions._core.steps import Flow
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
@@ -86,10 +87,12 @@ def selection_problem(selection: Selection) -> str | None:
         )
     if selection.older_than is not None and selection.older_than < timedelta(0):
         return "older_than must not be negative"
-    if selection.cost_over is not None and not (
-        selection.cost_over.is_finite() and selection.cost_over >= 0
-    ):
-        return "cost_over must be a finite amount of USD, at least 0"
+    if selection.cost_over is not None:
+        if not isinstance(selection.cost_over, Decimal):
+            return "cost_over must be a Decimal amount of USD"
+        amount = money.usd_from(selection.cost_over)
+        if not isinstance(amount, Success):
+            return f"cost_over {amount.failure()}"
     return None
 
 
@@ -107,7 +110,8 @@ def matches(costs: SessionCosts, selection: Selection) -> bool:
     ):
         return False
     return selection.cost_over is None or (
-        not isinstance(costs.cost_so_far, Unknown) and costs.cost_so_far > selection.cost_over
+        not isinstance(costs.cost_so_far, Unknown)
+        and money.exceeds(costs.cost_so_far, selection.cost_over)
     )
 
 
@@ -153,12 +157,11 @@ class ReapReport(msgspec.Struct, frozen=True):
     def saves(self) -> Decimal:
         """USD no longer to be billed (or, in a dry run, that would not be): each stopped
         session's cost from ``now`` to its timeout, where known (see :attr:`unpriced`)."""
-        total = Decimal(0)
-        for item in self.reaped:
-            remaining = item.costs.remaining_cost
-            if item.outcome != "failed" and not isinstance(remaining, Unknown):
-                total = EXACT.add(total, remaining)
-        return total
+        return money.total(
+            item.costs.remaining_cost
+            for item in self.reaped
+            if item.outcome != "failed" and not isinstance(item.costs.remaining_cost, Unknown)
+        )
 
     @property
     def unpriced(self) -> int:

@@ -21,13 +21,12 @@ from returns.result import Failure, Success
 
 from cdsessions import CreateSessionBody, MachineGPU, Session
 from cdsessions._core.budget import Allowance, OverBudget, check_create, check_extend, worst_case
+from cdsessions._core.money import format_usd, usd_from
 from cdsessions._core.pricing import (
     GpuPricing,
     NoPrice,
     Price,
     decode_gpu_pricing,
-    format_usd,
-    usd_from,
 )
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import (

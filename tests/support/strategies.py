@@ -271,7 +271,12 @@ def values(contract: Contract, schema: Schema) -> st.SearchStrategy[Json]:
     if kind == "integer":
         return st.integers(-_INT64, _INT64)
     if kind == "number":
-        return st.floats(allow_nan=False, allow_infinity=False) | st.integers(-_INT64, _INT64)
+        # Amounts of USD (prices, costs): within the client's money range, since a price
+        # beyond it (1e70, 5e-324) is refused on purpose (tests/costs/test_absurd_prices.py).
+        money = st.floats(min_value=-1e29, max_value=1e29).filter(
+            lambda x: x == 0 or abs(x) >= 1e-12
+        )
+        return money | st.integers(-_INT64, _INT64)
     if kind == "boolean":
         return st.booleans()
     if kind == "null":
