@@ -35,6 +35,11 @@ PROPERTY_MODULES = (
     "tests/test_client.py",
     "tests/costs/test_figures.py",
     "tests/costs/test_reaper.py",
+    "tests/costs/test_absurd_prices.py",
+    "tests/core/test_money.py",
+    "tests/core/test_text.py",
+    "tests/transports/test_cap.py",
+    "tests/test_errors.py",
 )
 
 
@@ -176,14 +181,10 @@ def cassettes(session: nox.Session) -> None:
 
 #: The tests that exercise the urllib3 transport (a real 127.0.0.1 server, vcrpy recordings).
 URLLIB3_TESTS = (
-    "tests/test_hostile_transport.py",
-    "tests/test_client_http.py",
-    "tests/test_surviving_bugs.py",
+    "tests/transports",
+    "tests/test_client.py",
+    "tests/test_client_faults.py",
     "tests/test_concurrency.py",
-    "tests/test_cassettes.py",
-    "tests/test_faults.py",
-    "tests/transports/test_cap.py",
-    "tests/transports/test_contract.py",
     "tests/core/test_key_scrubbing.py",
 )
 #: Both ends of the pin ``urllib3>=2.2,<3`` in pyproject.toml: the lowest version, and the newest
