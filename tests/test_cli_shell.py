@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cdsessions._cli.main import EXIT_CODES
+from cdsessions._core.servers import API_PREFIX
 from cdsessions.fake.service import DEFAULT_MACHINE_ID
 from tests.loopback import LoopbackServer, Received, Reply, serve
 
@@ -597,7 +598,7 @@ def test_create_on_an_unknown_machine_is_its_own_exit_code(fake: str) -> None:
 
 
 def test_a_404_from_list_says_the_base_url_is_probably_wrong(fake: str) -> None:
-    without_api = fake.removesuffix("/api")
+    without_api = fake.removesuffix(API_PREFIX)
     for args in (["list"], ["prices"], ["create", "--machine-id", DEFAULT_MACHINE_ID]):
         line = _one_line(run(*args, "--server", without_api), 5)
         assert f"the base URL {without_api} is probably wrong" in line

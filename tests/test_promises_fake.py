@@ -10,8 +10,9 @@ import json
 import pytest
 
 from cdsessions import CreateSessionBody, SessionsClient
+from cdsessions._core.servers import is_loopback_host
 from cdsessions._core.wire import HttpRequest
-from cdsessions.fake.server import is_loopback_host, make_server, serve_in_thread
+from cdsessions.fake.server import make_server, serve_in_thread
 from cdsessions.fake.service import DEFAULT_MACHINE_ID, MAX_TIMEOUT_MINUTES, FakeService
 
 

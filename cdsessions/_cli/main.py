@@ -31,7 +31,13 @@ from returns.result import Result, Success
 from cdsessions._cli import costs as cli_costs
 from cdsessions._cli.text import DEFAULT_SERVER, PROG, command_hint, json_text, safe
 from cdsessions._core.budget import OverBudget
-from cdsessions._core.servers import is_loopback, resolve_server
+from cdsessions._core.servers import (
+    LOCAL_PORT,
+    SERVERS,
+    is_loopback,
+    is_loopback_host,
+    resolve_server,
+)
 from cdsessions._version import __version__
 from cdsessions.client import API_KEY_ENV, SessionsClient
 from cdsessions.errors import ApiError, HttpError, InvalidRequest, TransportFailed
@@ -327,7 +333,7 @@ def _api_options() -> _Parser:
         default=DEFAULT_SERVER,
         type=_server,
         metavar="NAME|URL",
-        help="production (default), staging, local (http://localhost:3011/api) or a base URL",
+        help=f"production (default), staging, local ({SERVERS['local']}) or a base URL",
     )
     group.add_argument(
         "--api-key-file",
@@ -449,7 +455,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     fake.add_argument(
-        "--port", type=_port, default=3011, help="port (default 3011, the `local` server)"
+        "--port",
+        type=_port,
+        default=LOCAL_PORT,
+        help=f"port (default {LOCAL_PORT}, the `local` server)",
     )
     fake.add_argument(
         "--machine-id",
@@ -765,7 +774,7 @@ _API_COMMANDS: Final = {
 def _cmd_fake_server(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from cdsessions.fake.server import is_loopback_host, make_server, run
+    from cdsessions.fake.server import make_server, run
     from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
     if not is_loopback_host(args.host):
