@@ -10,6 +10,7 @@ hangs is killed and fails the test, it never hangs the suite. Each runs ``ROUNDS
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import signal
 import threading
@@ -21,7 +22,7 @@ from typing import Any, Final
 import pytest
 from returns.result import Failure, Success
 
-from cdsessions import AsyncSessionsClient, SessionsClient
+from cdsessions import AsyncSessionsClient, SessionsClient, Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import HttpError
 from cdsessions.fake.server import FakeHTTPServer
@@ -38,6 +39,9 @@ HELD: Final = "held-by-the-test"  # a session id whose request the server holds 
 CHILD_DEADLINE: Final = 30.0
 #: How long a held thread waits to be let go (it always is, well before this).
 HOLD_AT_MOST: Final = 30.0
+#: The child's calls: every wait the client makes is bounded, so only a lock held by a thread
+#: the child does not have can outlast CHILD_DEADLINE.
+CHILD_TIMEOUT: Final = Timeout(connect=5, read=5, total=10)
 
 
 class Gate:
@@ -101,13 +105,15 @@ def serving(service: FakeService) -> Iterator[CountingServer]:
 
 
 def fork_and_wait(child: Callable[[], int]) -> int:
-    """Fork; the child runs ``child`` and exits with its status (2 if it raised). The parent
-    gets that status, or -1 if the child was still running at ``CHILD_DEADLINE`` (then killed).
-    """
+    """Fork; the child runs ``child`` and exits with its status (2 if it raised, 1 if it hung
+    for ``CHILD_DEADLINE / 2``, its threads' stacks on stderr). The parent gets that status, or
+    -1 if the child was still running at ``CHILD_DEADLINE`` (then killed)."""
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 2
         try:
+            # A child that hangs says where, on stderr (the test's captured output), and exits.
+            faulthandler.dump_traceback_later(CHILD_DEADLINE / 2, exit=True)
             code = child()
         finally:
             os._exit(code)
@@ -130,14 +136,14 @@ def in_thread(work: Callable[[], object]) -> threading.Thread:
 
 def lists_and_closes(client: SessionsClient) -> int:
     """The child's part: a call that works, then close(). 0, or what failed."""
-    if not isinstance(client.list(timeout=5), Success):
+    if not isinstance(client.list(timeout=CHILD_TIMEOUT), Success):
         return 3
     client.close()
     return 0
 
 
 def assert_child_ok(code: int) -> None:
-    assert code == 0, f"the child failed with status {code} (-1: it hung and was killed)"
+    assert code == 0, f"the child failed with status {code} (1 or -1: it hung)"
 
 
 # -- the blocking client ------------------------------------------------------------------------
@@ -239,13 +245,13 @@ def test_a_child_forked_while_a_host_name_is_being_resolved_resolves_it_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The parent's lookup runs in a resolver thread the child does not have: a child waiting
-    # for its answer would wait until its deadline and fail.
+    # for its answer would wait until its deadline and fail. The stand-in resolver answers
+    # 127.0.0.1 itself: what the C library's resolver does after a fork is not under test.
     gate = Gate()
-    real_addresses = _urllib3._addresses
 
     def held_lookup(host: str, port: int) -> list[tuple[str, int]]:
         gate.hold()
-        return real_addresses(host, port)
+        return [("127.0.0.1", port)]
 
     monkeypatch.setattr(_urllib3, "_addresses", held_lookup)
     with serving(FakeService()) as server:
@@ -272,7 +278,7 @@ def test_an_async_client_forked_while_its_worker_threads_are_busy_works_in_the_c
     gate = Gate()
 
     async def child_part(client: AsyncSessionsClient) -> int:
-        if not isinstance(await client.list(timeout=5), Success):
+        if not isinstance(await client.list(timeout=CHILD_TIMEOUT), Success):
             return 3
         await client.aclose()  # waits for nothing the child does not have
         return 0
