@@ -13,6 +13,7 @@ from cdsessions._core.observe import Observer
 from cdsessions._core.retry import RetryPolicy
 from cdsessions._core.servers import resolve_server
 from cdsessions._core.timeouts import Timeout
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = ["ClientBase"]
 
@@ -52,6 +53,13 @@ class ClientBase(Generic[TransportT]):
         self._transport = transport
         self._owns_transport = transport is None
         # Guards creating and closing the transport (the blocking client is shared by threads).
+        self._lock = threading.Lock()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread that was creating or closing the transport when the process forked does not
+        # exist in the child: the lock it held would be held forever. (The transport, if any,
+        # starts afresh by itself.)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:

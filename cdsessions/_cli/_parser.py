@@ -20,7 +20,7 @@ from returns.result import Success
 from cdsessions._cli._failures import EXIT_CODES, INSECURE_HTTP, USAGE
 from cdsessions._cli._output import DEFAULT_SERVER, PROG
 from cdsessions._core.money import usd_from
-from cdsessions._core.servers import refuse_plain_http, resolve_server
+from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
 from cdsessions._core.text import escape
 from cdsessions._version import __version__
 from cdsessions.client import API_KEY_ENV
@@ -213,7 +213,7 @@ def _connection_options() -> _Parser:
         default=DEFAULT_SERVER,
         type=_server,
         metavar="NAME|URL",
-        help="production (default), staging, local (http://localhost:3011/api) or a base URL",
+        help=f"production (default), staging, local ({SERVERS['local']}) or a base URL",
     )
     group.add_argument(
         "--api-key-file",

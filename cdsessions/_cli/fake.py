@@ -13,6 +13,7 @@ from returns.result import Success
 from cdsessions._cli._failures import OK, REFUSED, UNREACHABLE, USAGE, Fail, Failed, ok
 from cdsessions._cli._output import end_progress, err, out, progress, when
 from cdsessions._cli._parser import Command, non_negative_int, port, seconds
+from cdsessions._core.servers import LOCAL_PORT, is_loopback_host
 from cdsessions.client import SessionsClient
 from cdsessions.errors import HttpError
 from cdsessions.models import CreateSessionBody, Session
@@ -23,7 +24,10 @@ __all__ = ["DEMO", "FAKE_SERVER"]
 def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=port, default=3011, help="port (default 3011, the `local` server)"
+        "--port",
+        type=port,
+        default=LOCAL_PORT,
+        help=f"port (default {LOCAL_PORT}, the `local` server)",
     )
     parser.add_argument(
         "--machine-id",
@@ -56,7 +60,7 @@ def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
 def _fake_server(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from cdsessions.fake.server import is_loopback_host, make_server, run
+    from cdsessions.fake.server import make_server, run
     from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
     if not is_loopback_host(args.host):

@@ -6,10 +6,15 @@ address or a bracketed IPv6 address, an optional port 1-65535 and a path; no cre
 fragment, spaces, control or non-ASCII characters. Anything else is an ``InvalidRequest``
 (field ``server``) from each call, never an exception.
 
-The API key goes over plain ``http://`` only to a loopback host: an IP literal in 127.0.0.0/8
-(also written as ``::ffff:127.x.y.z``) or ``::1``, or exactly the name ``localhost``. A name only
-the resolver can place (``127.evil.com``, ``localhost.evil.com``, and ``*.localhost`` too: the
-system resolver may ask DNS about it) is not loopback.
+The API key goes over plain ``http://`` only to a loopback host, and the fake server binds
+only one; :func:`is_loopback_host` is the one rule for both. Loopback is an IP literal in
+127.0.0.0/8 (also IPv4-mapped, ``::ffff:127.x.y.z``) or ``::1``, in brackets or not, or exactly
+the name ``localhost`` (in any case). A name only the resolver can place is not loopback, even
+when it would land there: ``127.evil.com``, ``localhost.evil.com``, ``*.localhost`` and
+``localhost.`` (the system resolver may ask DNS about them), the legacy shorthands ``127.1`` and
+``0x7f.0.0.1`` (only ``inet_aton`` reads those), and anything non-ASCII (IDNA may map it to
+``localhost``, or may not). Refusing one of those costs a spelling; accepting a wrong one would
+send the API key in the clear.
 """
 
 from __future__ import annotations
@@ -22,12 +27,25 @@ from returns.result import Failure, Result, Success
 
 from cdsessions.errors import InvalidReason, InvalidRequest
 
-__all__ = ["SERVERS", "is_loopback", "is_loopback_host", "refuse_plain_http", "resolve_server"]
+__all__ = [
+    "API_PREFIX",
+    "LOCAL_PORT",
+    "SERVERS",
+    "is_loopback",
+    "is_loopback_host",
+    "refuse_plain_http",
+    "resolve_server",
+]
+
+#: The path the API lives under, on every named server and on the fake server.
+API_PREFIX: Final = "/api"
+#: The port of the ``"local"`` server, where ``cdsessions fake-server`` listens by default.
+LOCAL_PORT: Final = 3011
 
 SERVERS: Final = {
-    "production": "https://api.comfydeploy.com/api",
-    "staging": "https://staging.api.comfydeploy.com/api",
-    "local": "http://localhost:3011/api",
+    "production": f"https://api.comfydeploy.com{API_PREFIX}",
+    "staging": f"https://staging.api.comfydeploy.com{API_PREFIX}",
+    "local": f"http://localhost:{LOCAL_PORT}{API_PREFIX}",
 }
 
 _OPERATION: Final = "configure client"
@@ -103,12 +121,19 @@ def resolve_server(server: object) -> Result[str, InvalidRequest]:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for exactly ``localhost`` and IP literals in 127.0.0.0/8 (IPv4-mapped included) or
-    ``::1``. ``host`` is as :func:`urllib.parse.urlsplit` gives it (no brackets)."""
-    if host.lower() == "localhost":
+    """The loopback rule (see the module doc): True for exactly ``localhost`` in any case and
+    IP literals in 127.0.0.0/8 (IPv4-mapped included) or ``::1``; an IPv6 literal may be in
+    brackets, as in a URL. False for every other string, whatever a resolver would make of it."""
+    # Non-ASCII: an IDNA spelling. A zone id (``%eth0``) picks an interface, not an address.
+    if not host.isascii() or "%" in host:
+        return False
+    name = host.lower()
+    if name.startswith("[") and name.endswith("]") and ":" in name:
+        name = name[1:-1]  # only an IPv6 literal may be bracketed
+    if name == "localhost":
         return True
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

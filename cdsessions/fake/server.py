@@ -14,7 +14,9 @@ In a test::
         with SessionsClient("any-key", server=base_url) as client:
             ...
 
-It binds loopback addresses only: the fake accepts any key, so it has no business on a network.
+It binds loopback addresses only (the rule of :func:`cdsessions._core.servers.is_loopback_host`,
+which the client also uses to decide where the API key may go over plain http): the fake
+accepts any key, so it has no business on a network. IPv6 loopback (``::1``) binds as IPv6.
 Each request can be logged as one line (method, path, status, milliseconds): never headers,
 bodies, query strings or session urls.
 """
@@ -33,35 +35,31 @@ from types import FrameType
 from typing import Final, cast
 from urllib.parse import parse_qsl
 
+from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake.service import FakeService
 
-__all__ = [
-    "API_PREFIX",
-    "DEFAULT_PORT",
-    "FakeHTTPServer",
-    "is_loopback_host",
-    "make_server",
-    "run",
-    "serve_in_thread",
-]
+__all__ = ["FakeHTTPServer", "make_server", "run", "serve_in_thread"]
 
-DEFAULT_PORT: Final = 3011
-API_PREFIX: Final = "/api"
 #: Request bodies are tiny JSON objects; anything larger is refused unread.
 MAX_REQUEST_BYTES: Final = 1024 * 1024
 
 Log = Callable[[str], None]
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
+def _bind_address(host: str) -> tuple[socket.AddressFamily, str]:
+    """The socket family and address to bind a loopback ``host`` with: an IPv6 literal as IPv6
+    (brackets removed), but an IPv4-mapped one as the IPv4 address it is; a name as IPv4."""
+    bare = host.strip("[]")  # a loopback host (checked), so only an IPv6 literal has brackets
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(bare)
     except ValueError:
-        return False
+        return socket.AF_INET, host  # localhost
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return socket.AF_INET, str(address.ipv4_mapped)
+        return socket.AF_INET6, str(address)
+    return socket.AF_INET, str(address)
 
 
 def _json_reply(status: int, body: bytes) -> HttpResponse:
@@ -69,7 +67,8 @@ def _json_reply(status: int, body: bytes) -> HttpResponse:
 
 
 class FakeHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server holding the :class:`FakeService` it serves."""
+    """A threading HTTP server holding the :class:`FakeService` it serves. It binds loopback
+    addresses only: any other host is a ``ValueError``, raised before a socket exists."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -77,9 +76,14 @@ class FakeHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], service: FakeService, log: Log | None) -> None:
+        host, port = address
+        if not is_loopback_host(host):  # checked here, so no way around it binds elsewhere
+            raise ValueError(f"the fake server only binds loopback addresses, not {host!r}")
         self.service = service
         self.log = log
-        super().__init__(address, _Handler)
+        # The class default is IPv4 only, which cannot bind "::1" (issue #18).
+        self.address_family, bind_host = _bind_address(host)
+        super().__init__((bind_host, port), _Handler)
 
     @property
     def base_url(self) -> str:
@@ -156,14 +160,12 @@ class _Handler(BaseHTTPRequestHandler):
 def make_server(
     service: FakeService | None = None,
     host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
+    port: int = LOCAL_PORT,
     *,
     log: Log | None = None,
 ) -> FakeHTTPServer:
     """A bound (not yet serving) server. Raises ``ValueError`` for a non-loopback ``host`` and
     ``OSError`` when the port cannot be bound."""
-    if not is_loopback_host(host):
-        raise ValueError(f"the fake server only binds loopback addresses, not {host!r}")
     return FakeHTTPServer((host, port), service if service is not None else FakeService(), log)
 
 

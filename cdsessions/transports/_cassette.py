@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.servers import API_PREFIX
 from cdsessions._core.wire import Headers, HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports._cap import (
@@ -57,6 +58,7 @@ from cdsessions.transports._cap import (
     content_codings,
     decode_content,
 )
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = [
     "DEFAULT_BASE_PATH",
@@ -68,7 +70,7 @@ __all__ = [
 ]
 
 #: The path of every named server's base URL, which recorded URIs are read relative to.
-DEFAULT_BASE_PATH: Final = "/api"
+DEFAULT_BASE_PATH: Final = API_PREFIX
 _CLOSEST_SHOWN: Final = 3
 _INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[cassette]'"
 
@@ -189,6 +191,10 @@ class CassetteTransport:
         self._allow_repeats = allow_repeats
         self._name = name
         self._lock = threading.Lock()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # it may have been held by a thread the child lacks
 
     @classmethod
     def load(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from returns.result import Result
 
+from cdsessions._core.servers import API_PREFIX
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports._cap import DEFAULT_MAX_DECODED_BYTES
@@ -58,7 +59,7 @@ class AsyncCassetteTransport(InlineTransport):
         *,
         match_body: bool = False,
         allow_repeats: bool = False,
-        base_path: str = "/api",
+        base_path: str = API_PREFIX,
         max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> Result[AsyncCassetteTransport, CassetteError]:
         """Read a cassette file (see :meth:`CassetteTransport.load`)."""

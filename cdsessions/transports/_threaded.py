@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
-import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
@@ -28,6 +26,7 @@ from returns.result import Failure, Result
 from cdsessions._core.retry import attempt_timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
+from cdsessions.transports._fork import register as register_for_fork
 from cdsessions.transports.base import Transport
 
 __all__ = ["ThreadedTransport"]
@@ -45,22 +44,6 @@ def _release_on(loop: asyncio.AbstractEventLoop, free: asyncio.Semaphore) -> Non
         loop.call_soon_threadsafe(free.release)
 
 
-#: Every threaded transport alive in this process, so a forked child can start afresh.
-_live: weakref.WeakSet[ThreadedTransport] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # The child of os.fork() has none of the parent's worker threads: an executor that believes
-    # it has idle workers would queue every job forever, and aclose() would wait for jobs that
-    # can never finish. Each transport forgets them and starts new threads on demand.
-    for transport in list(_live):
-        transport._forget_threads()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class ThreadedTransport:
     """Runs ``transport`` (blocking) in at most ``max_workers`` threads, started on first use.
 
@@ -76,7 +59,13 @@ class ThreadedTransport:
         self._max_workers = max_workers
         self._close_transport = close_transport
         self._forget_threads()
-        _live.add(self)
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The child of os.fork() has none of the parent's worker threads: an executor that
+        # believes it has idle workers would queue every job forever, and aclose() would wait
+        # for jobs that can never finish. Forget them; new threads start on demand.
+        self._forget_threads()
 
     def _forget_threads(self) -> None:
         """No worker threads, no permits, no running jobs: the state before first use."""

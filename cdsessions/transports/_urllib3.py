@@ -31,7 +31,6 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -61,6 +60,7 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed, TransportFailureKind
 from cdsessions.transports import _urllib3_internals as internals
 from cdsessions.transports._cap import capped, content_codings, decode_content, too_large
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = ["Urllib3Transport"]
 
@@ -380,6 +380,11 @@ class _Resolver:
     """
 
     def __init__(self) -> None:
+        self._after_fork_in_child()
+
+    def _after_fork_in_child(self) -> None:
+        """Empty, as new: in a forked child the lock may be held and the lookups pending are
+        in threads that do not exist there (nor does anybody waiting for them)."""
         self._lock = threading.Lock()
         self._known: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._pending: dict[tuple[str, int], Future[list[tuple[str, int]]]] = {}
@@ -434,6 +439,7 @@ def _literal(address: tuple[Any, ...]) -> str:
 
 
 _resolver = _Resolver()
+register_for_fork(_resolver)
 
 
 @functools.lru_cache(maxsize=256)
@@ -600,25 +606,6 @@ def _declared_length(response: BaseHTTPResponse) -> int | None:
     return int(length)
 
 
-#: Every transport alive in this process, so a forked child can give each fresh connections.
-_live: weakref.WeakSet[Urllib3Transport] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """The child of ``os.fork()`` (pre-fork worker pools: gunicorn ``--preload``, Celery,
-    ``multiprocessing``) inherits the parent's pooled sockets, which parent and child would
-    then read each other's answers from, and no watchdog or resolver thread, whose locks may
-    even be held forever. Each transport starts afresh; the parent is not touched."""
-    global _resolver  # the old one's lock and pending lookups did not survive the fork
-    _resolver = _Resolver()
-    for transport in list(_live):
-        transport._start_afresh()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class Urllib3Transport:
     """Sends requests over a pooled, thread-safe urllib3 ``PoolManager``.
 
@@ -649,17 +636,24 @@ class Urllib3Transport:
         if ssl_context is not None:
             self._tls["ssl_context"] = ssl_context
         self._start_afresh()
-        _live.add(self)
+        register_for_fork(self)
 
-    def _start_afresh(self) -> None:
-        """New pools and watchdog; in a forked child, first let go of the parent's sockets
-        (closing the child's copies, which leaves the parent's connections open)."""
-        for pool, _path in getattr(self, "_pools", {}).values():
+    def _after_fork_in_child(self) -> None:
+        """A forked child shares the parent's pooled sockets (each would read the other's
+        answers) and has no watchdog thread, while locks in the pools and the watchdog may be
+        held forever: let go of the parent's sockets (closing the child's copies leaves the
+        parent's connections open), then start afresh. Only our own record of the pools is
+        walked: the PoolManager's may be locked."""
+        for pool, _path in self._pools.values():
             queue = internals.pool_queue(pool)
             if isinstance(queue, _FairQueue):
                 for conn in queue.after_fork():
                     if conn is not None:
                         conn.close()
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        """New pools and watchdog: the state before first use."""
         self._pool = urllib3.PoolManager(
             num_pools=4, maxsize=self._max_connections, block=True, retries=False, **self._tls
         )

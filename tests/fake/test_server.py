@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from cdsessions._core.servers import is_loopback_host
 from cdsessions.fake import FakeService
-from cdsessions.fake.server import is_loopback_host, make_server, serve_in_thread
+from cdsessions.fake.server import make_server, serve_in_thread
 
 # Refused before any socket exists. Only TEST-NET addresses (RFC 5737, RFC 3849) are handed to
 # the server: even a broken check could not bind them (they are not this machine's), so nothing

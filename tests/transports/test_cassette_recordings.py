@@ -44,6 +44,7 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import SessionsClient
 from cdsessions._core.decoding import SESSION, decode
+from cdsessions._core.servers import LOCAL_PORT
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, TransportFailed
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock
@@ -64,7 +65,7 @@ UNKNOWN_MACHINE: Final = "00000000-0000-4000-8000-00000000beef"
 REPLAY_BASE: Final = "http://127.0.0.1:9/api"
 #: CassetteTransport replays on any base URL: another host and another base path on purpose.
 ELSEWHERE: Final = "https://replay.invalid/v2"
-_PINNED_HOST: Final = "127.0.0.1:3011"
+_PINNED_HOST: Final = f"127.0.0.1:{LOCAL_PORT}"
 _URL_FIELDS: Final = frozenset({"url", "tunnel_url"})
 
 Outcome = Result[Any, ApiError]
