@@ -25,10 +25,11 @@ import pytest
 from cdsessions._cli._failures import EXIT_CODES
 from cdsessions._core.servers import API_PREFIX
 from cdsessions.fake import DEFAULT_MACHINE_ID
+from tests.support.cli import cli_env, default_sigint
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
 
 KEY = "sk-shell-SECRET-9876543210"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Everything a terminal would act on: OSC (retitle), CSI (clear screen) both 7-bit and as the
 # C1 code point, BEL, DEL, NUL, a bidi override and isolate, CR/LF/TAB, a line separator.
@@ -53,18 +54,6 @@ def _argv(*args: str, patch: str = "") -> list[str]:
     return [sys.executable, "-c", _GUARD + patch + _MAIN, *args]
 
 
-def _default_sigint() -> None:
-    """In the child: Ctrl-C's default (a background job inherits SIGINT ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _env(key: str | None = KEY) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "COMFY_DEPLOY_API_KEY"}
-    if key is not None:
-        env["COMFY_DEPLOY_API_KEY"] = key
-    return env
-
-
 def run(
     *args: str, key: str | None = KEY, patch: str = "", timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -73,7 +62,7 @@ def run(
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=_env(key),
+        env=cli_env(key),
         timeout=timeout,  # a hang (reading /dev/zero, a FIFO) fails the test
         check=False,
     )
@@ -155,8 +144,8 @@ def _start_fake(*extra: str) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(None),
-        preexec_fn=_default_sigint,
+        env=cli_env(None),
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     base_url = process.stdout.readline().strip()
@@ -256,7 +245,7 @@ def test_the_progress_line_on_a_terminal_is_escaped() -> None:
                 _argv(*args, "--server", server.base_url),
                 stdout=subprocess.PIPE,
                 stderr=terminal,  # a terminal: progress is shown
-                env=_env(),
+                env=cli_env(KEY),
                 timeout=30,
                 check=False,
             )
@@ -373,8 +362,8 @@ def _signal_once(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
-        preexec_fn=_default_sigint,
+        env=cli_env(KEY),
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 20
     while not any(f"{r.method} {r.target}".startswith(seen) for r in server.received):
@@ -474,8 +463,8 @@ def test_the_default_server_is_not_repeated() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
-            preexec_fn=_default_sigint,
+            env=cli_env(KEY),
+            preexec_fn=default_sigint,
         )
         deadline = time.monotonic() + 20
         while not server.received:
@@ -651,7 +640,7 @@ def test_an_internal_error_shows_only_the_exception_type(fake: str) -> None:
 
 
 def test_a_terminal_that_cannot_show_a_character_gets_an_escape() -> None:
-    env = {**_env(), "PYTHONIOENCODING": "ascii"}
+    env = {**cli_env(KEY), "PYTHONIOENCODING": "ascii"}
     with serve(lambda _: _json(200, {"message": "caf\u00e9 \u2713"})) as server:
         result = subprocess.run(
             _argv("extend", "sid", "5", "--server", server.base_url),
