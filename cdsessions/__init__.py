@@ -44,8 +44,8 @@ from cdsessions.models import (
 )
 
 if TYPE_CHECKING:
-    from cdsessions.async_client import AsyncSessionsClient, AsyncSessionScope
-    from cdsessions.lifecycle import Backoff, OpenSession, SessionScope
+    from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
@@ -85,12 +85,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # asyncio and the thread pool are loaded only by those who use the async client.
-    if name in ("AsyncSessionsClient", "AsyncSessionScope"):
+    if name == "AsyncSessionsClient":
         from cdsessions import async_client
 
-        return getattr(async_client, name)
+        return async_client.AsyncSessionsClient
     # Loaded with the first lifecycle call, or when asked for here.
-    if name in ("Backoff", "OpenSession", "SessionScope"):
+    if name in ("AsyncSessionScope", "Backoff", "OpenSession", "SessionScope"):
         from cdsessions import lifecycle
 
         return getattr(lifecycle, name)

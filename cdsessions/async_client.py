@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from cdsessions._core.pricing import GpuPricing
 
-__all__ = ["AsyncSessionScope", "AsyncSessionsClient"]
+__all__ = ["AsyncSessionsClient"]
 
 T = TypeVar("T")
 
