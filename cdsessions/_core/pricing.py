@@ -87,13 +87,13 @@ class GpuPricing(msgspec.Struct, frozen=True, dict=True):
         # Built on first use and kept beside the fields (``dict=True``): not compared, hashed,
         # encoded or copied, so any copy builds its own. A name listed twice (only a table
         # built by hand can) is ambiguous, so it has no price.
-        index: dict[str, Price | NoPrice] | None = self.__dict__.get("_by_gpu")
+        index: dict[str, Price | NoPrice] | None = vars(self).get("_by_gpu")
         if index is None:
             index = {}
             for price in self.prices:
                 seen = price.gpu in index
                 index[price.gpu] = NoPrice(price.gpu, "listed twice") if seen else _usable(price)
-            self.__dict__["_by_gpu"] = index
+            vars(self)["_by_gpu"] = index
         return index
 
     @classmethod

@@ -19,7 +19,7 @@ import http.client
 import socket
 from collections.abc import Callable
 from queue import Empty
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
@@ -74,7 +74,7 @@ def pool_class(
     ``QueueCls(maxsize)`` and uses only ``get(block, timeout)``, ``put(item, block=False)`` and
     ``qsize()``), and ``ConnectionCls`` being read per pool when a connection is made."""
 
-    def __init__(self: HTTPConnectionPool, *args: Any, **kwargs: Any) -> None:
+    def __init__(self: _P, *args: Any, **kwargs: Any) -> None:
         base.__init__(self, *args, **kwargs)
         # The connection class in use *now*, not one fixed at import: recorders such as vcrpy /
         # pytest-recording patch ConnectionCls, and a fixed subclass would hide every request
@@ -82,12 +82,12 @@ def pool_class(
         # urllib3 types ConnectionCls as protocols its own HTTPConnection misses under pyright.
         self.ConnectionCls = watch(base.ConnectionCls)  # pyright: ignore[reportAttributeAccessIssue]
 
-    def close(self: HTTPConnectionPool) -> None:
+    def close(self: _P) -> None:
         before_close(self)
         base.close(self)
 
     members = {"QueueCls": queue_class, "__init__": __init__, "close": close}
-    return type(f"_Watched{base.__name__}", (base,), members)
+    return cast("type[_P]", type(f"_Watched{base.__name__}", (base,), members))
 
 
 # -- connections -----------------------------------------------------------------------------
@@ -115,11 +115,11 @@ def connection_class(
     socket (resolving and connecting), called from ``connect()``; and ``http.client``'s
     ``response_class`` attribute, the class ``getresponse()`` builds its response with."""
 
-    def _new_conn(self: HTTPConnection) -> socket.socket:
+    def _new_conn(self: _C) -> socket.socket:
         return new_socket(self, lambda: base._new_conn(self))
 
     added = {**members, "_new_conn": _new_conn, "response_class": _FinalResponse}
-    return type(f"_Watched{base.__name__}", (base,), added)
+    return cast("type[_C]", type(f"_Watched{base.__name__}", (base,), added))
 
 
 #: Interim (1xx) responses skipped before the final one; more means a hostile server.
