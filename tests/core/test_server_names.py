@@ -299,3 +299,101 @@ def test_other_hosts_are_not_loopback(base_url: str) -> None:
 
     Found by an outside review's deliberate bug the suite missed (issue 14)."""
     assert is_loopback(base_url) is False
+
+
+# -- what a refusal says --------------------------------------------------------------------------
+
+_NAMES = "production, staging, local"
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        (3, "must be a string, not int"),
+        (None, "must be a string, not NoneType"),
+        ("prod", f"'prod' is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("", f"'' is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        # Anything that could be a URL, or is long or unprintable, is never repeated: it may
+        # hold a secret.
+        ("user:pw", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("host/api", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("me@host", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("x" * 41, f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("x" * 40, f"'{'x' * 40}' is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("a\tb", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("ftp://h/api", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("https://u:p@h/api", "a base URL may not carry credentials (user:password@)"),
+        ("https://h/api?k=v", "a base URL may not carry a query"),
+        ("https://h/api#top", "a base URL may not carry a fragment"),
+        ("https://h /api", "a base URL may not hold spaces, control or non-ASCII characters"),
+        ("https://hé/api", "a base URL may not hold spaces, control or non-ASCII characters"),
+        ("https://h/\x7f", "a base URL may not hold spaces, control or non-ASCII characters"),
+        ("https://[::1/api", "is not a usable URL (scheme://host[:port][/path])"),
+        ("https://h/a%zz", "is not a usable URL (scheme://host[:port][/path])"),
+        (
+            "https:///api",
+            "a base URL needs a host (a name, an IPv4 or a bracketed IPv6 address)",
+        ),
+        (
+            "https://[1:2:3]/api",
+            "a base URL needs a host (a name, an IPv4 or a bracketed IPv6 address)",
+        ),
+        ("https://h:0/api", "the port must be between 1 and 65535"),
+        ("https://h:65536/api", "the port must be between 1 and 65535"),
+    ],
+)
+def test_an_unusable_server_is_refused_saying_why(server: object, problem: str) -> None:
+    """Each refusal names its problem, for the field ``server``, with no reason code (only
+    plain http has one) and never the URL itself."""
+    assert resolve_server(server) == Failure(
+        InvalidRequest("configure client", "server", problem, None)
+    )
+
+
+@pytest.mark.parametrize(
+    ("server", "base_url"),
+    [
+        ("production", "https://api.comfydeploy.com/api"),
+        ("local", "http://localhost:3011/api"),
+        ("HTTPS://API.Example.COM/api/", "https://api.example.com/api"),
+        ("https://h:0443/v2/", "https://h:443/v2"),
+        ("https://h:1", "https://h:1"),
+        ("https://h:65535/", "https://h:65535"),
+        ("http://[::1]:3011/api", "http://[::1]:3011/api"),
+        ("http://[::FFFF:127.0.0.1]/api", "http://[::ffff:127.0.0.1]/api"),
+        ("https://h/a%2Fb", "https://h/a%2Fb"),
+    ],
+)
+def test_a_usable_server_becomes_the_base_url_sent_to(server: str, base_url: str) -> None:
+    assert resolve_server(server) == Success(base_url)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "allowed", "refused"),
+    [
+        ("http://10.0.0.1/api", False, True),
+        ("HTTP://10.0.0.1/api", False, True),
+        ("http://10.0.0.1/api", True, False),
+        ("https://10.0.0.1/api", False, False),
+        ("http://127.0.0.1/api", False, False),
+        ("http://[::1]/api", False, False),
+        ("not a url", False, True),
+    ],
+)
+def test_plain_http_is_refused_with_its_reason_code(
+    base_url: str, allowed: bool, refused: bool
+) -> None:
+    expected = (
+        Failure(
+            InvalidRequest(
+                "configure client",
+                "server",
+                "refusing to send the API key over plain http:// to a non-loopback host "
+                "(pass allow_insecure_http=True to override)",
+                "insecure_http",
+            )
+        )
+        if refused
+        else Success(base_url)
+    )
+    assert refuse_plain_http(base_url, allowed=allowed) == expected
