@@ -16,12 +16,16 @@ Fixtures (each fresh for every test):
   inside your own event loop (``asyncio.run``, pytest-asyncio, anyio). Closed after the test.
 * ``cdsessions_fake_url``: ``cdsessions_fake`` served over real HTTP on 127.0.0.1 (a free
   port); the value is its base URL, for ``server=`` or ``cdsessions --server``.
+
+With pytest-recording installed, every cassette it records has the keys its requests carried
+masked out of everything written, a response that echoes the ``Authorization`` header included
+(see :mod:`cdsessions.transports._recording`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -40,6 +44,15 @@ __all__ = [
 
 #: The API key the client fixtures send; the fake accepts any non-empty key.
 TEST_API_KEY: Final = "test-key"
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent without it
+def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
+    """Mask the keys out of what pytest-recording writes: ``filter_headers`` drops only the
+    request's header, while a server that echoes it puts the key in the recorded response."""
+    from cdsessions.transports._recording import mask_keys_when_recording
+
+    mask_keys_when_recording(vcr)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ echoed it.
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import msgspec
 
@@ -24,6 +24,9 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "header",
+    "key_forms",
+    "mask_key",
+    "mask_key_bytes",
     "scrub",
 ]
 
@@ -128,11 +131,34 @@ class HttpResponse(msgspec.Struct, frozen=True):
         )
 
 
-def _masks(key: str) -> tuple[tuple[str, str], ...]:
-    """The forms ``key`` takes in a response: as sent, and JSON-escaped (``/`` may come back as
-    ``\\/``), each with the mask that replaces it."""
+def key_forms(key: str) -> tuple[str, ...]:
+    """The forms ``key`` takes when a server or proxy echoes it: as sent, JSON-escaped (``/`` may
+    come back as ``\\/``) and percent-encoded (a gateway echoing a URL or a form), longest first
+    so that no form is left half-masked by a shorter one. Nothing for a key shorter than
+    :data:`MIN_SCRUBBED_KEY`. Deliberate transformations (base64, hex, hashes) are not forms:
+    there is no end to them, and base64 of a key depends on where the key sits in the encoded text.
+    """
+    if len(key) < MIN_SCRUBBED_KEY:
+        return ()
     escaped = msgspec.json.encode(key).decode()[1:-1].replace("/", "\\/")
-    return ((key, REDACTED), (escaped, REDACTED)) if escaped != key else ((key, REDACTED),)
+    forms = {key, escaped, quote(key, safe=""), quote(key), quote_plus(key)}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def mask_key(text: str, forms: tuple[str, ...]) -> str:
+    """``text`` with each of ``forms`` (see :func:`key_forms`) replaced by :data:`REDACTED`."""
+    for secret in forms:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def mask_key_bytes(data: bytes, forms: tuple[str, ...]) -> bytes:
+    """:func:`mask_key` for bytes (a body that need not be UTF-8)."""
+    for secret in forms:
+        if secret.encode() in data:
+            data = data.replace(secret.encode(), REDACTED.encode())
+    return data
 
 
 def scrub(response: HttpResponse, key: str) -> HttpResponse:
@@ -142,24 +168,14 @@ def scrub(response: HttpResponse, key: str) -> HttpResponse:
 
     The response itself when the key is not in it (the usual case: one scan of the body, no
     copy), or when the key is too short to be a real one (see :data:`MIN_SCRUBBED_KEY`)."""
-    if len(key) < MIN_SCRUBBED_KEY:
+    forms = key_forms(key)
+    if not forms:
         return response
-    masks = _masks(key)
-    body = response.body
-    for secret, mask in masks:
-        if secret.encode() in body:
-            body = body.replace(secret.encode(), mask.encode())
+    body = mask_key_bytes(response.body, forms)
     headers = response.headers
-    if any(secret in value for _, value in headers for secret, _ in masks):
-        headers = tuple((name, _masked(value, masks)) for name, value in headers)
-    reason = _masked(response.reason, masks)
+    if any(secret in value for _, value in headers for secret in forms):
+        headers = tuple((name, mask_key(value, forms)) for name, value in headers)
+    reason = mask_key(response.reason, forms)
     if body is response.body and headers is response.headers and reason is response.reason:
         return response
     return msgspec.structs.replace(response, body=body, headers=headers, reason=reason)
-
-
-def _masked(text: str, masks: tuple[tuple[str, str], ...]) -> str:
-    for secret, mask in masks:
-        if secret in text:
-            text = text.replace(secret, mask)
-    return text

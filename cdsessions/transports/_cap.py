@@ -11,7 +11,9 @@ request would get the same answer, so it is not retried).
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections.abc import Iterator
 from typing import Final
 
 import msgspec
@@ -26,6 +28,7 @@ __all__ = [
     "capped",
     "content_codings",
     "decode_content",
+    "decoded_size",
     "too_large",
 ]
 
@@ -73,29 +76,82 @@ def content_codings(headers: Headers) -> tuple[str, ...]:
 
 def decode_content(body: bytes, codings: tuple[str, ...], limit: int) -> Result[bytes, Undecodable]:
     """``body`` with ``codings`` undone, last applied first, never holding more than ``limit``
-    bytes of output at any layer; or why not (it would pass ``limit``, or it is corrupt).
+    bytes of output; or why not (it would pass ``limit``, or it is corrupt). The layers are
+    undone as one stream, a piece at a time, so no layer's whole output is held but the last.
 
     gzip (x-gzip) and deflate are undone only when the bytes carry their mark (gzip's magic
     bytes, a zlib header): vcrpy with urllib3 2.x records bodies already decoded under their
     ``Content-Encoding`` (vcrpy issue 719), and such a recording is replayed through a cassette
     or, by vcrpy itself, through the urllib3 transport. Any other coding (br, zstd, raw deflate)
     is left as it is, as urllib3 leaves a coding it has no decoder for."""
+    return _pieces(body, codings, limit, keep=True).map(lambda got: b"".join(got[1]))
+
+
+def decoded_size(body: bytes, codings: tuple[str, ...], limit: int) -> Result[int, Undecodable]:
+    """How long ``body`` is once :func:`decode_content` undoes ``codings``, or why it cannot be
+    decoded, in a few pieces' worth of memory whatever the answer: a body meant to inflate to
+    gigabytes is refused without holding even ``limit`` bytes of it."""
+    return _pieces(body, codings, limit, keep=False).map(lambda got: got[0])
+
+
+def _pieces(
+    body: bytes, codings: tuple[str, ...], limit: int, *, keep: bool
+) -> Result[tuple[int, list[bytes]], Undecodable]:
+    """The decoded length and, with ``keep``, the decoded pieces; or why not."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for piece in _decoded(body, codings):
+            size += len(piece)
+            if size > limit:
+                return Failure(Undecodable(True, f"it inflates past {limit} bytes"))
+            if keep:
+                parts.append(piece)
+    except _Corrupt as corrupt:
+        return Failure(Undecodable(False, str(corrupt)))
+    except zlib.error as error:
+        return Failure(Undecodable(False, f"the compressed body is corrupt ({error})"))
+    return Success((size, parts))
+
+
+class _Corrupt(Exception):
+    """Internal: the compressed body is corrupt; its text says how."""
+
+
+#: The most output one inflate step makes: what a stream holds of a layer at a time.
+_PIECE: Final = 64 * 1024
+
+
+def _decoded(body: bytes, codings: tuple[str, ...]) -> Iterator[bytes]:
+    """``body`` with ``codings`` undone, last applied first, as a stream of pieces."""
+    stream: Iterator[bytes] = iter((body,))
     for coding in reversed(codings):
-        wbits = _wbits(coding, body)
-        if wbits is None:
-            continue
-        inflated = _inflate(body, wbits, limit)
-        if not isinstance(inflated, Success):
-            return inflated
-        body = inflated.unwrap()
-    return Success(body)
+        head, stream = _peek(stream, 2)
+        wbits = _wbits(coding, head)
+        if wbits is not None:
+            stream = _inflated(stream, wbits)
+    return stream
 
 
-def _wbits(coding: str, body: bytes) -> int | None:
-    """How to inflate ``body`` in ``coding``, or None to leave it (see :func:`decode_content`)."""
-    if coding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
+def _peek(stream: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``size`` bytes of ``stream`` (fewer if it is shorter), and the whole stream."""
+    taken: list[bytes] = []
+    held = 0
+    while held < size:
+        piece = next(stream, None)
+        if piece is None:
+            break
+        taken.append(piece)
+        held += len(piece)
+    return b"".join(taken)[:size], itertools.chain(taken, stream)
+
+
+def _wbits(coding: str, head: bytes) -> int | None:
+    """How to inflate a body that starts with ``head`` in ``coding``, or None to leave it (see
+    :func:`decode_content`)."""
+    if coding in ("gzip", "x-gzip") and head.startswith(_GZIP_MAGIC):
         return _GZIP
-    if coding == "deflate" and _looks_like_zlib(body):
+    if coding == "deflate" and _looks_like_zlib(head):
         return _ZLIB
     return None
 
@@ -104,34 +160,27 @@ def _looks_like_zlib(body: bytes) -> bool:
     return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
 
 
-def _inflate(data: bytes, wbits: int, limit: int) -> Result[bytes, Undecodable]:
-    """``data`` inflated, or why not; stops as soon as the output passes ``limit`` bytes. A gzip
-    body may hold several members (each is inflated in turn), then only zero padding."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        inflater = zlib.decompressobj(wbits)
-        try:
-            while not inflater.eof:
-                # At most one byte past the limit: enough to know it is passed. (max_length 0
-                # would mean "no limit"; size <= limit keeps it at 1 or more.)
-                chunk = inflater.decompress(data, limit - size + 1)
-                data = inflater.unconsumed_tail
-                if not chunk and not data:
-                    break  # the input ended before the stream did
-                size += len(chunk)
-                if size > limit:
-                    return Failure(Undecodable(True, f"it inflates past {limit} bytes"))
-                parts.append(chunk)
-        except zlib.error as error:
-            return Failure(Undecodable(False, f"the compressed body is corrupt ({error})"))
-        if not inflater.eof:
-            return Failure(Undecodable(False, "the compressed body ends early"))
-        if wbits != _GZIP:
-            break  # bytes after a zlib or deflate stream are ignored, as zlib.decompress does
-        data = inflater.unused_data.lstrip(b"\0")
-        if not data:
-            break
-        if not data.startswith(_GZIP_MAGIC):
-            return Failure(Undecodable(False, "the compressed body has bytes after its end"))
-    return Success(b"".join(parts))
+def _inflated(stream: Iterator[bytes], wbits: int) -> Iterator[bytes]:
+    """The stream inflated, at most :data:`_PIECE` bytes a step. A gzip body may hold several
+    members (each is inflated in turn), then only zero padding; bytes after a zlib stream are
+    ignored, as ``zlib.decompress`` ignores them. Raises :class:`_Corrupt` or ``zlib.error``."""
+    inflater = zlib.decompressobj(wbits)
+    for data in stream:
+        while data or not inflater.eof:
+            if inflater.eof:
+                if wbits != _GZIP:
+                    return
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                if len(data) >= 2 and not data.startswith(_GZIP_MAGIC):
+                    raise _Corrupt("the compressed body has bytes after its end")
+                inflater = zlib.decompressobj(wbits)
+            piece = inflater.decompress(data, _PIECE)
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and not inflater.eof and len(piece) < _PIECE:
+                break  # all of this input is taken and nothing is pending: the next input
+    if not inflater.eof:
+        raise _Corrupt("the compressed body ends early")

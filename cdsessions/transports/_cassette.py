@@ -29,9 +29,12 @@ really starts with the gzip magic bytes (see :func:`~cdsessions.transports._cap.
 Loading never raises for a bad file: :meth:`CassetteTransport.load` returns a
 :class:`CassetteError` naming the file and the place (a YAML line and column, or a path such as
 ``interactions[2].response.status.code``). Its memory is bounded too: the bodies, once decoded,
-may add up to ``max_decoded_bytes`` at most (a small compressed body may not inflate to gigabytes,
-nor a list of YAML aliases repeat one body without end), and YAML merge keys (``<<``), which
-can grow a document exponentially and which no recorder writes, are refused. PyYAML is needed
+may add up to ``max_decoded_bytes`` at most, and a compressed body is measured as a stream
+before it is decoded, so one meant to inflate to gigabytes is refused without being held; a
+YAML alias shares its anchor's body (one copy, counted once) rather than copying it; a cassette
+holds at most :data:`MAX_INTERACTIONS`; YAML merge keys (``<<``), which can grow a document
+exponentially and which no recorder writes, are refused, and so is a pickled ``BytesIO`` body
+holding anything but bytes or text. PyYAML is needed
 only here (``pip install 'cdsessions[cassette]'``) and is imported on first load.
 """
 
@@ -40,7 +43,7 @@ from __future__ import annotations
 import difflib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -57,12 +60,14 @@ from cdsessions.transports._cap import (
     capped,
     content_codings,
     decode_content,
+    decoded_size,
 )
 from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = [
     "DEFAULT_BASE_PATH",
     "DEFAULT_MAX_DECODED_BYTES",
+    "MAX_INTERACTIONS",
     "CassetteError",
     "CassetteTransport",
     "Interaction",
@@ -72,6 +77,9 @@ __all__ = [
 #: The path of every named server's base URL, which recorded URIs are read relative to.
 DEFAULT_BASE_PATH: Final = API_PREFIX
 _CLOSEST_SHOWN: Final = 3
+#: The most interactions a cassette may hold: far more than any recording, far fewer than a
+#: few lines of YAML aliases can list.
+MAX_INTERACTIONS: Final = 10_000
 _INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[cassette]'"
 
 
@@ -354,10 +362,17 @@ def _loader() -> type[Any] | None:
         base.flatten_mapping(loader, node)
 
     def construct_bytesio(loader: Any, node: Any) -> bytes:
-        # Old cassettes pickled file-like request bodies; keep only the bytes they held.
+        # Old cassettes pickled file-like request bodies; keep only the bytes they held. Any
+        # other state (a number would make bytes(n) allocate n bytes) is not a recording.
         state = loader.construct_mapping(node, deep=True).get("state") or (b"",)
-        data = state[0] if state else b""
-        return data.encode() if isinstance(data, str) else bytes(data or b"")
+        data = state[0] if isinstance(state, list | tuple) and state else None
+        if isinstance(data, str):
+            return data.encode("utf-8", errors="surrogatepass")
+        if isinstance(data, bytes):
+            return data
+        raise yaml.constructor.ConstructorError(
+            None, None, "a BytesIO body must hold bytes or text", node.start_mark
+        )
 
     loader: Any = type("CassetteLoader", (base,), {"flatten_mapping": flatten_mapping})
     tags = {
@@ -434,15 +449,43 @@ def _interactions(data: object, base: tuple[str, ...], budget: int) -> tuple[Int
     listed = top.get("interactions")
     if not isinstance(listed, list):
         raise _Bad("interactions", f"expected a list, found {_kind(listed)}")
+    if len(listed) > MAX_INTERACTIONS:
+        # A line "- *a" per interaction: a small file could otherwise make millions of them.
+        raise _Bad("interactions", f"more than {MAX_INTERACTIONS} interactions ({len(listed)})")
+    bodies = _Bodies(budget)
     found = []
     for i, item in enumerate(listed):
         where = f"interactions[{i}]"
         entry = _mapping(item, where)
-        request = _request(entry.get("request"), f"{where}.request", base, budget)
-        response = _response(entry.get("response"), f"{where}.response", budget)
-        budget -= len(response.body)
+        request = _request(entry.get("request"), f"{where}.request", base, bodies)
+        response = _response(entry.get("response"), f"{where}.response", bodies)
         found.append(Interaction(request, response))
     return tuple(found)
+
+
+class _Bodies:
+    """The bodies loading makes, each made once per YAML value. An alias shares its anchor's
+    value, so a body aliased thousands of times is one copy in memory, counted once against
+    ``max_decoded_bytes``, where converting it at each alias would make a copy each time."""
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+        # By (id of the source value, how it was converted); the source is kept alive with the
+        # body so that its id is not reused for another value.
+        self._made: dict[tuple[int, str], tuple[object, bytes]] = {}
+        self._counted: set[int] = set()
+
+    def made(self, source: object, how: str, make: Callable[[int], bytes]) -> bytes:
+        """``make(bytes left)`` the first time ``source`` is converted ``how``, else the same
+        body again. ``make`` raises :class:`_Bad` for a body past what is left."""
+        key = (id(source), how)
+        if key not in self._made:
+            body = make(self.left)
+            if id(body) not in self._counted:
+                self._counted.add(id(body))
+                self.left -= len(body)
+            self._made[key] = (source, body)
+        return self._made[key][1]
 
 
 def _text(value: object, where: str) -> str:
@@ -455,8 +498,13 @@ def _body(value: object, where: str, limit: int) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value.encode("utf-8", errors="surrogatepass")
+        encoded = value.encode("utf-8", errors="surrogatepass")
+        if len(encoded) > limit:
+            raise _Bad(where, _past_budget(limit))
+        return encoded
     if isinstance(value, bytes):
+        if len(value) > limit:
+            raise _Bad(where, _past_budget(limit))
         return value
     if isinstance(value, list) and all(isinstance(part, bytes) for part in value):
         # An iterator body, as vcrpy records it. Its parts may be YAML aliases of one large
@@ -467,7 +515,7 @@ def _body(value: object, where: str, limit: int) -> bytes | None:
     raise _Bad(where, f"expected text or !!binary, found {_kind(value)}")
 
 
-def _request(value: object, where: str, base: tuple[str, ...], limit: int) -> RecordedRequest:
+def _request(value: object, where: str, base: tuple[str, ...], bodies: _Bodies) -> RecordedRequest:
     request = _mapping(value, where)
     method = _text(request.get("method"), f"{where}.method").upper()
     uri = _text(request.get("uri"), f"{where}.uri")
@@ -488,8 +536,15 @@ def _request(value: object, where: str, base: tuple[str, ...], limit: int) -> Re
         uri=uri,
         segments=segments[len(base) :],
         query=tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))),
-        body=_body(request.get("body"), f"{where}.body", limit),
+        body=_stored(request.get("body"), f"{where}.body", bodies),
     )
+
+
+def _stored(value: object, where: str, bodies: _Bodies) -> bytes | None:
+    """A stored body as bytes (see :func:`_body`), made once per YAML value."""
+    if value is None:
+        return None
+    return bodies.made(value, "stored", lambda left: _body(value, where, left) or b"")
 
 
 def _headers(value: object, where: str) -> Headers:
@@ -523,27 +578,34 @@ def _past_budget(limit: int) -> str:
 
 def _content_decoded(body: bytes, headers: Headers, where: str, limit: int) -> bytes:
     """The body as a client sees it after Content-Encoding (see the module docstring), at most
-    ``limit`` bytes of it."""
-    decoded = decode_content(body, content_codings(headers), limit)
+    ``limit`` bytes of it. Measured first, holding nothing: a body that would inflate past the
+    limit is refused in a few pieces' worth of memory, however far past it would go."""
+    codings = content_codings(headers)
+    if not codings:
+        return body  # already measured as it was stored
+    size = decoded_size(body, codings, limit)
+    decoded = size.bind(lambda _: decode_content(body, codings, limit))
     if not isinstance(decoded, Success):
         problem = decoded.failure()
         if problem.too_large:
             raise _Bad(f"{where}.body", _past_budget(limit))
         raise _Bad(f"{where}.body", f"the gzip/deflate body is corrupt: {problem.problem}")
     plain: bytes = decoded.unwrap()
-    if len(plain) > limit:  # stored as it is (no coding to undo), yet too large
-        raise _Bad(f"{where}.body", _past_budget(limit))
     return plain
 
 
-def _response(value: object, where: str, limit: int) -> HttpResponse:
+def _response(value: object, where: str, bodies: _Bodies) -> HttpResponse:
     response = _mapping(value, where)
     status, message = _status(response, where)
     headers = _headers(response.get("headers"), f"{where}.headers")
     if "body" in response:
         stored = _mapping(response["body"], f"{where}.body").get("string")
-        raw = _body(stored, f"{where}.body", limit)
+        raw = _stored(stored, f"{where}.body", bodies)
     else:
-        raw = _body(response.get("content"), f"{where}.content", limit)
-    body = _content_decoded(raw or b"", headers, where, limit)
+        raw = _stored(response.get("content"), f"{where}.content", bodies)
+    raw = raw or b""
+    codings = ", ".join(content_codings(headers))
+    body = bodies.made(
+        raw, f"decoded {codings}", lambda left: _content_decoded(raw, headers, where, left)
+    )
     return HttpResponse(status=status, headers=headers, body=body, reason=message)

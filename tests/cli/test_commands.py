@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions._cli._failures import EXIT_CODES, NOT_FOUND, NOT_READY, exit_code_for
+from cdsessions._cli._failures import AUTH, EXIT_CODES, NOT_FOUND, NOT_READY, REFUSED, exit_code_for
 from cdsessions._cli._output import json_text
 from cdsessions.fake import DEFAULT_MACHINE_ID
 from cdsessions.lifecycle import NotReady, SessionGone
+from tests.support import echoes
 from tests.support.cli import cli_env, default_sigint, run_cli, start_fake_server
+from tests.support.hostile import answer, hostile
 
 KEY = "sk-cli-SECRET-0123456789"
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
@@ -354,3 +356,22 @@ def test_json_text_escapes_astral_format_characters_and_round_trips() -> None:
     assert all(ch.isprintable() for ch in text)
     assert "\U000e0001" not in text
     assert json.loads(text) == value
+
+
+@pytest.mark.parametrize("name", sorted(echoes.ECHOES))
+def test_a_key_from_a_file_echoed_by_the_server_never_reaches_the_output(
+    name: str, tmp_path: Path
+) -> None:
+    """Issue 18: a gateway echoing the Authorization header (raw, escaped, percent-encoded,
+    split across chunks, in a header, the reason phrase or a gzip body) gets it masked on the
+    command's stderr too."""
+    key_file = tmp_path / "key"
+    key_file.write_text(echoes.KEY + "\n")
+    key_file.chmod(0o600)
+    with hostile(answer(echoes.echo(name), keep_alive=True)) as server:
+        done = cli(
+            "get", "--server", server.base_url, "--api-key-file", str(key_file), "s1", key=None
+        )
+    assert server.requests[0].header("Authorization") == f"Bearer {echoes.KEY}"
+    assert done.returncode in (AUTH, REFUSED), done.stderr  # 401, or 503 after its retries
+    assert echoes.leaked_forms(done.stdout + done.stderr) == []

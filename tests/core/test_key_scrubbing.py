@@ -19,10 +19,11 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, RetryPolicy, SessionsClient
 from cdsessions._core.observe import AttemptFinished
-from cdsessions._core.wire import REDACTED, HttpRequest, HttpResponse, header, scrub
+from cdsessions._core.wire import REDACTED, HttpRequest, HttpResponse, header, key_forms, scrub
 from cdsessions.errors import ApiError
 from cdsessions.fake import FakeService, FakeTransport
-from tests.support import samples
+from tests.support import echoes, samples
+from tests.support.hostile import answer, hostile
 from tests.support.loopback import Received, Reply, serve
 
 KEY: Final = "sk-live-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -155,3 +156,36 @@ def test_a_key_too_short_to_be_real_is_left_alone() -> None:
     # A one-letter test key masked out of every body would garble them all.
     answer = HttpResponse(200, (), b'{"kind": "k"}')
     assert scrub(answer, "k") is answer
+
+
+# -- every form and place an echo takes, from raw bytes ----------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(echoes.ECHOES))
+def test_an_echo_in_any_form_or_place_is_masked_in_every_sink(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18: the key raw, JSON-escaped, percent-encoded, split across chunks, in a header,
+    in the reason phrase or in a gzip body never reaches a failure, a log line or an event."""
+    events: list[object] = []
+    caplog.set_level(logging.DEBUG, logger="cdsessions")
+    with hostile(answer(echoes.echo(name), keep_alive=True)) as server:
+        client = SessionsClient(
+            echoes.KEY, server=server.base_url, observers=[events.append], retry=ONE_RETRY
+        )
+        result = client.get(samples.SESSION_ID)
+        client.close()
+    assert server.requests[0].header("Authorization") == f"Bearer {echoes.KEY}"
+    assert isinstance(result, Failure)
+    everything = _everything_shown(result, events, caplog.text)
+    assert echoes.leaked_forms(everything) == []
+    assert REDACTED in everything
+
+
+def test_key_forms_are_longest_first_and_none_for_a_short_key() -> None:
+    forms = key_forms(echoes.KEY)
+    assert echoes.KEY in forms
+    assert "sk%2Flive%2B0f1e2d3c4b5a6978%3D%3D" in forms
+    assert "sk\\/live+0f1e2d3c4b5a6978==" in forms
+    assert [len(form) for form in forms] == sorted(map(len, forms), reverse=True)
+    assert key_forms("short") == ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import functools
 import gzip
 import tracemalloc
@@ -356,7 +357,10 @@ def test_the_bodies_of_a_cassette_share_one_budget() -> None:
         "request": {"method": "GET", "uri": "http://h/api/session/abc", "body": None},
         "response": {"status": {"code": 200}, "body": {"string": "x" * 600}},
     }
-    text = yaml.safe_dump({"version": 1, "interactions": [recorded, recorded]})
+    # Two copies, not one dict twice: safe_dump would write an alias, which shares the body.
+    copies = [recorded, copy.deepcopy(recorded)]
+    text = yaml.safe_dump({"version": 1, "interactions": copies})
+    assert "*id" not in text
     assert isinstance(CassetteTransport.from_yaml(text, max_decoded_bytes=1200), Success)
     over = CassetteTransport.from_yaml(text, max_decoded_bytes=1199)
     assert isinstance(over, Failure)

@@ -3,8 +3,11 @@ whatever text it is given."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import tempfile
+import tracemalloc
 import zlib
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +24,7 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports import CassetteTransport as FromPackage
 from cdsessions.transports import CassetteTransport as FromTransports
-from cdsessions.transports._cassette import CassetteError, CassetteTransport
+from cdsessions.transports._cassette import MAX_INTERACTIONS, CassetteError, CassetteTransport
 
 TIMEOUT: Final = Timeout()
 LIMIT: Final = 1024 * 1024
@@ -520,3 +523,209 @@ def test_cassette_files_load_with_their_options(tmp_path: Path) -> None:
     assert CassetteTransport.load(binary).failure() == CassetteError(
         str(binary), "byte 11", "the file is not UTF-8"
     )
+
+
+# -- loading any file: bounded, and a value (issue 18) -----------------------------------------
+
+MiB: Final = 1024 * 1024
+CASSETTES: Final = Path(__file__).resolve().parents[2] / "cassettes"
+_REQUEST_LINE: Final = "request: {method: GET, uri: 'http://h/api/x', body: null, headers: {}}"
+
+
+def _peak_while(work: Any) -> tuple[Any, int]:
+    """What ``work()`` gives, and the most memory (bytes) Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def _aliased(copies: int, response: str) -> str:
+    """One interaction anchored, then ``copies`` aliases of it: a line of YAML each."""
+    return f"version: 1\ninteractions:\n- &i\n  {_REQUEST_LINE}\n  response: {response}\n" + (
+        "- *i\n" * copies
+    )
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "{string: '" + "x" * (64 * 1024) + "'}",  # text: encoded once, not at every alias
+        "{string: !!binary '" + base64.b64encode(gzip.compress(bytes(MiB))).decode() + "'}",
+    ],
+    ids=["text", "gzip"],
+)
+def test_a_body_aliased_thousands_of_times_is_held_once(stored: str) -> None:
+    """Issue 18: 9 999 aliases of one interaction made a copy of its body at each (0.6 to 10
+    GB here); an alias shares its anchor's body, in memory and in the budget."""
+    coding = "[gzip]" if "binary" in stored else "[]"
+    text = _aliased(
+        MAX_INTERACTIONS - 1,
+        f"{{status: {{code: 200}}, headers: {{Content-Encoding: {coding}}}, body: {stored}}}",
+    )
+    loaded, peak = _peak_while(lambda: CassetteTransport.from_yaml(text))
+    assert isinstance(loaded, Success), loaded
+    bodies = {id(i.response.body) for i in loaded.unwrap().interactions}
+    assert len(loaded.unwrap().interactions) == MAX_INTERACTIONS
+    assert len(bodies) == 1
+    assert peak < 16 * MiB, f"{peak / MiB:.1f} MiB allocated"
+
+
+def test_more_interactions_than_any_recording_is_a_cassette_error() -> None:
+    text = _aliased(MAX_INTERACTIONS, "{status: {code: 204}}")
+    loaded, peak = _peak_while(lambda: CassetteTransport.from_yaml(text, name="many.yaml"))
+    assert isinstance(loaded, Failure), loaded
+    assert loaded.failure().where == "interactions"
+    assert f"more than {MAX_INTERACTIONS}" in loaded.failure().problem
+    assert peak < 16 * MiB, f"{peak / MiB:.1f} MiB allocated"
+
+
+def test_a_gzip_gzip_body_meant_to_reach_two_gigabytes_is_refused_at_the_default_cap() -> None:
+    """Issue 18: at the default cap (256 MiB, a session list's) the bomb was inflated up to
+    the cap before being refused; it is now measured as a stream and never held."""
+    bomb = gzip.compress(gzip.compress(bytes(MiB)) * 2048, 9)  # 2 GiB of zeros, ~5 KB
+    assert len(bomb) < 8 * 1024
+    text = (
+        f"version: 1\ninteractions:\n- {_REQUEST_LINE}\n  response:\n    status: {{code: 200}}\n"
+        "    headers: {Content-Encoding: ['gzip, gzip']}\n"
+        f"    body: {{string: !!binary '{base64.b64encode(bomb).decode()}'}}\n"
+    )
+    loaded, peak = _peak_while(lambda: CassetteTransport.from_yaml(text, name="bomb.yaml"))
+    assert isinstance(loaded, Failure), loaded
+    assert loaded.failure().where == "interactions[0].response.body"
+    assert "max_decoded_bytes" in loaded.failure().problem
+    assert peak < 16 * MiB, f"{peak / MiB:.1f} MiB allocated"
+
+
+@pytest.mark.parametrize("state", ["[7]", "[1000000000000]", "[[1, 2]]", "7", "[null]", "{a: 1}"])
+def test_a_bytesio_body_that_holds_no_bytes_is_a_cassette_error(state: str) -> None:
+    """Issue 18: a non-bytes BytesIO state raised TypeError out of load(), and a number n was
+    taken as bytes(n), n zero bytes."""
+    text = (
+        "version: 1\ninteractions:\n- request: {method: POST, uri: 'http://h/api/x', "
+        f"body: !!python/object/new:_io.BytesIO {{state: {state}}}}}\n"
+        "  response: {status: {code: 200}}\n"
+    )
+    loaded, peak = _peak_while(lambda: CassetteTransport.from_yaml(text, name="io.yaml"))
+    assert isinstance(loaded, Failure), loaded
+    assert loaded.failure().where.startswith("line 3, column")
+    assert "BytesIO" in loaded.failure().problem
+    assert peak < 4 * MiB
+
+
+@pytest.mark.parametrize("state", ["[!!binary 'YWJj']", "[abc]", "[abc, 3]"])
+def test_a_bytesio_body_of_bytes_or_text_is_its_bytes(state: str) -> None:
+    text = (
+        "version: 1\ninteractions:\n- request: {method: POST, uri: 'http://h/api/x', "
+        f"body: !!python/object/new:_io.BytesIO {{state: {state}}}}}\n"
+        "  response: {status: {code: 200}}\n"
+    )
+    loaded = CassetteTransport.from_yaml(text)
+    assert isinstance(loaded, Success), loaded
+    assert loaded.unwrap().interactions[0].request.body == b"abc"
+
+
+def _loads_as_a_value(data: bytes) -> None:
+    """``load`` of a file holding ``data``: a transport or a CassetteError, in bounded memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.yaml"
+        path.write_bytes(data)
+        loaded, peak = _peak_while(lambda: CassetteTransport.load(path))
+    if isinstance(loaded, Failure):
+        assert isinstance(loaded.failure(), CassetteError), loaded
+        assert str(loaded.failure()).startswith(f"cassette {path}: ")
+    else:
+        assert isinstance(loaded.unwrap(), CassetteTransport)
+    assert peak < 32 * MiB, f"{peak / MiB:.1f} MiB allocated for {len(data)} bytes"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=2000))
+def test_any_bytes_load_as_a_transport_or_a_cassette_error(data: bytes) -> None:
+    _loads_as_a_value(data)
+
+
+_REAL: Final = sorted(CASSETTES.glob("*.yaml"))
+#: What a near-valid cassette is made of: YAML's structure, tags and aliases, and the values
+#: the reader looks at.
+_TOKENS: Final = [
+    b"&a ",
+    b"*a",
+    b"&b [*a, *a, *a]",
+    b"<<: *a",
+    b"!!binary ",
+    b"!!binary 'H4sI'",
+    b"!!python/object/new:_io.BytesIO {state: [7]}",
+    b"!!python/tuple [1]",
+    b"!!python/str x",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"- ",
+    b": ",
+    b"\n",
+    b"\t",
+    b"'",
+    b'"',
+    b"\\",
+    b"null",
+    b"~",
+    b"gzip, gzip",
+    b"deflate",
+    b"Content-Encoding: [gzip]",
+    b"code: 999",
+    b"version: 2",
+    b"uri: 'http://h/x'",
+    b"%2F",
+    b"\xff",
+    b"\x00",
+    b"\xef\xbb\xbf",
+    b"---\n",
+    b"...\n",
+]
+
+
+@st.composite
+def _near_valid(draw: st.DrawFn) -> bytes:
+    """A real cassette of ``cassettes/`` with a few splices: a slice deleted, duplicated, or
+    replaced by YAML tokens or random bytes."""
+    data = draw(st.sampled_from(_REAL)).read_bytes()
+    for _ in range(draw(st.integers(1, 4))):
+        start = draw(st.integers(0, len(data)))
+        end = draw(st.integers(start, min(len(data), start + 80)))
+        kind = draw(st.sampled_from(["delete", "duplicate", "token", "bytes"]))
+        middle = {
+            "delete": b"",
+            "duplicate": data[start:end] * 2,
+            "token": draw(st.sampled_from(_TOKENS)),
+            "bytes": draw(st.binary(max_size=12)),
+        }[kind]
+        data = data[:start] + middle + data[end:]
+    return data
+
+
+@st.composite
+def _re_valued(draw: st.DrawFn) -> bytes:
+    """A real cassette, parsed, with one value somewhere replaced by another of any shape,
+    written back as YAML."""
+    document = yaml.safe_load(draw(st.sampled_from(_REAL)).read_text(encoding="utf-8"))
+    node: Any = document
+    while isinstance(node, dict | list) and node and draw(st.booleans()):
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = draw(st.sampled_from(keys))
+        if not isinstance(node[key], dict | list) or not node[key] or draw(st.booleans()):
+            node[key] = draw(_YAMLISH)
+            break
+        node = node[key]
+    return yaml.safe_dump(document, allow_unicode=True).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_near_valid() | _re_valued())
+def test_a_near_valid_cassette_loads_as_a_transport_or_a_cassette_error(data: bytes) -> None:
+    _loads_as_a_value(data)
