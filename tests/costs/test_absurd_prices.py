@@ -428,10 +428,13 @@ def test_the_cli_says_clearly_what_is_wrong_with_an_absurd_price(price: str, why
     assert "costs unknown" in listed.stderr
     assert why in listed.stderr
     assert "total: 1 session" in listed.stdout
+    assert "not in the price table" not in listed.stdout  # it is; the table was refused
     # A selection by machine needs no price: the dry run goes ahead.
     said = _clear(reaped)
     assert reaped.returncode == 0, said
     assert "would cancel 1 of 1" in reaped.stdout
+    assert "savings unknown" in reaped.stderr
+    assert why in reaped.stderr
 
 
 @pytest.mark.parametrize("price", ["0.5", "1e-30", "99999999999999999999999999999"])

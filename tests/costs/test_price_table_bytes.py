@@ -156,7 +156,7 @@ def test_over_a_raw_socket_a_create_is_sent_only_when_the_true_table_allows_it(
 ) -> None:
     _HOSTILE_TABLE[0] = raw
     body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU(gpu), timeout=10)
-    with hostile(answer(_price_route_then_created)) as server:
+    with hostile(answer(_price_route_then_created, keep_alive=True)) as server:
         with SessionsClient(KEY, server=server.base_url, retry=False) as client:
             result = client.create(body, max_cost=budget)  # type: ignore[arg-type]  # any value
         methods = [request.method for request in server.requests]
