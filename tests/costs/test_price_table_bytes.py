@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -132,19 +132,19 @@ def test_no_create_is_sent_that_the_true_table_of_any_bytes_would_refuse(
         assert len(str(result.failure())) <= MESSAGE_CHARS
 
 
-_HOSTILE_TABLE: list[bytes] = [b"{}"]
+def _price_route_then_created(raw: bytes) -> Callable[[Request], bytes]:
+    """The price route answers ``raw``; a create is answered as the server would (the test
+    counts it: it must not have been sent)."""
 
+    def answering(request: Request) -> bytes:
+        if request.target.endswith(PRICES_PATH):
+            return response(
+                "200 OK", "Content-Type: application/json", f"Content-Length: {len(raw)}", body=raw
+            )
+        created = b'{"session_id": "5e550000-0000-4000-8000-000000000001"}'
+        return response("200 OK", f"Content-Length: {len(created)}", body=created)
 
-def _price_route_then_created(request: Request) -> bytes:
-    """The price route answers the current raw table; a create is answered as the server
-    would (the test counts it: it must not have been sent)."""
-    if request.target.endswith(PRICES_PATH):
-        raw = _HOSTILE_TABLE[0]
-        return response(
-            "200 OK", "Content-Type: application/json", f"Content-Length: {len(raw)}", body=raw
-        )
-    created = b'{"session_id": "5e550000-0000-4000-8000-000000000001"}'
-    return response("200 OK", f"Content-Length: {len(created)}", body=created)
+    return answering
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,9 +154,8 @@ def _price_route_then_created(request: Request) -> bytes:
 def test_over_a_raw_socket_a_create_is_sent_only_when_the_true_table_allows_it(
     raw: bytes, gpu: str, budget: object
 ) -> None:
-    _HOSTILE_TABLE[0] = raw
     body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU(gpu), timeout=10)
-    with hostile(answer(_price_route_then_created, keep_alive=True)) as server:
+    with hostile(answer(_price_route_then_created(raw), keep_alive=True)) as server:
         with SessionsClient(KEY, server=server.base_url, retry=False) as client:
             result = client.create(body, max_cost=budget)  # type: ignore[arg-type]  # any value
         methods = [request.method for request in server.requests]
