@@ -36,6 +36,8 @@ PROPERTY_MODULES = (
     "tests/costs/test_figures.py",
     "tests/costs/test_reaper.py",
     "tests/costs/test_absurd_prices.py",
+    "tests/costs/test_price_table_bytes.py",
+    "tests/costs/test_reaper_inputs.py",
     "tests/core/test_money.py",
     "tests/core/test_text.py",
     "tests/transports/test_cap.py",

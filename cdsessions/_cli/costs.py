@@ -178,6 +178,8 @@ def _reap(args: argparse.Namespace) -> int:
             )
             return USAGE
         report: ReapReport = ok(reap(client, selection, now(args), dry_run=not args.yes))
+    if report.prices_failed is not None:
+        err(f"{PROG}: warning: savings unknown: {report.prices_failed}")
     if args.json:
         print_json(_report_json(report))
     else:

@@ -39,7 +39,7 @@ from cdsessions._cli._parser import (
     usd,
 )
 from cdsessions._core.money import format_usd
-from cdsessions._core.pricing import GpuPricing
+from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
 from cdsessions.errors import ApiError
@@ -215,7 +215,7 @@ def _list(args: argparse.Namespace) -> int:
         pricing = _pricing_or_failure(client)
     if isinstance(pricing, ApiError):
         err(f"{PROG}: warning: costs unknown: {pricing}")
-        pricing = GpuPricing()
+        pricing = NO_TABLE
     moment = now(args)
     figures = [costs_of(session, pricing, moment) for session in sessions]
     per_hour = [costs.usd_per_hour for costs in figures]

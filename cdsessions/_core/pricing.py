@@ -25,6 +25,7 @@ from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed
 
 __all__ = [
+    "NO_TABLE",
     "PRICE_TABLE",
     "GpuPricing",
     "NoPrice",
@@ -78,10 +79,13 @@ class GpuPricing(msgspec.Struct, frozen=True, dict=True):
     """The price table: one :class:`Price` per GPU, sorted by GPU name.
 
     Build it with :meth:`from_table`; ask it with :meth:`price_per_second`, one dictionary
-    look-up whatever the table's size.
+    look-up whatever the table's size. ``unavailable`` says why there is no table at all (see
+    :data:`NO_TABLE`): every GPU's :class:`NoPrice` then gives that reason, not "not in the
+    price table", which would be untrue.
     """
 
     prices: tuple[Price, ...] = ()
+    unavailable: str | None = None
 
     def _by_gpu_index(self) -> dict[str, Price | NoPrice]:
         # Built on first use and kept beside the fields (``dict=True``): not compared, hashed,
@@ -120,11 +124,19 @@ class GpuPricing(msgspec.Struct, frozen=True, dict=True):
             return NoPrice(None, "no GPU named")
         name = str(gpu)  # a MachineGPU is a StrEnum: str() is its value
         found = self._by_gpu_index().get(name)
-        return found if found is not None else NoPrice(name, "not in the price table")
+        if found is not None:
+            return found
+        return NoPrice(name, self.unavailable or "not in the price table")
 
     def __repr__(self) -> str:
         listed = ", ".join(f"{p.gpu}={money.exact_text(p.usd_per_second)}" for p in self.prices)
-        return f"GpuPricing({listed})"
+        return f"GpuPricing({listed})" if self.unavailable is None else "GpuPricing(unavailable)"
+
+
+#: No prices, because fetching the table failed: what a caller uses when costs are a column to
+#: fill, not a condition to check (listing, the reaper's savings). The failure itself is the
+#: caller's to report, once; each unknown price only says there was no table.
+NO_TABLE: Final = GpuPricing(unavailable="no price table (its fetch failed)")
 
 
 #: ``GET /platform/gpu-pricing`` on the wire: GPU name -> USD per second. Decimal, never float:

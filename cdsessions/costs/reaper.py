@@ -23,7 +23,8 @@ import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._core import money
-from cdsessions._core.pricing import GpuPricing
+from cdsessions._core.builders import check_id
+from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions._core.session_steps import counts_as_closed
 from cdsessions._core.steps import Flow
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
@@ -43,6 +44,7 @@ __all__ = [
     "matches",
     "reap",
     "reap_async",
+    "reap_problem",
     "reap_steps",
     "select",
     "selection_problem",
@@ -76,23 +78,69 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def selection_problem(selection: Selection) -> str | None:
-    """Why ``selection`` cannot be used to cancel sessions, or None."""
+def selection_problem(selection: object) -> tuple[str, str] | None:
+    """The field of ``selection`` that cannot be used to cancel sessions, and why; or None.
+
+    Checked here, when a reap is asked for, not by the constructor: like a
+    :class:`~cdsessions.CreateSessionBody` or a :class:`~cdsessions.Timeout`, a Selection is a
+    plain frozen value that holds whatever it is given, and the operation using it refuses it
+    as a value (:class:`~cdsessions.errors.InvalidRequest`), so nothing raises and nothing is
+    sent. Every field is checked for its type: a wrong one would otherwise raise ``TypeError``
+    half-way, or quietly match nothing."""
     if not isinstance(selection, Selection):
-        return "must be a Selection"
-    if not selection.has_selector and selection.everything is not True:
-        return (
+        return "selection", f"must be a Selection, not {type(selection).__name__}"
+    machine = selection.machine_id
+    if machine is not None:
+        checked = check_id(machine, "machine_id", _OPERATION)
+        if not isinstance(checked, Success):
+            return "machine_id", checked.failure().problem
+    older = selection.older_than
+    if older is not None:
+        if not isinstance(older, timedelta):
+            return "older_than", f"must be a timedelta, not {type(older).__name__}"
+        if older < timedelta(0):
+            return "older_than", "must not be negative"
+    gpu = selection.gpu
+    if gpu is not None and (not isinstance(gpu, str) or not gpu.strip()):
+        return "gpu", "must be a MachineGPU or a non-blank GPU name"
+    if selection.cost_over is not None:
+        if not isinstance(selection.cost_over, Decimal):
+            return "cost_over", (
+                f"must be a Decimal amount of USD, not {type(selection.cost_over).__name__}"
+            )
+        amount = money.usd_from(selection.cost_over)
+        if not isinstance(amount, Success):
+            return "cost_over", amount.failure()
+    if not isinstance(selection.everything, bool):
+        return "everything", f"must be True or False, not {type(selection.everything).__name__}"
+    if not selection.has_selector and not selection.everything:
+        return "selection", (
             "no selector given (machine, age, GPU or cost); refusing to select every session "
             "unless that is asked for explicitly"
         )
-    if selection.older_than is not None and selection.older_than < timedelta(0):
-        return "older_than must not be negative"
-    if selection.cost_over is not None:
-        if not isinstance(selection.cost_over, Decimal):
-            return "cost_over must be a Decimal amount of USD"
-        amount = money.usd_from(selection.cost_over)
-        if not isinstance(amount, Success):
-            return f"cost_over {amount.failure()}"
+    return None
+
+
+def _now_problem(now: object) -> str | None:
+    """Why ``now`` cannot judge ages and costs: it must be an aware datetime (a naive one
+    cannot be compared with the server's times, and would be read in the wrong zone)."""
+    if not isinstance(now, datetime):
+        return f"must be an aware datetime, not {type(now).__name__}"
+    if now.utcoffset() is None:
+        return "must be an aware datetime (give a tzinfo, such as datetime.now(UTC))"
+    return None
+
+
+def reap_problem(selection: object, now: object, dry_run: object) -> InvalidRequest | None:
+    """Why a reap with these inputs cannot go ahead, or None: checked before anything is sent."""
+    problem = selection_problem(selection)
+    if problem is not None:
+        return InvalidRequest(_OPERATION, *problem)
+    why_not_now = _now_problem(now)
+    if why_not_now is not None:
+        return InvalidRequest(_OPERATION, "now", why_not_now)
+    if not isinstance(dry_run, bool):
+        return InvalidRequest(_OPERATION, "dry_run", "must be True or False")
     return None
 
 
@@ -143,6 +191,8 @@ class ReapReport(msgspec.Struct, frozen=True):
     dry_run: bool
     considered: int
     reaped: tuple[Reaped, ...]
+    #: Why no prices were known (their fetch failed): the savings are then unknown.
+    prices_failed: ApiError | None = None
 
     @property
     def failed(self) -> tuple[Reaped, ...]:
@@ -181,19 +231,21 @@ def reap_steps(
     The price table is needed only to judge ``cost_over``; without it (the fetch failed) the
     other selectors still work and savings are reported as unknown, since stopping a forgotten
     session must not depend on the price endpoint."""
-    problem = selection_problem(selection)
+    problem = reap_problem(selection, now, dry_run)
     if problem is not None:
-        return Failure(InvalidRequest(_OPERATION, "selection", problem))
+        return Failure(problem)
     listed = yield from core.list(selection.machine_id, None, None)
     if not isinstance(listed, Success):
         return Failure(listed.failure())
     priced = yield from core.gpu_pricing(False, None, None)
+    prices_failed: ApiError | None = None
     if isinstance(priced, Success):
         pricing: GpuPricing = priced.unwrap()
     elif selection.cost_over is not None:
         return Failure(priced.failure())
     else:
-        pricing = GpuPricing()
+        prices_failed = priced.failure()
+        pricing = NO_TABLE
     sessions: list[Session] = listed.unwrap()
     chosen = select(sessions, selection, pricing, now)
     reaped: list[Reaped] = []
@@ -208,7 +260,8 @@ def reap_steps(
             reaped.append(Reaped(costs, "already gone"))
         else:
             reaped.append(Reaped(costs, "failed", answer.failure()))
-    return Success(ReapReport(selection, now, dry_run, len(sessions), tuple(reaped)))
+    report = ReapReport(selection, now, dry_run, len(sessions), tuple(reaped), prices_failed)
+    return Success(report)
 
 
 def reap(
@@ -217,7 +270,10 @@ def reap(
     """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
     go ahead; ``report.ok`` is False then. Failure only when nothing could be judged: a bad
-    selection, the list failed, or ``cost_over`` was given and the prices could not be had."""
+    input (an ``InvalidRequest`` naming the field: a selector of the wrong type or value, a
+    naive ``now``; nothing is sent), the list failed, or ``cost_over`` was given and the prices
+    could not be had (without ``cost_over`` the prices only fill the savings, which are then
+    unknown, and ``report.prices_failed`` says why)."""
     return client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import os
 import pickle
 import subprocess
@@ -54,6 +53,7 @@ from cdsessions.fake import (
     ManualClock,
 )
 from cdsessions.fake.server import serve_in_thread
+from tests.support.prices import GPUS, Pairs, body_of, table_pairs, true_price
 
 KEY: Final = "sk-absurd-prices-0123456789"
 T0: Final = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
@@ -68,78 +68,10 @@ ON_THE_FAKE: Final = settings(
 CLI_CHARS: Final = 2000
 #: An error's text (OverBudget, DecodeFailed) is a sentence, not a megabyte.
 MESSAGE_CHARS: Final = 600
-GPUS: Final = ("A10G", "T4", "H100", "X9")
-EDGE_PRICES: Final = (
-    "9e999999",
-    "1e-999999",
-    "1e70",
-    "-9e999999",
-    "0",
-    "-0",
-    "1e-30",
-    "1e-31",
-    "0.000337",
-    "-0.5",
-    "1" * 400,
-    "0." + "0" * 29 + "1",
-    "99999999999999999999999999999.9",
-)
-
-
-# -- strategies ------------------------------------------------------------------------------
-
-
-def _number_literals() -> st.SearchStrategy[str]:
-    """JSON number literals, from everyday prices to absurd ones."""
-    return st.one_of(
-        st.sampled_from(EDGE_PRICES),
-        st.decimals(min_value=0, max_value=10, places=6).map(str),
-        st.builds(
-            lambda mantissa, exponent: f"{mantissa}e{exponent}",
-            st.integers(-(10**40), 10**40),
-            st.integers(-(10**6), 10**6),
-        ),
-        st.integers(-(10**80), 10**80).map(str),
-    )
-
-
-def _values() -> st.SearchStrategy[str]:
-    """A price as the JSON text of a table's value: a number, a string, or something else."""
-    return st.one_of(
-        _number_literals(),
-        _number_literals().map(json.dumps),  # msgspec reads a Decimal from a string too
-        st.sampled_from(['"NaN"', '"Infinity"', "null", "true", "[]", "{}", '"a lot"']),
-    )
-
-
-Pairs = list[tuple[str, str]]
-
-
-def _pairs() -> st.SearchStrategy[Pairs]:
-    """(GPU, JSON value text) in the order written: a name may come twice."""
-    names = st.sampled_from(GPUS) | st.text(max_size=6)
-    return st.lists(st.tuples(names, _values()), max_size=6)
-
-
-def _body(pairs: Pairs) -> bytes:
-    return ("{" + ",".join(f"{json.dumps(gpu)}:{value}" for gpu, value in pairs) + "}").encode()
 
 
 def _response(body: bytes) -> HttpResponse:
     return HttpResponse(200, (("content-type", "application/json"),), body)
-
-
-def _true_price(pairs: Pairs, gpu: str) -> Fraction | None:
-    """What the raw table says ``gpu`` costs, exactly, if it says one clear thing."""
-    values = [value for name, value in pairs if name == gpu]
-    if len(values) != 1:
-        return None
-    value = values[0]
-    text = json.loads(value) if value.startswith('"') else value
-    try:
-        return Fraction(Decimal(text))
-    except (ArithmeticError, ValueError, TypeError):
-        return None
 
 
 def _serving(body: bytes) -> FakeService:
@@ -178,12 +110,12 @@ def test_any_bytes_decode_to_a_table_or_a_failure(body: bytes) -> None:
 
 
 @PROPERTY
-@given(pairs=_pairs())
+@given(pairs=table_pairs())
 @example(pairs=[("A10G", "9e999999")])
 @example(pairs=[("A10G", "0.000337"), ("T4", "1e-999999")])
 @example(pairs=[("T4", "0.1"), ("T4", "0.1")])
 def test_a_table_decodes_only_when_every_price_is_one_clear_amount(pairs: Pairs) -> None:
-    decoded = decode_gpu_pricing(_response(_body(pairs)), "get GPU prices")
+    decoded = decode_gpu_pricing(_response(body_of(pairs)), "get GPU prices")
     _check_decoded(decoded)
     names = [gpu for gpu, _ in pairs]
     if len(set(names)) != len(names):
@@ -196,7 +128,7 @@ def test_a_table_decodes_only_when_every_price_is_one_clear_amount(pairs: Pairs)
             found = table.price_per_second(gpu)
             price = found.usd_per_second if isinstance(found, Price) else None
             if price is not None:
-                assert Fraction(price) == _true_price(pairs, gpu)
+                assert Fraction(price) == true_price(pairs, gpu)
 
 
 @pytest.mark.parametrize(
@@ -221,7 +153,7 @@ def test_a_gpu_listed_twice_is_refused_naming_it(body: bytes, gpu: str) -> None:
     [("9e999999", "too large"), ("1e70", "too large"), ("1e-999999", "decimal places")],
 )
 def test_an_absurd_price_is_refused_naming_the_gpu(price: str, fragment: str) -> None:
-    decoded = decode_gpu_pricing(_response(_body([("A10G", price)])), "get GPU prices")
+    decoded = decode_gpu_pricing(_response(body_of([("A10G", price)])), "get GPU prices")
     assert isinstance(decoded, Failure)
     error = decoded.failure()
     assert isinstance(error, DecodeFailed)
@@ -258,7 +190,7 @@ _BUDGETS: Final = st.one_of(
 
 def _refusal_is_safe(pairs: Pairs, gpu: str, timeout: int | None, budget: object) -> bool:
     """Whether the true table allows this create within this budget."""
-    price = _true_price(pairs, gpu)
+    price = true_price(pairs, gpu)
     limit = money.usd_from(budget)
     if price is None or price < 0 or not isinstance(limit, Success):
         return False
@@ -267,14 +199,14 @@ def _refusal_is_safe(pairs: Pairs, gpu: str, timeout: int | None, budget: object
 
 
 @PROPERTY
-@given(pairs=_pairs(), gpu=st.sampled_from(GPUS), timeout=_TIMEOUTS, budget=_BUDGETS)
+@given(pairs=table_pairs(), gpu=st.sampled_from(GPUS), timeout=_TIMEOUTS, budget=_BUDGETS)
 @example(pairs=[("A10G", "9e999999")], gpu="A10G", timeout=30, budget="1e29")
 @example(pairs=[("A10G", "0")], gpu="A10G", timeout=10**400, budget="0")
 @example(pairs=[("A10G", "1e-30")], gpu="A10G", timeout=10**30, budget="0.00000000001")
 def test_the_pure_guard_allows_only_what_the_true_table_allows(
     pairs: Pairs, gpu: str, timeout: int | None, budget: object
 ) -> None:
-    decoded = decode_gpu_pricing(_response(_body(pairs)), "p")
+    decoded = decode_gpu_pricing(_response(body_of(pairs)), "p")
     limit = money.usd_from(budget)
     if not isinstance(decoded, Success) or not isinstance(limit, Success):
         return
@@ -290,7 +222,7 @@ def test_the_pure_guard_allows_only_what_the_true_table_allows(
 
 
 @ON_THE_FAKE
-@given(pairs=_pairs(), gpu=st.sampled_from(GPUS), timeout=_TIMEOUTS, budget=_BUDGETS)
+@given(pairs=table_pairs(), gpu=st.sampled_from(GPUS), timeout=_TIMEOUTS, budget=_BUDGETS)
 @example(pairs=[("A10G", "9e999999")], gpu="A10G", timeout=30, budget="1e29")
 @example(pairs=[("A10G", "1e-999999")], gpu="A10G", timeout=30, budget="1")
 @example(pairs=[("A10G", "1e-30")], gpu="A10G", timeout=None, budget="1")
@@ -300,7 +232,7 @@ def test_no_create_is_sent_that_the_true_table_would_refuse(
 ) -> None:
     body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU(gpu), timeout=timeout)
     for way in ("create", "session", "async create", "async session"):
-        fake = _serving(_body(pairs))
+        fake = _serving(body_of(pairs))
         answer = _budgeted(way, fake, body, budget)
         assert isinstance(answer, Result)
         if isinstance(answer, Failure):
@@ -336,7 +268,7 @@ def _budgeted(way: str, fake: FakeService, body: CreateSessionBody, budget: obje
 
 @PROPERTY
 @given(
-    pairs=_pairs(),
+    pairs=table_pairs(),
     gpu=st.sampled_from(GPUS) | st.none(),
     age=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10**5)),
     minutes=st.integers(0, 10**7),
@@ -351,7 +283,7 @@ def _budgeted(way: str, fake: FakeService, body: CreateSessionBody, budget: obje
 def test_the_cost_figures_are_values_and_their_text_is_bounded(
     pairs: Pairs, gpu: str | None, age: timedelta, minutes: int
 ) -> None:
-    decoded = decode_gpu_pricing(_response(_body(pairs)), "p")
+    decoded = decode_gpu_pricing(_response(body_of(pairs)), "p")
     table = decoded.unwrap() if isinstance(decoded, Success) else GpuPricing()
     created = datetime(2000, 1, 1, tzinfo=UTC)
     session = Session(
@@ -394,12 +326,12 @@ def _dry_run(fake: FakeService, selection: Selection, form: str) -> Result[ReapR
 
 
 @ON_THE_FAKE
-@given(pairs=_pairs(), form=st.sampled_from(["blocking", "asyncio"]))
+@given(pairs=table_pairs(), form=st.sampled_from(["blocking", "asyncio"]))
 @example(pairs=[("A10G", "9e999999")], form="blocking")
 @example(pairs=[("A10G", "1e-999999")], form="asyncio")
 @example(pairs=[("A10G", "1e70"), ("A10G", "1")], form="blocking")
 def test_a_selection_by_machine_or_age_works_whatever_the_prices(pairs: Pairs, form: str) -> None:
-    fake = _serving(_body(pairs))
+    fake = _serving(body_of(pairs))
     ids = _sessions_on(fake, 2)
     for selection in (
         Selection(machine_id=DEFAULT_MACHINE_ID),
@@ -415,7 +347,7 @@ def test_a_selection_by_machine_or_age_works_whatever_the_prices(pairs: Pairs, f
 
 @pytest.mark.parametrize("price", ["9e999999", "1e-999999", "1e70"])
 def test_a_selection_by_cost_over_absurd_prices_fails_as_a_value(price: str) -> None:
-    fake = _serving(_body([("A10G", price)]))
+    fake = _serving(body_of([("A10G", price)]))
     _sessions_on(fake, 1)
     result = _dry_run(fake, Selection(cost_over=Decimal(0)), "blocking")
     assert isinstance(result, Failure)
@@ -496,10 +428,13 @@ def test_the_cli_says_clearly_what_is_wrong_with_an_absurd_price(price: str, why
     assert "costs unknown" in listed.stderr
     assert why in listed.stderr
     assert "total: 1 session" in listed.stdout
+    assert "not in the price table" not in listed.stdout  # it is; the table was refused
     # A selection by machine needs no price: the dry run goes ahead.
     said = _clear(reaped)
     assert reaped.returncode == 0, said
     assert "would cancel 1 of 1" in reaped.stdout
+    assert "savings unknown" in reaped.stderr
+    assert why in reaped.stderr
 
 
 @pytest.mark.parametrize("price", ["0.5", "1e-30", "99999999999999999999999999999"])
