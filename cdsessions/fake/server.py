@@ -262,7 +262,8 @@ def serve_in_thread(
 
     ``port=0`` picks a free port. The server is thread-safe (one thread per connection, the
     service serialises state changes). On exit it stops accepting, closes the listening socket
-    and joins its thread; idle keep-alive connections are daemon threads and die with it.
+    and every kept-alive connection (one in the middle of a request after its answer), and
+    joins its thread: no client can reach this fake afterwards.
     """
     server = make_server(service, host, port, log=log)
     thread = threading.Thread(
