@@ -7,13 +7,29 @@ Python, pip and nox.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
+# Only ``pythons`` names interpreters: it runs on those this machine has and skips the others,
+# on CI too (where nox would otherwise fail), and never downloads one.
+nox.options.error_on_missing_interpreters = False
+nox.options.download_python = "never"
+
+
+def classifier_pythons() -> list[str]:
+    """The Python versions pyproject.toml's classifiers name (``3.11``, ...), oldest first: the
+    one list of supported Pythons."""
+    pyproject = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text("utf-8"))
+    pattern = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    found = (pattern.fullmatch(c) for c in pyproject["project"]["classifiers"])
+    versions = [match[1] for match in found if match]
+    return sorted(versions, key=lambda version: tuple(int(part) for part in version.split(".")))
 
 
 #: UTC+14 (Pacific/Kiritimati's offset) as a POSIX rule, which needs no tz database: the gate
@@ -49,6 +65,15 @@ PROPERTY_MODULES = (
 def tests(session: nox.Session) -> None:
     """The whole test suite, contract tests included (pass pytest options after ``--``), run
     with ``TZ`` set far from UTC (``FAR_FROM_UTC``; set ``TZ`` yourself to choose another)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env={"TZ": os.environ.get("TZ", FAR_FROM_UTC)})
+
+
+@nox.session(python=classifier_pythons())
+def pythons(session: nox.Session) -> None:
+    """The test suite on every Python the classifiers name, each in its own environment
+    (``nox -s pythons``, or ``nox -s pythons-3.12`` for one; pytest options after ``--``). A
+    Python this machine does not have is skipped, not failed. Not in the default run."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs, env={"TZ": os.environ.get("TZ", FAR_FROM_UTC)})
 

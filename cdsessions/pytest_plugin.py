@@ -92,7 +92,8 @@ def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessi
 @pytest.fixture
 def cdsessions_fake_url(cdsessions_fake: FakeService) -> Iterator[str]:
     """``cdsessions_fake`` served over HTTP on 127.0.0.1; the value is the base URL
-    (``http://127.0.0.1:PORT/api``). The server stops after the test."""
+    (``http://127.0.0.1:PORT/api``). The server stops after the test and closes the
+    connections it kept alive, so none of them reaches this test's fake from the next test."""
     from cdsessions.fake.server import serve_in_thread
 
     with serve_in_thread(cdsessions_fake) as base_url:

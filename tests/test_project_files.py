@@ -5,8 +5,13 @@
 from __future__ import annotations
 
 import ast
+import re
+import runpy
+import sys
 import tomllib
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +50,36 @@ def test_every_path_mutation_testing_names_exists(key: str) -> None:
     assert paths
     missing = [path for path in paths if not (ROOT / path).exists()]
     assert missing == []
+
+
+def test_the_pythons_session_runs_every_python_the_classifiers_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``nox -s pythons`` (issue #21): one session per classifier Python, a missing one skipped
+    (never an error, never a download), and not part of the default gate. ``noxfile.py`` is run
+    with a stand-in ``nox`` that records what each session asks for."""
+    asked: dict[str, dict[str, object]] = {}
+
+    def session(function: object = None, **options: object) -> object:
+        def record(decorated: Any) -> Any:
+            asked[decorated.__name__] = options
+            return decorated
+
+        return record(function) if function is not None else record
+
+    stand_in = types.ModuleType("nox")
+    stand_in.options = types.SimpleNamespace()  # type: ignore[attr-defined]
+    stand_in.session = session  # type: ignore[attr-defined]
+    stand_in.parametrize = lambda *args, **kwargs: lambda decorated: decorated  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nox", stand_in)
+    runpy.run_path(str(ROOT / "noxfile.py"))
+
+    classifiers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    named = [c.rsplit(" :: ", 1)[1] for c in classifiers if re.fullmatch(r".* :: 3\.\d+", c)]
+    assert named == ["3.11", "3.12", "3.13"]
+    assert asked["pythons"] == {"python": named}
+    options = stand_in.options
+    assert options.error_on_missing_interpreters is False
+    assert options.download_python == "never"
+    assert "pythons" not in options.sessions
+    assert options.sessions == ["tests", "lint", "typecheck"]

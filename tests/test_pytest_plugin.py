@@ -190,3 +190,40 @@ def test_the_plugins_fake_fixture_behaves_like_a_default_fake(
     assert created.url is None
     assert cdsessions_client.get(created.session_id).unwrap().url is None
     assert cdsessions_client.get(created.session_id).unwrap().url is not None
+
+
+def test_a_kept_alive_connection_does_not_outlive_its_tests_fake_server(
+    pytester: pytest.Pytester,
+) -> None:
+    """Bug: a connection kept alive from one test still reached that test's fake (the old
+    server's thread kept serving it) while the next test ran against its own."""
+    pytester.makepyfile(
+        """
+        import http.client
+        from urllib.parse import urlsplit
+
+        import pytest
+
+        KEPT = {}
+
+
+        def _list(connection):
+            connection.request("GET", "/api/sessions", headers={"Authorization": "Bearer k"})
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+
+
+        def test_first(cdsessions_fake_url, cdsessions_fake):
+            parts = urlsplit(cdsessions_fake_url)
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            assert _list(connection) == (200, b"[]")
+            KEPT["connection"], KEPT["fake"] = connection, cdsessions_fake
+
+
+        def test_second(cdsessions_fake_url):
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                _list(KEPT["connection"])
+            assert KEPT["fake"].requests_handled == 1
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=2)

@@ -5,6 +5,8 @@ only when one of them runs."""
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import time
 from typing import Final
 
@@ -76,7 +78,16 @@ def _fake_server(args: argparse.Namespace) -> int:
         server = make_server(service, args.host, args.port, log=None if args.quiet else err)
     except OSError as error:
         why = (error.strerror or "cannot bind").lower()
-        raise Fail(f"cannot listen on {args.host}:{args.port}: {why}", UNREACHABLE) from None
+        where = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
+        if _host_unusable(error):
+            # The host passes the loopback rule but this machine has no such address (IPv6
+            # disabled, no loopback interface): the argument is wrong here, not the network.
+            raise Fail(
+                f"--host {args.host} is not an address of this machine ({why}); "
+                "try --host 127.0.0.1",
+                USAGE,
+            ) from None
+        raise Fail(f"cannot listen on {where}:{args.port}: {why}", UNREACHABLE) from None
     out(server.base_url)
     err(
         f"fake ComfyDeploy serving on {server.base_url} (any non-empty API key; "
@@ -85,6 +96,14 @@ def _fake_server(args: argparse.Namespace) -> int:
     run(server)
     err("fake ComfyDeploy stopped")
     return OK
+
+
+def _host_unusable(error: OSError) -> bool:
+    """Whether binding failed because of the host itself, rather than the port (in use, or
+    privileged): an address the machine does not have, a family it does not support, or a
+    name that does not resolve."""
+    unusable = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
+    return isinstance(error, socket.gaierror) or error.errno in unusable
 
 
 FAKE_SERVER: Final = Command(

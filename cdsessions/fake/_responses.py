@@ -16,9 +16,15 @@ _Json: TypeAlias = Any
 
 
 def json_response(status: int, body: _Json) -> HttpResponse:
-    # FastAPI's JSONResponse: compact separators, UTF-8 as is.
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return HttpResponse(status, (("content-type", "application/json"),), data)
+    # FastAPI's JSONResponse: compact separators, UTF-8 as is, no NaN or infinities.
+    try:
+        data = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        encoded = data.encode()
+    except ValueError:
+        # A 422 that echoes ``1e400`` (or a lone surrogate) back cannot be rendered: the live
+        # server's JSONResponse raises the same way, and the client gets its plain 500.
+        return server_error()
+    return HttpResponse(status, (("content-type", "application/json"),), encoded)
 
 
 def detail_response(status: int, detail: str) -> HttpResponse:

@@ -1,6 +1,10 @@
 """FastAPI/pydantic's request validation, for the few fields the API has: the fake answers a
 malformed body with the same 422 items the live server sends (``type``, ``loc``, ``msg``,
-``input``)."""
+``input``), and a body FastAPI cannot even parse with its 400.
+
+Numbers follow pydantic-core (2.11), not Python: a digit string longer than 4300 characters is
+``int_parsing_size``, never Python's ``int()`` limit (a ``ValueError``), and a whole float
+outside the 64-bit range is ``int_parsing_size`` too (issue #18)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,13 @@ _GPU_NAMES: Final = tuple(gpu.value for gpu in MachineGPU)
 _GPU_EXPECTED: Final = ", ".join(f"'{name}'" for name in _GPU_NAMES[:-1]) + (
     f" or '{_GPU_NAMES[-1]}'"
 )
-_INT_TEXT: Final = re.compile(r"\s*[+-]?\d+\s*")
+_INT_TEXT: Final = re.compile(r"\s*([+-]?)0*([0-9]+?)(?:\.0+)?\s*")
+#: pydantic-core first reads the string as a JSON integer, and refuses one longer than this
+#: (minus sign included) as too large, whatever follows it.
+_JSON_INT_HEAD: Final = re.compile(r"-?[1-9][0-9]*")
+MAX_INT_CHARS: Final = 4300
+#: Whole floats strictly inside this range become ints; pydantic-core refuses the rest.
+_I64_BOUND: Final = float(2**63)
 _TRUE: Final = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE: Final = frozenset({"0", "off", "f", "false", "n", "no"})
 
@@ -28,18 +38,25 @@ def error_item(kind: str, loc: list[str | int], msg: str, value: _Json) -> dict[
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
 
 
+class Unparsable(Exception):
+    """A body FastAPI fails to parse other than as malformed JSON (a number of more than 4300
+    digits, bytes that are not UTF-8, nesting too deep for ``json``): it answers those 400
+    ``"There was an error parsing the body"``, not 422."""
+
+
 def parse_body(body: bytes | None) -> tuple[_Json, list[dict[str, _Json]]]:
-    """The JSON body, or FastAPI's 422 items for a missing or malformed one."""
+    """The JSON body, or FastAPI's 422 items for a missing or malformed one. Raises
+    :class:`Unparsable` where FastAPI answers 400."""
     if not body:
         return None, [error_item("missing", ["body"], "Field required", None)]
     try:
         return json.loads(body), []
-    except (ValueError, RecursionError) as error:
-        position = error.pos if isinstance(error, json.JSONDecodeError) else 0
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-        item = error_item("json_invalid", ["body", position], "JSON decode error", {})
-        item["ctx"] = {"error": reason}
+    except json.JSONDecodeError as error:  # FastAPI turns only this one into a 422
+        item = error_item("json_invalid", ["body", error.pos], "JSON decode error", {})
+        item["ctx"] = {"error": error.msg}
         return None, [item]
+    except (ValueError, RecursionError) as error:
+        raise Unparsable from error
 
 
 def as_object(value: _Json) -> tuple[dict[str, _Json] | None, list[dict[str, _Json]]]:
@@ -60,13 +77,30 @@ def lax_int(value: _Json, loc: list[str | int]) -> tuple[int | None, dict[str, _
         if value != int(value):
             message = "Input should be a valid integer, got a number with a fractional part"
             return None, error_item("int_from_float", loc, message, value)
+        if not -_I64_BOUND < value < _I64_BOUND:
+            return None, _too_large(loc, value)
         return int(value), None
     if isinstance(value, str):
-        if _INT_TEXT.fullmatch(value):
-            return int(value), None
-        message = "Input should be a valid integer, unable to parse string as an integer"
-        return None, error_item("int_parsing", loc, message, value)
+        return _int_from_text(value, loc)
     return None, error_item("int_type", loc, "Input should be a valid integer", value)
+
+
+def _too_large(loc: list[str | int], value: _Json) -> dict[str, _Json]:
+    message = "Unable to parse input string as an integer, exceeded maximum size"
+    return error_item("int_parsing_size", loc, message, value)
+
+
+def _int_from_text(text: str, loc: list[str | int]) -> tuple[int | None, dict[str, _Json] | None]:
+    head = _JSON_INT_HEAD.match(text)
+    if head is not None and len(head.group()) > MAX_INT_CHARS:
+        return None, _too_large(loc, text)
+    digits = _INT_TEXT.fullmatch(text)
+    # Leading zeros dropped first: Python's int() counts them against its own 4300-digit
+    # limit, and a ValueError here would be a traceback instead of an answer.
+    if digits is not None and (digits[1] == "-") + len(digits[2]) <= MAX_INT_CHARS:
+        return int(digits[1] + digits[2]), None
+    message = "Input should be a valid integer, unable to parse string as an integer"
+    return None, error_item("int_parsing", loc, message, text)
 
 
 def lax_bool(value: _Json, loc: list[str | int]) -> tuple[bool | None, dict[str, _Json] | None]:

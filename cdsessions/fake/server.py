@@ -18,7 +18,10 @@ It binds loopback addresses only (the rule of :func:`cdsessions._core.servers.is
 which the client also uses to decide where the API key may go over plain http): the fake
 accepts any key, so it has no business on a network. IPv6 loopback (``::1``) binds as IPv6.
 Each request can be logged as one line (method, path, status, milliseconds): never headers,
-bodies, query strings or session urls.
+bodies, query strings or session urls. The log function is called by one thread at a time, with
+the path escaped and clipped, so concurrent requests never share or split a line. Closing the
+server (``server_close``, the end of :func:`serve_in_thread`) also closes the kept-alive
+connections it accepted, so a client's pool cannot reach a fake that was stopped (issue #18).
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Final, cast
+from typing import Final, TypeAlias, cast
 from urllib.parse import parse_qsl
 
 from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
+from cdsessions._core.text import clip
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake.service import FakeService
 
@@ -43,8 +48,11 @@ __all__ = ["FakeHTTPServer", "make_server", "run", "serve_in_thread"]
 
 #: Request bodies are tiny JSON objects; anything larger is refused unread.
 MAX_REQUEST_BYTES: Final = 1024 * 1024
+#: How much of a request's path a log line shows.
+LOGGED_PATH_CHARS: Final = 200
 
 Log = Callable[[str], None]
+_Request: TypeAlias = socket.socket | tuple[bytes, socket.socket]
 
 
 def _bind_address(host: str) -> tuple[socket.AddressFamily, str]:
@@ -80,10 +88,73 @@ class FakeHTTPServer(ThreadingHTTPServer):
         if not is_loopback_host(host):  # checked here, so no way around it binds elsewhere
             raise ValueError(f"the fake server only binds loopback addresses, not {host!r}")
         self.service = service
-        self.log = log
+        self._log = log
+        self._log_lock = threading.Lock()
+        # Connections accepted and not yet finished, and those inside a request right now: at
+        # close the idle ones are shut at once, the busy ones after their answer.
+        self._guard = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()
+        self._closing = False
         # The class default is IPv4 only, which cannot bind "::1" (issue #18).
         self.address_family, bind_host = _bind_address(host)
         super().__init__((bind_host, port), _Handler)
+
+    def log_request(self, method: str, path: str, status: int, milliseconds: float) -> None:
+        """One whole line per request. ``print`` writes the text and its newline separately,
+        so without the lock two threads' lines could run together."""
+        if self._log is None:
+            return
+        # Path only: the query may carry anything, and headers carry the key. Escaped, since a
+        # raw request line may hold terminal escapes.
+        line = f"{method} {clip(path, LOGGED_PATH_CHARS)} {status} {milliseconds:.1f}ms"
+        with self._log_lock:
+            self._log(line)
+
+    # -- the connections it accepted (socketserver calls these) --------------------------------
+
+    def process_request(self, request: _Request, client_address: object) -> None:
+        with self._guard:
+            closing = self._closing
+            if not closing and isinstance(request, socket.socket):
+                self._open.add(request)
+        if closing:  # accepted in the moment the server was closing: not served
+            super().shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: _Request) -> None:
+        with self._guard:
+            if isinstance(request, socket.socket):
+                self._open.discard(request)
+        super().shutdown_request(request)
+
+    def begin_answer(self, connection: socket.socket) -> None:
+        with self._guard:
+            self._busy.add(connection)
+
+    def end_answer(self, connection: socket.socket) -> bool:
+        """Whether the connection must close now (the server is closing)."""
+        with self._guard:
+            self._busy.discard(connection)
+            return self._closing
+
+    def server_close(self) -> None:
+        """Stop listening, and close every kept-alive connection: idle ones now (their thread
+        then reads end of file and ends), busy ones once their answer is sent."""
+        super().server_close()
+        with self._guard:
+            self._closing = True
+            idle = self._open - self._busy
+        for connection in idle:
+            with suppress(OSError):  # already closed by its peer
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: _Request, client_address: object) -> None:
+        """A client that went away mid-answer is not the fake's error: no traceback for it."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:
@@ -95,6 +166,9 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as urllib3 pools expect
+    # http.server's default, "HTTP/0.9", answers a malformed or version-less request line with a
+    # bare body and no status line; the live server's answer to those is a real HTTP response.
+    default_request_version = "HTTP/1.0"
     server_version = "cdsessions-fake"
     sys_version = ""
     timeout = 30  # an idle keep-alive connection does not hold a thread forever
@@ -113,19 +187,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         started = time.perf_counter()
+        self.fake.begin_answer(self.connection)
         path, _, query = self.path.partition("?")
-        response = self._answer(path, query)
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-        if self.fake.log is not None:
-            elapsed = (time.perf_counter() - started) * 1000
-            # Path only: the query may carry anything, and headers carry the key.
-            self.fake.log(f"{self.command} {path} {response.status} {elapsed:.1f}ms")
+        status = 0
+        try:
+            response = self._answer(path, query)
+            status = response.status
+            self.send_response(response.status)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        finally:
+            if self.fake.end_answer(self.connection):
+                self.close_connection = True
+            if status:  # logged even when the client left before reading it all
+                elapsed = (time.perf_counter() - started) * 1000
+                self.fake.log_request(self.command, path, status, elapsed)
 
     def _answer(self, path: str, query: str) -> HttpResponse:
         length_text = self.headers.get("Content-Length")
@@ -182,7 +262,8 @@ def serve_in_thread(
 
     ``port=0`` picks a free port. The server is thread-safe (one thread per connection, the
     service serialises state changes). On exit it stops accepting, closes the listening socket
-    and joins its thread; idle keep-alive connections are daemon threads and die with it.
+    and every kept-alive connection (one in the middle of a request after its answer), and
+    joins its thread: no client can reach this fake afterwards.
     """
     server = make_server(service, host, port, log=log)
     thread = threading.Thread(

@@ -74,7 +74,13 @@ from cdsessions.fake._responses import (
     server_error,
     utc_z,
 )
-from cdsessions.fake._validation import error_item, lax_bool, validate_create, validate_extend
+from cdsessions.fake._validation import (
+    Unparsable,
+    error_item,
+    lax_bool,
+    validate_create,
+    validate_extend,
+)
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
 
 __all__ = [
@@ -260,7 +266,10 @@ class FakeService:
                 answer = self._intercept(request)
                 if answer is not None:
                     return answer
-            return self._route(request, account, now)
+            try:
+                return self._route(request, account, now)
+            except Unparsable:
+                return detail_response(400, "There was an error parsing the body")
 
     # -- auth ------------------------------------------------------------------------------
 

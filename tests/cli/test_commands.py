@@ -4,13 +4,17 @@ JSON text) in this process."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pty
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,6 +295,95 @@ def test_fake_server_refuses_a_busy_port_and_other_hosts() -> None:
         assert f"cannot listen on 127.0.0.1:{port}" in line
     line = _one_line_failure(cli("fake-server", "--host", "0.0.0.0", key=None), 2)  # noqa: S104
     assert "loopback" in line
+
+
+def _ipv6_loopback_bindable() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _can_unshare_network() -> bool:
+    """Whether this machine lets an unprivileged-looking user namespace have its own network
+    (``unshare -rn``): there, loopback is down and ``::1`` does not exist."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _ipv6_loopback_bindable(), reason="this machine has no ::1")
+@pytest.mark.parametrize("host", ["::1", "[::1]", "0:0:0:0:0:0:0:1"])
+def test_fake_server_serves_on_ipv6_loopback(host: str) -> None:
+    """Bug: ``--host ::1`` passed the loopback check and then could not bind (IPv4 socket)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdsessions", "fake-server", "--host", host, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(None),
+        preexec_fn=default_sigint,
+    )
+    assert process.stdout is not None
+    base_url = process.stdout.readline().strip()
+    try:
+        assert base_url.startswith("http://[::1]:"), base_url
+        listed = cli("list", "--server", base_url, "--json")
+        assert (listed.returncode, json.loads(listed.stdout)["sessions"]) == (0, [])
+    finally:
+        code, stderr = _stop(process)
+    assert code == 0
+    assert "GET /api/sessions 200 " in stderr
+
+
+@pytest.mark.skipif(not _can_unshare_network(), reason="no network namespaces here")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_fake_server_on_a_loopback_host_this_machine_lacks_is_a_usage_error(host: str) -> None:
+    """Bug: a host that passes the loopback rule but that the machine does not have (``::1``
+    with IPv6 off) was exit 6 "cannot listen", as if the network were at fault. Run in a
+    network namespace of its own, where ``::1`` does not exist."""
+    result = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-m", "cdsessions", "fake-server", "--host", host],
+        capture_output=True,
+        text=True,
+        env=cli_env(None),
+        timeout=60,
+        check=False,
+    )
+    line = _one_line_failure(result, 2)
+    assert line == (
+        f"cdsessions: --host {host} is not an address of this machine "
+        "(cannot assign requested address); try --host 127.0.0.1"
+    )
+
+
+def test_fake_server_logs_one_whole_line_per_concurrent_request() -> None:
+    """Bug: concurrent requests' log lines ran together on the command's stderr."""
+    process, base_url = start_fake_server()
+    port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+    threads, each = 12, 10
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for request in range(each):
+            connection.request("GET", f"/api/session/t{number}r{request}")
+            connection.getresponse().read()
+        connection.close()
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    code, stderr = _stop(process)
+    assert code == 0
+    requests = stderr.splitlines()[1:-1]
+    pattern = re.compile(r"GET /api/session/t\d+r\d+ 401 \d+\.\dms")
+    assert [line for line in requests if not pattern.fullmatch(line)] == []
+    assert len(requests) == threads * each
 
 
 def test_wait_interrupted_by_ctrl_c_is_exit_130() -> None:
