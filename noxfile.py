@@ -58,6 +58,10 @@ PROPERTY_MODULES = (
     "tests/core/test_text.py",
     "tests/transports/test_cap.py",
     "tests/test_errors.py",
+    "tests/cli/test_failures.py",
+    "tests/core/test_servers.py",
+    "tests/fake/test_server.py",
+    "tests/fake/test_validation.py",
 )
 
 

@@ -44,6 +44,18 @@ def test_every_path_a_nox_session_runs_exists(name: str) -> None:
     assert missing == []
 
 
+def test_every_test_module_with_properties_is_in_the_seeds_session() -> None:
+    """A new Hypothesis property is swept over seeds by ``nox -s seeds`` only if its module is
+    listed in ``PROPERTY_MODULES``."""
+    listed = set(_noxfile_tuple("PROPERTY_MODULES"))
+    with_properties = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if re.search(r"^\s*@given\(", path.read_text(), re.MULTILINE)
+    }
+    assert sorted(with_properties - listed) == []
+
+
 @pytest.mark.parametrize("key", ["only_mutate", "pytest_add_cli_args_test_selection"])
 def test_every_path_mutation_testing_names_exists(key: str) -> None:
     paths = _mutmut()[key]
