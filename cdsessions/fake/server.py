@@ -19,13 +19,28 @@ which the client also uses to decide where the API key may go over plain http): 
 accepts any key, so it has no business on a network. IPv6 loopback (``::1``) binds as IPv6.
 Each request can be logged as one line (method, path, status, milliseconds): never headers,
 bodies, query strings or session urls.
+
+Scripted faults (:meth:`FakeService.fail_next`) happen for real: a ``timeout`` holds the
+connection open without answering until the client gives up, a ``reset`` (and ``no_answer``,
+after the fake acted on the request) resets the socket. A process that serves the fake
+(``cdsessions fake-server``) is scripted over HTTP through the control routes under
+``/_fake``, outside the API's ``/api`` (so they can never shadow an API route), loopback-only
+like the server itself:
+
+* ``POST /_fake/script`` with ``{"match": "create", "status": 500, "body": ..., "headers":
+  {...}, "times": 1}`` or ``{"match": "get", "fault": "timeout"}``: :meth:`answer_next` /
+  :meth:`fail_next`;
+* ``POST /_fake/never-ready``: :meth:`FakeService.never_ready`;
+* ``POST /_fake/sessions/{id}/end``: :meth:`FakeService.end_session` (404 if none).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,16 +48,21 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Final, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake.script import Fault, parse_control
 from cdsessions.fake.service import FakeService
 
 __all__ = ["FakeHTTPServer", "make_server", "run", "serve_in_thread"]
 
 #: Request bodies are tiny JSON objects; anything larger is refused unread.
 MAX_REQUEST_BYTES: Final = 1024 * 1024
+#: Where the routes that script the fake live (outside ``/api``).
+CONTROL_PREFIX: Final = "/_fake"
+#: How long a scripted timeout holds a connection whose client never gives up.
+STALL_LIMIT: Final = 300.0
 
 Log = Callable[[str], None]
 
@@ -115,6 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         path, _, query = self.path.partition("?")
         response = self._answer(path, query)
+        if isinstance(response, Fault):
+            self._fail(response)
+            if self.fake.log is not None:
+                self.fake.log(f"{self.command} {path} {response.kind} (scripted)")
+            return
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -127,7 +152,46 @@ class _Handler(BaseHTTPRequestHandler):
             # Path only: the query may carry anything, and headers carry the key.
             self.fake.log(f"{self.command} {path} {response.status} {elapsed:.1f}ms")
 
-    def _answer(self, path: str, query: str) -> HttpResponse:
+    def _fail(self, fault: Fault) -> None:
+        """Fail on the wire as scripted: never answer (until the client leaves), or reset."""
+        self.close_connection = True
+        if fault.kind == "timeout":
+            self.connection.settimeout(STALL_LIMIT)
+            try:
+                while self.connection.recv(65536):  # until the client closes: b""
+                    pass
+            except OSError:
+                pass
+            return
+        # Linger on, with a zero timeout: closing then sends RST instead of FIN.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def _control(self, path: str, body: bytes | None) -> HttpResponse:
+        """The routes that script the fake (see the module's docs)."""
+        service = self.fake.service
+        if self.command != "POST":
+            return _json_reply(405, b'{"detail":"Method Not Allowed"}')
+        route = path[len(CONTROL_PREFIX) :]
+        if route == "/never-ready":
+            service.never_ready()
+            return _json_reply(200, b'{"never_ready":true}')
+        if route == "/script":
+            rule = parse_control(body or b"")
+            if isinstance(rule, str):
+                return _json_reply(400, json.dumps({"detail": rule}).encode())
+            try:
+                service.script.add(*rule)
+            except ValueError as error:
+                return _json_reply(400, json.dumps({"detail": str(error)}).encode())
+            return _json_reply(200, json.dumps({"pending": service.script.pending}).encode())
+        parts = route.split("/")  # ["", "sessions", id, "end"]
+        if len(parts) == 4 and parts[1] == "sessions" and parts[3] == "end":
+            if service.end_session(unquote(parts[2])):
+                return _json_reply(200, b'{"ended":true}')
+            return _json_reply(404, b'{"detail":"no such live session"}')
+        return _json_reply(404, b'{"detail":"Not Found"}')
+
+    def _answer(self, path: str, query: str) -> HttpResponse | Fault:
         length_text = self.headers.get("Content-Length")
         try:
             length = int(length_text) if length_text else 0
@@ -138,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return _json_reply(413, b'{"detail":"Request body too large"}')
         body = self.rfile.read(length) if length else None
+        if path.startswith(CONTROL_PREFIX + "/"):
+            return self._control(path, body)
         if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
             return _json_reply(404, b'{"detail":"Not Found"}')
         request = HttpRequest(
@@ -148,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=self.fake.base_url,
         )
-        return self.fake.service.handle(request)
+        return self.fake.service.respond(request)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
 
