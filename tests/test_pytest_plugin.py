@@ -107,15 +107,15 @@ def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Py
 
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(
-        [
-            "*cdsessions_fake*",
-            "*fresh in-memory fake ComfyDeploy*",
-            "*cdsessions_client*",
-            "*cdsessions_async_client*",
-            "*cdsessions_fake_url*",
-        ]
-    )
+    # One at a time: pytest lists them in an order of its own.
+    for name, doc in [
+        ("cdsessions_fake", "*fresh in-memory fake ComfyDeploy*"),
+        ("cdsessions_clock", "*the fake's and the client fixtures' clock*"),
+        ("cdsessions_client", "*SessionsClient*"),
+        ("cdsessions_async_client", "*AsyncSessionsClient*"),
+        ("cdsessions_fake_url", "*served over HTTP*"),
+    ]:
+        result.stdout.fnmatch_lines([f"{name} -- *", doc])
 
 
 def test_plugin_can_be_disabled_by_its_entry_point_name(pytester: pytest.Pytester) -> None:
