@@ -157,7 +157,11 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         """Poll :meth:`get` until the session's ``url`` is set, exactly as
         :meth:`SessionsClient.wait_until_ready` does (``SessionGone``, ``NotReady``)."""
         steps = session_steps.ready_wait(
-            self._core, session_id, timeout=timeout, on_poll=on_poll, clock=self._core.clock.monotonic
+            self._core,
+            session_id,
+            timeout=timeout,
+            on_poll=on_poll,
+            clock=self._core.clock.monotonic,
         )
         return await self._run(steps)
 

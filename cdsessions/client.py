@@ -172,7 +172,11 @@ class SessionsClient(ClientBase[Transport, Clock]):
         from cdsessions._core.session_steps import ready_wait
 
         steps = ready_wait(
-            self._core, session_id, timeout=timeout, on_poll=on_poll, clock=self._core.clock.monotonic
+            self._core,
+            session_id,
+            timeout=timeout,
+            on_poll=on_poll,
+            clock=self._core.clock.monotonic,
         )
         return self._run(steps)
 
@@ -209,8 +213,8 @@ class SessionsClient(ClientBase[Transport, Clock]):
     def _run(self, steps: Flow[HttpRequest, T], sleep: Callable[[float], None] | None = None) -> T:
         """Drive steps (a call's, :mod:`cdsessions._core.calls`, or a flow of them,
         :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
-        (the client's clock's ``sleep`` unless given). Everything else was decided in the steps. The lifecycle
-        scopes and the reaper run their flows through here."""
+        (the client's clock's ``sleep`` unless given). Everything else was decided in the
+        steps. The lifecycle scopes and the reaper run their flows through here."""
         return drive(steps, self._send, sleep or self._core.clock.sleep)
 
     def _send(self, request: HttpRequest) -> Outcome:

@@ -68,8 +68,7 @@ def expect_failure(result: Result[object, object], error_type: type[E]) -> E:
         if isinstance(error, error_type):
             return error
         _fail(
-            f"expected a {error_type.__name__} failure, got "
-            f"{type(error).__name__}: {_shown(error)}"
+            f"expected a {error_type.__name__} failure, got {type(error).__name__}: {_shown(error)}"
         )
     if isinstance(result, Success):
         _fail(f"expected a {error_type.__name__} failure, got a success: {_shown(result.unwrap())}")

@@ -24,7 +24,7 @@ import msgspec
 
 from cdsessions._core.wire import HttpRequest, HttpResponse
 
-__all__ = ["FAULTS", "OPERATIONS", "Answer", "Fault", "FaultKind", "FakeScript", "Operation"]
+__all__ = ["FAULTS", "OPERATIONS", "Answer", "FakeScript", "Fault", "FaultKind", "Operation"]
 
 #: The operations a rule can name instead of a method and path.
 Operation: TypeAlias = Literal["create", "get", "cancel", "list", "extend", "pricing"]

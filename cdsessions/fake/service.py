@@ -182,8 +182,8 @@ class FakeService:
     :data:`DEFAULT_MACHINE_ID`); ``keys`` maps each accepted API key to an account name (None:
     any non-empty key, each its own account); ``clock`` returns aware UTC datetimes (default the
     system clock; see :class:`ManualClock`); ``ready_after_polls`` and ``ready_after`` say when a
-    session's url appears (both None: never, as after :meth:`never_ready`); ``seed_shapes`` answers in the seed document's shapes;
-    ``early_cancel_fails`` see the module docs.
+    session's url appears (both None: never, as after :meth:`never_ready`); ``seed_shapes``
+    answers in the seed document's shapes; ``early_cancel_fails`` see the module docs.
     """
 
     DEFAULT_MACHINE_ID: Final = DEFAULT_MACHINE_ID
