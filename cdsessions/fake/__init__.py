@@ -19,6 +19,7 @@ Scripting it: ``fake.answer_next("create", 500)``, ``fake.fail_next("get", "time
 
 from typing import TYPE_CHECKING, Any
 
+from cdsessions.fake.script import FakeScript, FaultKind, Operation
 from cdsessions.fake.service import (
     DEFAULT_GPU_PRICES,
     DEFAULT_MACHINE_ID,
@@ -27,7 +28,6 @@ from cdsessions.fake.service import (
     FakeSession,
     ManualClock,
 )
-from cdsessions.fake.script import FakeScript, FaultKind, Operation
 from cdsessions.fake.transport import AsyncFakeTransport, FakeTransport
 
 if TYPE_CHECKING:
