@@ -163,8 +163,10 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        # Linger on, with a zero timeout: closing then sends RST instead of FIN.
+        # Linger on, with a zero timeout: closing then sends RST instead of FIN. Closed here,
+        # since socketserver would shut the socket down (a FIN) before closing it.
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _control(self, path: str, body: bytes | None) -> HttpResponse:
         """The routes that script the fake (see the module's docs)."""
