@@ -94,7 +94,8 @@ def test_never_ready_ends_a_wait_in_not_ready_on_the_test_clock(
     monkeypatch.setattr("time.sleep", _no_real_sleep)
     with client.session(BODY, ready_timeout=120) as started:
         error = expect_failure(started, NotReady)
-    assert error.waited >= 120 and error.polls > 5
+    assert error.waited >= 120
+    assert error.polls > 5
     assert fake.live_sessions() == ()  # the scope cancelled what never became ready
 
 
@@ -157,7 +158,8 @@ def test_the_async_client_obeys_the_script_and_waits_on_the_test_clock(
 
     async def counted(seconds: float, result: object = None) -> object:
         waits.append(seconds)
-        return await real_sleep(0)
+        await real_sleep(0)
+        return result
 
     monkeypatch.setattr("asyncio.sleep", counted)
 
@@ -169,7 +171,8 @@ def test_the_async_client_obeys_the_script_and_waits_on_the_test_clock(
             got = expect_success(await client.get(created.session_id))
             assert got.session_id == created.session_id
             listed = await client.list(retry=RetryPolicy(max_attempts=1))
-            assert isinstance(listed, Failure) and listed.failure().kind == "timeout"
+            assert isinstance(listed, Failure)
+            assert listed.failure().kind == "timeout"
 
     asyncio.run(run())
     assert clock.slept > 0

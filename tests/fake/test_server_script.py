@@ -58,8 +58,12 @@ def test_a_scripted_reset_sends_rst_on_the_raw_socket() -> None:
         with socket.create_connection((parts.hostname, parts.port), timeout=5) as raw:
             raw.sendall(b"GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\r\n")
             with pytest.raises(ConnectionResetError):
-                while raw.recv(4096):  # an orderly close (FIN) would end this loop instead
-                    pass
+                _read_to_the_end(raw)  # an orderly close (FIN) would end it without an error
+
+
+def _read_to_the_end(raw: socket.socket) -> None:
+    while raw.recv(4096):
+        pass
 
 
 def _post(base_url: str, path: str, body: object = None) -> tuple[int, object]:
@@ -113,6 +117,7 @@ def test_a_mistaken_control_request_is_a_400_and_scripts_nothing(
     fake = FakeService()
     with serve_in_thread(fake) as base_url:
         status, answer = _post(base_url, "/_fake/script", body)
-        assert status == 400 and isinstance(answer, dict)
+        assert status == 400
+        assert isinstance(answer, dict)
         assert problem in answer["detail"]
     assert fake.script.pending == 0
