@@ -7,8 +7,9 @@ by the first test that asks for them.
 
 Fixtures (each fresh for every test):
 
-* ``cdsessions_clock``: a :class:`~cdsessions.fake.ManualClock`, the time of the fake and of
-  the client fixtures: their retries and ready waits move it instead of sleeping, and
+* ``cdsessions_clock``: a :class:`~cdsessions.fake.ManualClock` starting at the real present,
+  the time of the fake and of the client fixtures: their retries and ready waits move it
+  instead of sleeping, and
   ``cdsessions_clock.advance(minutes=16)`` makes sessions expire.
 * ``cdsessions_fake``: a :class:`~cdsessions.fake.FakeService` on ``cdsessions_clock`` with its
   default machine (``cdsessions_fake.DEFAULT_MACHINE_ID``); script it with ``answer_next``,
@@ -53,9 +54,13 @@ TEST_API_KEY: Final = "test-key"
 def cdsessions_clock() -> ManualClock:
     """The test's time: the fake's and the client fixtures' clock; it moves only when a
     client waits on it or the test calls ``advance``."""
+    from datetime import UTC, datetime
+
     from cdsessions.fake.clock import ManualClock
 
-    return ManualClock()
+    # Starting from the real present: a program on the real time (the CLI, a client without
+    # the clock, on cdsessions_fake_url) then sees sessions of the right age, not years old.
+    return ManualClock(datetime.now(UTC))
 
 
 @pytest.fixture

@@ -29,7 +29,11 @@ class ManualClock:
     """
 
     def __init__(self, start: datetime = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)) -> None:
-        self._now = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        self._start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        self._now = self._start
+        # Seconds moved since ``start``, as an exact float sum: a datetime keeps only whole
+        # microseconds, and a wait shorter than one would then never move a client's deadline.
+        self._elapsed = 0.0
         self._slept = 0.0
         self._lock = threading.Lock()
 
@@ -39,25 +43,30 @@ class ManualClock:
 
     def advance(self, seconds: float = 0.0, *, minutes: float = 0.0) -> datetime:
         with self._lock:
-            self._now += timedelta(seconds=seconds, minutes=minutes)
+            self._move(seconds + 60 * minutes)
             return self._now
+
+    def _move(self, seconds: float) -> None:
+        self._elapsed += seconds
+        self._now = self._start + timedelta(seconds=self._elapsed)
 
     # -- as a client's clock (cdsessions._core.clocks.Clock / AsyncClock) -------------------
 
     def time(self) -> float:
         """Unix seconds of the clock's present."""
-        return self().timestamp()
+        with self._lock:
+            return self._start.timestamp() + self._elapsed
 
     def monotonic(self) -> float:
-        """The same seconds as :meth:`time`: the clock never goes back, so they serve as
-        monotonic ones."""
-        return self().timestamp()
+        """Seconds the clock has moved since it was made (exact, never going back)."""
+        with self._lock:
+            return self._elapsed
 
     def sleep(self, seconds: float) -> None:
         """Move the clock on by ``seconds`` (nothing for a negative or NaN wait), at once."""
         if seconds > 0:  # also false for NaN
             with self._lock:
-                self._now += timedelta(seconds=seconds)
+                self._move(seconds)
                 self._slept += seconds
 
     async def asleep(self, seconds: float) -> None:

@@ -37,7 +37,6 @@ like the server itself:
 from __future__ import annotations
 
 import ipaddress
-import json
 import signal
 import socket
 import struct
@@ -52,6 +51,7 @@ from urllib.parse import parse_qsl, unquote
 
 from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake._responses import detail_response, json_response
 from cdsessions.fake.script import Fault, parse_control
 from cdsessions.fake.service import FakeService
 
@@ -180,12 +180,12 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/script":
             rule = parse_control(body or b"")
             if isinstance(rule, str):
-                return _json_reply(400, json.dumps({"detail": rule}).encode())
+                return detail_response(400, rule)
             try:
                 service.script.add(*rule)
             except ValueError as error:
-                return _json_reply(400, json.dumps({"detail": str(error)}).encode())
-            return _json_reply(200, json.dumps({"pending": service.script.pending}).encode())
+                return detail_response(400, str(error))
+            return json_response(200, {"pending": service.script.pending})
         parts = route.split("/")  # ["", "sessions", id, "end"]
         if len(parts) == 4 and parts[1] == "sessions" and parts[3] == "end":
             if service.end_session(unquote(parts[2])):
