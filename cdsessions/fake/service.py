@@ -236,8 +236,9 @@ class FakeService:
         """Answer the next ``times`` requests matching ``match`` (an operation, ``"create"``,
         ``"get"``, ``"cancel"``, ``"list"``, ``"extend"``, ``"pricing"``, or ``"METHOD /path"``
         with ``*`` for a path segment) with ``status`` and ``body`` (bytes as they are, anything
-        else as JSON; None: ``{"detail": "<reason phrase>"}``) instead of the fake's answer;
-        the fake does nothing else with them. A bad argument is a ``ValueError``."""
+        else as JSON; None: ``{"detail": "<reason phrase>"}``) instead of the fake's answer,
+        whatever their key; the fake does nothing else with them. A bad argument is a
+        ``ValueError``, raised here: a mistake in the test itself."""
         response = response_for(status, body, tuple(headers))
         if isinstance(response, str):
             raise ValueError(response)
