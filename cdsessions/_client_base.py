@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from cdsessions._core.calls import Bearer, ClientCore
+from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
 from cdsessions._core.observe import Observer
 from cdsessions._core.retry import RetryPolicy
 from cdsessions._core.servers import resolve_server
@@ -18,9 +19,10 @@ from cdsessions.transports._fork import register as register_for_fork
 __all__ = ["ClientBase"]
 
 TransportT = TypeVar("TransportT")
+ClockT = TypeVar("ClockT", bound=Clock)
 
 
-class ClientBase(Generic[TransportT]):
+class ClientBase(Generic[TransportT, ClockT]):
     """What both clients are made of: the options (one constructor, so the two cannot accept
     different ones), a :class:`ClientCore` built from them, and the transport, which each
     client creates on first use when none is given and drives in its own way."""
@@ -38,6 +40,7 @@ class ClientBase(Generic[TransportT]):
         user_agent: str | None = None,
         retry: RetryPolicy | bool | None = None,
         observers: Iterable[Observer] = (),
+        clock: ClockT | None = None,
     ) -> None:
         self._core = ClientCore(
             bearer,
@@ -49,7 +52,10 @@ class ClientBase(Generic[TransportT]):
             user_agent=user_agent,
             retry=retry,
             observers=observers,
+            clock=SYSTEM_CLOCK if clock is None else clock,
         )
+        #: The clock given, None for the real time (each client then waits its own way).
+        self._clock = clock
         self._transport = transport
         self._owns_transport = transport is None
         # Guards creating and closing the transport (the blocking client is shared by threads).

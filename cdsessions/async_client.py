@@ -28,6 +28,7 @@ from returns.result import Result
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
+from cdsessions._core.clocks import AsyncClock
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
@@ -53,7 +54,7 @@ __all__ = ["AsyncSessionsClient"]
 T = TypeVar("T")
 
 
-class AsyncSessionsClient(ClientBase[AsyncTransport]):
+class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
     """The asyncio form of :class:`~cdsessions.SessionsClient`: the same options, the same
     operations (awaited), the same ``Result`` values, retries, timeouts and observers.
 
@@ -155,7 +156,13 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
     ) -> Result[Session, ApiError]:
         """Poll :meth:`get` until the session's ``url`` is set, exactly as
         :meth:`SessionsClient.wait_until_ready` does (``SessionGone``, ``NotReady``)."""
-        steps = session_steps.ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
+        steps = session_steps.ready_wait(
+            self._core,
+            session_id,
+            timeout=timeout,
+            on_poll=on_poll,
+            clock=self._core.clock.monotonic,
+        )
         return await self._run(steps)
 
     def session(
@@ -193,9 +200,12 @@ class AsyncSessionsClient(ClientBase[AsyncTransport]):
         self, steps: Flow[HttpRequest, T], sleep: Callable[[float], Awaitable[None]] | None = None
     ) -> T:
         """Drive steps (a call's, or a flow of them) as :meth:`SessionsClient._run` does, with
-        ``sleep`` (``asyncio.sleep`` unless given); a region that must finish is finished by
+        ``sleep`` (the clock's ``asleep``, or ``asyncio.sleep`` on the real time, unless given); a
+        region that must finish is finished by
         :meth:`_finish` whatever happens to the awaiting task."""
-        return await drive_async(steps, self._send, sleep or asyncio.sleep, self._finish)
+        if sleep is None:
+            sleep = asyncio.sleep if self._clock is None else self._clock.asleep
+        return await drive_async(steps, self._send, sleep, self._finish)
 
     async def _send(self, request: HttpRequest) -> Outcome:
         return await self._transport_for_use().send(request)

@@ -9,7 +9,6 @@ with :class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its tr
 from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -18,6 +17,7 @@ from returns.result import Result
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
+from cdsessions._core.clocks import Clock
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
@@ -44,7 +44,7 @@ __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
 T = TypeVar("T")
 
 
-class SessionsClient(ClientBase[Transport]):
+class SessionsClient(ClientBase[Transport, Clock]):
     """A client for the ComfyDeploy Session API. Every method returns a ``returns`` ``Result``.
 
     ``bearer`` is the API key or a zero-argument callable returning it; None reads
@@ -63,6 +63,11 @@ class SessionsClient(ClientBase[Transport]):
     Both can be overridden per call. ``observers`` are functions called with an
     :class:`~cdsessions._core.observe.AttemptStarted` before and an
     :class:`~cdsessions._core.observe.AttemptFinished` after every attempt.
+
+    ``clock`` (an object with ``monotonic()``, ``time()`` and ``sleep(seconds)``; the real time
+    by default) is what every deadline, backoff and ready-wait is measured and waited on: a
+    test passes the fake's :class:`~cdsessions.fake.ManualClock`, whose ``sleep`` moves it
+    instead of waiting, so retries and waits take no real time.
     """
 
     # -- operations ------------------------------------------------------------------------
@@ -166,7 +171,13 @@ class SessionsClient(ClientBase[Transport]):
         :class:`~cdsessions.lifecycle.NotReady` after ``timeout`` seconds."""
         from cdsessions._core.session_steps import ready_wait
 
-        steps = ready_wait(self._core, session_id, timeout=timeout, on_poll=on_poll)
+        steps = ready_wait(
+            self._core,
+            session_id,
+            timeout=timeout,
+            on_poll=on_poll,
+            clock=self._core.clock.monotonic,
+        )
         return self._run(steps)
 
     def session(
@@ -202,9 +213,9 @@ class SessionsClient(ClientBase[Transport]):
     def _run(self, steps: Flow[HttpRequest, T], sleep: Callable[[float], None] | None = None) -> T:
         """Drive steps (a call's, :mod:`cdsessions._core.calls`, or a flow of them,
         :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
-        (``time.sleep`` unless given). Everything else was decided in the steps. The lifecycle
-        scopes and the reaper run their flows through here."""
-        return drive(steps, self._send, sleep or time.sleep)
+        (the client's clock's ``sleep`` unless given). Everything else was decided in the
+        steps. The lifecycle scopes and the reaper run their flows through here."""
+        return drive(steps, self._send, sleep or self._core.clock.sleep)
 
     def _send(self, request: HttpRequest) -> Outcome:
         return self._transport_for_use().send(request)

@@ -30,6 +30,7 @@ TransportFailureKind: TypeAlias = Literal[
     "broken",  # the connection broke or the response was not valid HTTP
     "too_large",  # the response body was larger than the configured cap
     "unmatched",  # a replaying transport had no recorded answer for this request
+    "no_cassette",  # a replaying transport's cassette file does not exist (not recorded yet)
 ]
 
 #: What kind of failure an :class:`ApiError` is: its ``code``, one per class, never reworded.
@@ -274,6 +275,7 @@ class TransportFailed(ApiError, frozen=True):
             "broken": "connection broken",
             "too_large": "response too large",
             "unmatched": "no recorded response",
+            "no_cassette": "no cassette",
         }
         return f"{labels[self.kind]}: {clip(self.problem, DETAIL_LIMIT)}"
 

@@ -38,10 +38,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Never, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
 
 from returns.result import Result
 
+from cdsessions._client_base import ClientBase
 from cdsessions._core.session_steps import (
     CANCEL_ATTEMPTS,
     CANCEL_BACKOFF,
@@ -98,7 +99,7 @@ __all__ = [
 Sleep = Callable[[float], None]
 AsyncSleep = Callable[[float], Awaitable[None]]
 
-ClientT = TypeVar("ClientT")
+ClientT = TypeVar("ClientT", bound="ClientBase[Any, Any]")
 SleepT = TypeVar("SleepT")
 
 
@@ -170,7 +171,7 @@ class _Scope(Generic[ClientT, SleepT]):
         on_poll: OnPoll | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         sleep: SleepT | None = None,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
         max_cost: Decimal | int | str | float | None = None,
     ) -> None:
         self._client = client
@@ -180,10 +181,11 @@ class _Scope(Generic[ClientT, SleepT]):
             ready_timeout=ready_timeout,
             on_poll=on_poll,
             backoff=backoff,
-            clock=clock,
+            # None: the client's clock, so a test clock given to the client times the scope too.
+            clock=client._core.clock.monotonic if clock is None else clock,
             max_cost=max_cost,
         )
-        #: None: the client's own (``time.sleep``, ``asyncio.sleep``), looked up when used.
+        #: None: the client's own (its clock's ``sleep`` or ``asleep``), looked up when used.
         self._sleep = sleep
         self._record = ScopeRecord()
         self._entered = False
@@ -216,7 +218,7 @@ class SessionScope(_Scope["SessionsClient", Sleep]):
 
     ``with scope as started`` gives ``Result[OpenSession, ApiError]``. With ``wait`` (the
     default) entry polls until the url is set, up to ``ready_timeout`` seconds, ``backoff``
-    apart; ``sleep`` and ``clock`` (the client's ``time.sleep`` and ``time.monotonic`` unless
+    apart; ``sleep`` and ``clock`` (the client's clock's ``sleep`` and ``monotonic`` unless
     given) are used for every wait of the scope. After the block, :attr:`closed` holds how the
     cancel ended (None when nothing was created), and :attr:`session_id` the id of the session
     that was started, if any.

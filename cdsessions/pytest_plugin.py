@@ -7,11 +7,17 @@ by the first test that asks for them.
 
 Fixtures (each fresh for every test):
 
-* ``cdsessions_fake``: a :class:`~cdsessions.fake.FakeService` with its default machine
-  (``cdsessions_fake.DEFAULT_MACHINE_ID``). Override it in your ``conftest.py`` to configure the
-  fake (a ``ManualClock``, more machines, ``seed_shapes=True``); the fixtures below use yours.
+* ``cdsessions_clock``: a :class:`~cdsessions.fake.ManualClock` starting at the real present,
+  the time of the fake and of the client fixtures: their retries and ready waits move it
+  instead of sleeping, and
+  ``cdsessions_clock.advance(minutes=16)`` makes sessions expire.
+* ``cdsessions_fake``: a :class:`~cdsessions.fake.FakeService` on ``cdsessions_clock`` with its
+  default machine (``cdsessions_fake.DEFAULT_MACHINE_ID``); script it with ``answer_next``,
+  ``fail_next``, ``never_ready`` and ``end_session``. Override it in your ``conftest.py`` to
+  configure the fake (more machines, ``seed_shapes=True``; pass ``clock=cdsessions_clock``
+  to keep waits free); the fixtures below use yours.
 * ``cdsessions_client``: a :class:`~cdsessions.SessionsClient` bound to ``cdsessions_fake`` in
-  memory (API key ``"test-key"``), closed after the test.
+  memory (API key ``"test-key"``, ``clock=cdsessions_clock``), closed after the test.
 * ``cdsessions_async_client``: the same as an :class:`~cdsessions.AsyncSessionsClient`; use it
   inside your own event loop (``asyncio.run``, pytest-asyncio, anyio). Closed after the test.
 * ``cdsessions_fake_url``: ``cdsessions_fake`` served over real HTTP on 127.0.0.1 (a free
@@ -32,12 +38,14 @@ import pytest
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.client import SessionsClient
+    from cdsessions.fake.clock import ManualClock
     from cdsessions.fake.service import FakeService
 
 __all__ = [
     "TEST_API_KEY",
     "cdsessions_async_client",
     "cdsessions_client",
+    "cdsessions_clock",
     "cdsessions_fake",
     "cdsessions_fake_url",
 ]
@@ -56,25 +64,44 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
 
 
 @pytest.fixture
-def cdsessions_fake() -> FakeService:
-    """A fresh in-memory fake ComfyDeploy (no sockets, no account, no bills)."""
-    from cdsessions.fake.service import FakeService
+def cdsessions_clock() -> ManualClock:
+    """The test's time: the fake's and the client fixtures' clock; it moves only when a
+    client waits on it or the test calls ``advance``."""
+    from datetime import UTC, datetime
 
-    return FakeService()
+    from cdsessions.fake.clock import ManualClock
+
+    # Starting from the real present: a program on the real time (the CLI, a client without
+    # the clock, on cdsessions_fake_url) then sees sessions of the right age, not years old.
+    return ManualClock(datetime.now(UTC))
 
 
 @pytest.fixture
-def cdsessions_client(cdsessions_fake: FakeService) -> Iterator[SessionsClient]:
-    """A ``SessionsClient`` talking to ``cdsessions_fake`` in memory; closed after the test."""
+def cdsessions_fake(cdsessions_clock: ManualClock) -> FakeService:
+    """A fresh in-memory fake ComfyDeploy (no sockets, no account, no bills)."""
+    from cdsessions.fake.service import FakeService
+
+    return FakeService(clock=cdsessions_clock)
+
+
+@pytest.fixture
+def cdsessions_client(
+    cdsessions_fake: FakeService, cdsessions_clock: ManualClock
+) -> Iterator[SessionsClient]:
+    """A ``SessionsClient`` talking to ``cdsessions_fake`` in memory, waiting on
+    ``cdsessions_clock``; closed after the test."""
     from cdsessions.client import SessionsClient
     from cdsessions.fake.transport import FakeTransport
 
-    with SessionsClient(TEST_API_KEY, transport=FakeTransport(cdsessions_fake)) as client:
+    transport = FakeTransport(cdsessions_fake)
+    with SessionsClient(TEST_API_KEY, transport=transport, clock=cdsessions_clock) as client:
         yield client
 
 
 @pytest.fixture
-def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessionsClient]:
+def cdsessions_async_client(
+    cdsessions_fake: FakeService, cdsessions_clock: ManualClock
+) -> Iterator[AsyncSessionsClient]:
     """An ``AsyncSessionsClient`` talking to ``cdsessions_fake`` in memory; closed after the test.
 
     A plain fixture, so it works with any async test runner (or none: ``asyncio.run`` in a
@@ -84,7 +111,8 @@ def cdsessions_async_client(cdsessions_fake: FakeService) -> Iterator[AsyncSessi
     from cdsessions.async_client import AsyncSessionsClient
     from cdsessions.fake.transport import AsyncFakeTransport
 
-    client = AsyncSessionsClient(TEST_API_KEY, transport=AsyncFakeTransport(cdsessions_fake))
+    transport = AsyncFakeTransport(cdsessions_fake)
+    client = AsyncSessionsClient(TEST_API_KEY, transport=transport, clock=cdsessions_clock)
     yield client
     asyncio.run(client.aclose())
 

@@ -31,6 +31,7 @@ from cdsessions.errors import (
     OverBudget,
     SessionGone,
     TransportFailed,
+    TransportFailureKind,
     ValidationFailed,
     ValidationItem,
 )
@@ -180,7 +181,7 @@ FAILURES: Final = st.one_of(
     st.builds(
         TransportFailed,
         TEXT,
-        st.sampled_from(["connect", "timeout", "broken", "too_large", "unmatched"]),
+        st.sampled_from(get_args(TransportFailureKind)),
         TEXT,
         st.booleans(),
     ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 import pytest
@@ -25,7 +25,7 @@ from cdsessions import (
     ValidationItem,
 )
 from cdsessions._core.timeouts import Timeout, timeout_from
-from cdsessions.errors import DEPTH_LIMIT, render
+from cdsessions.errors import DEPTH_LIMIT, TransportFailureKind, render
 from tests.support import samples
 from tests.support.checks import assert_renders_bounded
 
@@ -256,10 +256,12 @@ def test_messages_name_the_failure_kind_and_status_hint() -> None:
         "broken": "connection broken",
         "too_large": "response too large",
         "unmatched": "no recorded response",
+        "no_cassette": "no cassette",
     }
     for kind, label in labels.items():
         error = TransportFailed("get session s", kind, "why", sent=True)  # type: ignore[arg-type]
         assert str(error) == f"get session s: {label}: why"
+    assert set(labels) == set(get_args(TransportFailureKind))  # every kind has its label
     assert str(HttpError("get session s", 404, None)) == "get session s: not found (404)"
     assert str(HttpError("get session s", 429, None)) == "get session s: rate limited (429)"
     assert HttpError("get session s", 404, "gone").not_found

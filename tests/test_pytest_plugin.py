@@ -107,15 +107,15 @@ def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Py
 
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(
-        [
-            "*cdsessions_fake*",
-            "*fresh in-memory fake ComfyDeploy*",
-            "*cdsessions_client*",
-            "*cdsessions_async_client*",
-            "*cdsessions_fake_url*",
-        ]
-    )
+    # One at a time: pytest lists them in an order of its own.
+    for name, doc in [
+        ("cdsessions_fake", "*fresh in-memory fake ComfyDeploy*"),
+        ("cdsessions_clock", "*the fake's and the client fixtures' clock*"),
+        ("cdsessions_client", "*SessionsClient*"),
+        ("cdsessions_async_client", "*AsyncSessionsClient*"),
+        ("cdsessions_fake_url", "*served over HTTP*"),
+    ]:
+        result.stdout.fnmatch_lines([f"{name} -- *", doc])
 
 
 def test_plugin_can_be_disabled_by_its_entry_point_name(pytester: pytest.Pytester) -> None:
@@ -227,3 +227,78 @@ def test_a_kept_alive_connection_does_not_outlive_its_tests_fake_server(
         """
     )
     pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=2)
+
+
+_SCRIPTED_TESTS = """
+import asyncio
+import time
+
+import pytest
+
+from cdsessions import CreateSessionBody, NotReady, SessionsClient, TransportFailed
+from cdsessions.testing import expect_failure, expect_success
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleep(monkeypatch):
+    def refuse(seconds):
+        raise AssertionError(f"slept {seconds} s of real time")
+
+    real = asyncio.sleep
+
+    async def refuse_async(seconds, result=None):
+        assert seconds == 0, f"slept {seconds} s of real time"
+        return await real(0)
+
+    monkeypatch.setattr(time, "sleep", refuse)
+    monkeypatch.setattr(asyncio, "sleep", refuse_async)
+
+
+def test_a_retried_500_and_a_never_ready_wait(cdsessions_client, cdsessions_fake, cdsessions_clock):
+    body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+    created = expect_success(cdsessions_client.create(body))
+    cdsessions_fake.answer_next("get", 500)
+    cdsessions_fake.never_ready()
+    waited = expect_failure(cdsessions_client.wait_until_ready(created.session_id), NotReady)
+    assert waited.waited >= 600
+    assert cdsessions_clock.slept >= 599.9
+    assert cdsessions_fake.requests_seen.count(("GET", f"/session/{created.session_id}")) > 3
+
+
+def test_async_the_same(cdsessions_async_client, cdsessions_fake):
+    body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+    cdsessions_fake.answer_next("get", 500)
+    cdsessions_fake.never_ready()
+
+    async def run():
+        created = expect_success(await cdsessions_async_client.create(body))
+        return await cdsessions_async_client.wait_until_ready(created.session_id, timeout=60)
+
+    expect_failure(asyncio.run(run()), NotReady)
+
+
+def test_end_session_and_a_lost_create(cdsessions_client, cdsessions_fake):
+    body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+    cdsessions_fake.fail_next("create", "no_answer")
+    lost = expect_failure(cdsessions_client.create(body), TransportFailed)
+    assert lost.sent and len(cdsessions_fake.live_sessions()) == 1
+    assert cdsessions_fake.end_session(cdsessions_fake.live_sessions()[0].session_id)
+    assert cdsessions_fake.live_sessions() == ()
+
+
+def test_a_real_reset_over_http(cdsessions_fake_url, cdsessions_fake):
+    cdsessions_fake.fail_next("create", "reset")
+    with SessionsClient("k", server=cdsessions_fake_url) as client:
+        body = CreateSessionBody(machine_id=cdsessions_fake.DEFAULT_MACHINE_ID)
+        reset = expect_failure(client.create(body), TransportFailed)
+    assert (reset.kind, reset.sent) == ("broken", True)
+    assert cdsessions_fake.live_sessions() == ()
+"""
+
+
+def test_the_fixtures_script_the_fake_and_wait_on_the_test_clock_without_sleeping(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_scripted=_SCRIPTED_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

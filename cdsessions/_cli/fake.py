@@ -46,6 +46,11 @@ def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="gets that still see url null before it appears (default 1)",
     )
     parser.add_argument(
+        "--never-ready",
+        action="store_true",
+        help="sessions never get their url (a ready wait ends in NotReady)",
+    )
+    parser.add_argument(
         "--ready-after-seconds",
         type=seconds,
         metavar="S",
@@ -93,6 +98,8 @@ def _fake_server(args: argparse.Namespace) -> int:
         f"fake ComfyDeploy serving on {server.base_url} (any non-empty API key; "
         f"machines: {', '.join(service.machine_ids)}). Ctrl-C to stop."
     )
+    if args.never_ready:
+        service.never_ready()
     run(server)
     err("fake ComfyDeploy stopped")
     return OK
@@ -113,7 +120,9 @@ FAKE_SERVER: Final = Command(
     _fake_server_arguments,
     "It answers like the live API (same routes, statuses and error texts), accepts any\n"
     "non-empty API key (each key is its own account), and forgets everything on exit.\n"
-    "Point a client at it with --server local, or --server http://127.0.0.1:PORT/api.",
+    "Point a client at it with --server local, or --server http://127.0.0.1:PORT/api.\n"
+    "Script it while it runs with POST /_fake/script, /_fake/never-ready and\n"
+    '/_fake/sessions/ID/end (see the README\'s "Testing your own code").',
     connects=False,
 )
 

@@ -8,8 +8,8 @@ last answer. The steps *yield* the :class:`~cdsessions._core.wire.HttpRequest` t
 :class:`~cdsessions._core.retry.Wait`, and are sent what the transport answered; they never do I/O
 themselves. Every answer has the key masked out of it here (:func:`~cdsessions._core.wire.scrub`)
 before anything reads it, so no error, log line or observer event can quote it.
-:class:`~cdsessions.SessionsClient` drives them with ``transport.send`` and ``time.sleep``,
-:class:`~cdsessions.AsyncSessionsClient` with an async transport and ``asyncio.sleep`` (see
+:class:`~cdsessions.SessionsClient` drives them with ``transport.send`` and its clock's ``sleep``,
+:class:`~cdsessions.AsyncSessionsClient` with an async transport and its clock's ``asleep`` (see
 :mod:`cdsessions._core.steps`), so the two cannot differ in what they send, when they retry, or what
 they return.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import builtins  # ``list`` is a method name below; annotations need the type
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
@@ -27,6 +26,7 @@ import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._core import builders, decoding, observe
+from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Observer
 from cdsessions._core.retry import (
     DEFAULT_RETRY,
@@ -115,8 +115,11 @@ class ClientCore:
         user_agent: str | None,
         retry: RetryPolicy | bool | None,
         observers: Iterable[Observer],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._bearer = bearer
+        #: What every deadline, Retry-After date and wait of this client is measured on.
+        self.clock = clock
         self.max_connections = max_connections
         self.server = server
         # Parsed once: an unusable URL, or plain http to a host that is not loopback, is
@@ -313,8 +316,8 @@ class ClientCore:
             policy,
             kind,
             timeout,
-            clock=time.monotonic,
-            wallclock=time.time,
+            clock=self.clock.monotonic,
+            wallclock=self.clock.time,
             unit=_jitter_unit,
         )
         step = next(steps)
@@ -328,10 +331,10 @@ class ClientCore:
                     observe.notify(self._observers, AttemptStarted(shown, attempt))
                 if request.timeout != step.timeout:  # usually the same from one attempt to the next
                     request = msgspec.structs.replace(request, timeout=step.timeout)
-                started = time.monotonic()
+                started = self.clock.monotonic()
                 outcome = yield request
                 assert outcome is not None, "the driver must send back what the transport gave"
-                elapsed = time.monotonic() - started
+                elapsed = self.clock.monotonic() - started
                 if key is not None and isinstance(outcome, Success):
                     answer = outcome.unwrap()
                     scrubbed = scrub(answer, key)

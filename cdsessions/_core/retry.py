@@ -184,7 +184,8 @@ def retry_reason(policy: RetryPolicy, kind: OperationKind, outcome: Outcome) -> 
         wanted = policy.statuses | (policy.read_statuses if kind in _READ_ONLY else frozenset())
         return str(status) if repeatable and status in wanted else None
     failure = outcome.failure()
-    if failure.kind in ("too_large", "unmatched"):  # the same request gets the same answer
+    # The same request gets the same answer (and no cassette stays missing).
+    if failure.kind in ("too_large", "unmatched", "no_cassette"):
         return None
     if not failure.sent:
         return f"{failure.kind} (not sent)"

@@ -10,10 +10,16 @@ interface, with no sockets and no threads; :func:`serve_in_thread` serves it ove
 
     fake = FakeService()
     client = SessionsClient("any-key", transport=FakeTransport(fake))
+
+Scripting it: ``fake.answer_next("create", 500)``, ``fake.fail_next("get", "timeout")``
+(:data:`FaultKind`: ``"timeout"``, ``"reset"``, ``"no_answer"``), ``fake.never_ready()``,
+``fake.end_session(session_id)``. :class:`ManualClock` is also a client clock
+(``SessionsClient(..., clock=clock)``): waits then move it instead of sleeping.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from cdsessions.fake.script import FakeScript, FaultKind, Operation
 from cdsessions.fake.service import (
     DEFAULT_GPU_PRICES,
     DEFAULT_MACHINE_ID,
@@ -33,10 +39,13 @@ __all__ = [
     "AsyncFakeTransport",
     "FakeHTTPServer",
     "FakeMachine",
+    "FakeScript",
     "FakeService",
     "FakeSession",
     "FakeTransport",
+    "FaultKind",
     "ManualClock",
+    "Operation",
     "make_server",
     "serve_in_thread",
 ]

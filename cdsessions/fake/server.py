@@ -22,6 +22,19 @@ bodies, query strings or session urls. The log function is called by one thread 
 the path escaped and clipped, so concurrent requests never share or split a line. Closing the
 server (``server_close``, the end of :func:`serve_in_thread`) also closes the kept-alive
 connections it accepted, so a client's pool cannot reach a fake that was stopped (issue #18).
+
+Scripted faults (:meth:`FakeService.fail_next`) happen for real: a ``timeout`` holds the
+connection open without answering until the client gives up, a ``reset`` (and ``no_answer``,
+after the fake acted on the request) resets the socket. A process that serves the fake
+(``cdsessions fake-server``) is scripted over HTTP through the control routes under
+``/_fake``, outside the API's ``/api`` (so they can never shadow an API route), loopback-only
+like the server itself:
+
+* ``POST /_fake/script`` with ``{"match": "create", "status": 500, "body": ..., "headers":
+  {...}, "times": 1}`` or ``{"match": "get", "fault": "timeout"}``: :meth:`answer_next` /
+  :meth:`fail_next`;
+* ``POST /_fake/never-ready``: :meth:`FakeService.never_ready`;
+* ``POST /_fake/sessions/{id}/end``: :meth:`FakeService.end_session` (404 if none).
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -37,11 +51,13 @@ from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Final, TypeAlias, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.text import clip
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.fake._responses import detail_response, json_response
+from cdsessions.fake.script import Fault, parse_control
 from cdsessions.fake.service import FakeService
 
 __all__ = ["FakeHTTPServer", "make_server", "run", "serve_in_thread"]
@@ -50,6 +66,10 @@ __all__ = ["FakeHTTPServer", "make_server", "run", "serve_in_thread"]
 MAX_REQUEST_BYTES: Final = 1024 * 1024
 #: How much of a request's path a log line shows.
 LOGGED_PATH_CHARS: Final = 200
+#: Where the routes that script the fake live (outside ``/api``).
+CONTROL_PREFIX: Final = "/_fake"
+#: How long a scripted timeout holds a connection whose client never gives up.
+STALL_LIMIT: Final = 300.0
 
 Log = Callable[[str], None]
 _Request: TypeAlias = socket.socket | tuple[bytes, socket.socket]
@@ -100,7 +120,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.address_family, bind_host = _bind_address(host)
         super().__init__((bind_host, port), _Handler)
 
-    def log_request(self, method: str, path: str, status: int, milliseconds: float) -> None:
+    def log_request(self, method: str, path: str, status: int | str, milliseconds: float) -> None:
         """One whole line per request. ``print`` writes the text and its newline separately,
         so without the lock two threads' lines could run together."""
         if self._log is None:
@@ -189,9 +209,13 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         self.fake.begin_answer(self.connection)
         path, _, query = self.path.partition("?")
-        status = 0
+        status: int | str = ""
         try:
             response = self._answer(path, query)
+            if isinstance(response, Fault):
+                status = f"{response.kind} (scripted)"
+                self._fail(response)
+                return
             status = response.status
             self.send_response(response.status)
             for name, value in response.headers:
@@ -207,7 +231,48 @@ class _Handler(BaseHTTPRequestHandler):
                 elapsed = (time.perf_counter() - started) * 1000
                 self.fake.log_request(self.command, path, status, elapsed)
 
-    def _answer(self, path: str, query: str) -> HttpResponse:
+    def _fail(self, fault: Fault) -> None:
+        """Fail on the wire as scripted: never answer (until the client leaves), or reset."""
+        self.close_connection = True
+        if fault.kind == "timeout":
+            self.connection.settimeout(STALL_LIMIT)
+            try:
+                while self.connection.recv(65536):  # until the client closes: b""
+                    pass
+            except OSError:
+                pass
+            return
+        # Linger on, with a zero timeout: closing then sends RST instead of FIN. Closed here,
+        # since socketserver would shut the socket down (a FIN) before closing it.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def _control(self, path: str, body: bytes | None) -> HttpResponse:
+        """The routes that script the fake (see the module's docs)."""
+        service = self.fake.service
+        if self.command != "POST":
+            return _json_reply(405, b'{"detail":"Method Not Allowed"}')
+        route = path[len(CONTROL_PREFIX) :]
+        if route == "/never-ready":
+            service.never_ready()
+            return _json_reply(200, b'{"never_ready":true}')
+        if route == "/script":
+            rule = parse_control(body or b"")
+            if isinstance(rule, str):
+                return detail_response(400, rule)
+            try:
+                service.script.add(*rule)
+            except ValueError as error:
+                return detail_response(400, str(error))
+            return json_response(200, {"pending": service.script.pending})
+        parts = route.split("/")  # ["", "sessions", id, "end"]
+        if len(parts) == 4 and parts[1] == "sessions" and parts[3] == "end":
+            if service.end_session(unquote(parts[2])):
+                return _json_reply(200, b'{"ended":true}')
+            return _json_reply(404, b'{"detail":"no such live session"}')
+        return _json_reply(404, b'{"detail":"Not Found"}')
+
+    def _answer(self, path: str, query: str) -> HttpResponse | Fault:
         length_text = self.headers.get("Content-Length")
         try:
             length = int(length_text) if length_text else 0
@@ -218,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return _json_reply(413, b'{"detail":"Request body too large"}')
         body = self.rfile.read(length) if length else None
+        if path.startswith(CONTROL_PREFIX + "/"):
+            return self._control(path, body)
         if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
             return _json_reply(404, b'{"detail":"Not Found"}')
         request = HttpRequest(
@@ -228,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=self.fake.base_url,
         )
-        return self.fake.service.handle(request)
+        return self.fake.service.respond(request)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
 

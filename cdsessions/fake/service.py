@@ -35,7 +35,11 @@ What it models, and the live behaviour each rule copies:
 * **increase-timeout** adds minutes to ``timeout_end`` (``timeout`` stays the initial value,
   as live); more than 60 minutes left afterwards is the live 400.
 
-For tests: :attr:`FakeService.requests_seen` lists the ``(method, path)`` of every request
+For tests: :meth:`FakeService.answer_next` and :meth:`FakeService.fail_next` script what the
+next matching request gets (a status and body; a timeout, a reset, or "sent, no answer"),
+:meth:`FakeService.never_ready` keeps sessions from ever getting their url, and
+:meth:`FakeService.end_session` ends one now, as a server-side timeout would;
+:attr:`FakeService.requests_seen` lists the ``(method, path)`` of every request
 handled, and ``intercept`` (a function of each authenticated request, returning a response or
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
 
@@ -82,6 +86,7 @@ from cdsessions.fake._validation import (
     validate_extend,
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
 
 __all__ = [
     "DEFAULT_GPU_PRICES",
@@ -183,8 +188,8 @@ class FakeService:
     :data:`DEFAULT_MACHINE_ID`); ``keys`` maps each accepted API key to an account name (None:
     any non-empty key, each its own account); ``clock`` returns aware UTC datetimes (default the
     system clock; see :class:`ManualClock`); ``ready_after_polls`` and ``ready_after`` say when a
-    session's url appears; ``seed_shapes`` answers in the seed document's shapes;
-    ``early_cancel_fails`` see the module docs.
+    session's url appears (both None: never, as after :meth:`never_ready`); ``seed_shapes``
+    answers in the seed document's shapes; ``early_cancel_fails`` see the module docs.
     """
 
     DEFAULT_MACHINE_ID: Final = DEFAULT_MACHINE_ID
@@ -220,6 +225,70 @@ class FakeService:
         self._prices_body = price_table(DEFAULT_GPU_PRICES if prices is None else prices)
         self._intercept = intercept
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
+        #: The scripted answers waiting for their requests (see :meth:`answer_next`).
+        self.script = FakeScript()
+
+    # -- scripting (for tests) -------------------------------------------------------------
+
+    def answer_next(
+        self,
+        match: str,
+        status: int,
+        body: object = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` requests matching ``match`` (an operation, ``"create"``,
+        ``"get"``, ``"cancel"``, ``"list"``, ``"extend"``, ``"pricing"``, or ``"METHOD /path"``
+        with ``*`` for a path segment) with ``status`` and ``body`` (bytes as they are, anything
+        else as JSON; None: ``{"detail": "<reason phrase>"}``) instead of the fake's answer,
+        whatever their key; the fake does nothing else with them. A bad argument is a
+        ``ValueError``, raised here: a mistake in the test itself."""
+        response = response_for(status, body, tuple(headers))
+        if isinstance(response, str):
+            raise ValueError(response)
+        self.script.add(match, Answer(response), times)
+
+    def fail_next(self, match: str, fault: FaultKind, *, times: int = 1) -> None:
+        """Fail the next ``times`` requests matching ``match`` on the wire: ``"timeout"`` (no
+        answer ever comes), ``"reset"`` (the connection is reset), both without the fake acting
+        on the request; or ``"no_answer"``: the fake acts on it (a create starts its session),
+        then the connection is reset, so the client cannot know whether it went through."""
+        if fault not in ("timeout", "reset", "no_answer"):
+            raise ValueError(f"fault must be 'timeout', 'reset' or 'no_answer', not {fault!r}")
+        self.script.add(match, Fault(fault), times)
+
+    def never_ready(self) -> None:
+        """From now on no session gets its url (those already ready keep it), as if the
+        machine never started: a ready wait ends in ``NotReady``."""
+        with self._lock:
+            self._ready_after_polls = None
+            self._ready_after = None
+
+    def end_session(self, session_id: str) -> bool:
+        """End a session now, as a server-side timeout or a kill would: afterwards get,
+        cancel and extend answer 404. False when there was no such live session."""
+        with self._lock:
+            return self._sessions.pop(session_id, None) is not None
+
+    def respond(self, request: HttpRequest) -> HttpResponse | Fault:
+        """What the transports and the HTTP server ask: a scripted answer or fault for
+        ``request`` when one waits for it, else :meth:`handle`'s answer. For a ``no_answer``
+        fault the request is handled first (its effects happen), and the answer is lost."""
+        action = self.script.take(request)
+        if action is None:
+            return self.handle(request)
+        if isinstance(action, Fault) and action.kind == "no_answer":
+            self.handle(request)
+            return action
+        with self._lock:  # seen, like any request, though the fake does not act on it
+            self._note(request)
+        return action.response if isinstance(action, Answer) else action
+
+    def _note(self, request: HttpRequest) -> None:
+        self._handled += 1
+        self._seen.append((request.method.upper(), unquote(request.path)))
 
     # -- looking inside (for tests) --------------------------------------------------------
 
@@ -254,8 +323,7 @@ class FakeService:
     def handle(self, request: HttpRequest) -> HttpResponse:
         """The response the live server would give to ``request``."""
         with self._lock:
-            self._handled += 1
-            self._seen.append((request.method.upper(), unquote(request.path)))
+            self._note(request)
             now = self._clock()
             self._expire(now)
             account, refusal = self._authenticate(request)

@@ -13,29 +13,44 @@ starts sessions without a network or an API key::
 
 from __future__ import annotations
 
-from returns.result import Result
+from returns.result import Failure, Result
 
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
+from cdsessions.fake.script import Fault
 from cdsessions.fake.service import FakeService
 from cdsessions.transports._cap import capped
 from cdsessions.transports._inline import InlineTransport
 
-__all__ = ["AsyncFakeTransport", "FakeTransport"]
+__all__ = ["AsyncFakeTransport", "FakeTransport", "fault_failure"]
+
+
+def fault_failure(operation: str, fault: Fault) -> TransportFailed:
+    """What a client sees of a scripted fault: the request went out (``sent``) in every case,
+    so a create that met one is never repeated. A stall is a timeout; a reset, before or after
+    the fake acted on the request, a broken connection."""
+    if fault.kind == "timeout":
+        return TransportFailed(operation, "timeout", "the server did not answer in time", True)
+    return TransportFailed(operation, "broken", "the connection was reset", True)
 
 
 class FakeTransport:
     """Answers every request from ``service`` (a new default :class:`FakeService` if None).
 
     It keeps the one transport rule a fake could break: a body larger than the request's
-    ``max_response_bytes`` is a ``too_large`` failure, as on the wire.
+    ``max_response_bytes`` is a ``too_large`` failure, as on the wire. A scripted fault
+    (:meth:`FakeService.fail_next`) is the failure the urllib3 transport reports for it against
+    the fake's HTTP server (:func:`fault_failure`).
     """
 
     def __init__(self, service: FakeService | None = None) -> None:
         self.service = service if service is not None else FakeService()
 
     def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
-        return capped(request, self.service.handle(request))
+        answer = self.service.respond(request)
+        if isinstance(answer, Fault):
+            return Failure(fault_failure(request.operation, answer))
+        return capped(request, answer)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
@@ -85,11 +85,14 @@ _INSTALL_HINT: Final = "reading cassettes needs PyYAML: pip install 'cdsessions[
 
 class CassetteError(msgspec.Struct, frozen=True):
     """Why a cassette could not be loaded. ``where`` is ``line L, column C`` for YAML syntax,
-    a path like ``interactions[0].request.uri`` for a structural problem, or ``file``."""
+    a path like ``interactions[0].request.uri`` for a structural problem, or ``file``.
+    ``kind`` is ``"missing"`` when there is no such file (not recorded yet, or a wrong path),
+    else ``"invalid"``."""
 
     path: str
     where: str
     problem: str
+    kind: Literal["missing", "invalid"] = "invalid"
 
     def __str__(self) -> str:
         return f"cassette {self.path}: {self.where}: {self.problem}"
@@ -222,6 +225,12 @@ class CassetteTransport:
         name = str(path)
         try:
             raw = Path(path).read_bytes()
+        except FileNotFoundError:
+            return Failure(
+                CassetteError(
+                    name, "file", "No such file: not recorded yet, or a wrong path", "missing"
+                )
+            )
         except OSError as error:
             return Failure(CassetteError(name, "file", error.strerror or type(error).__name__))
         try:

@@ -133,6 +133,23 @@ def _unsent_failure(operation: str, error: BaseException) -> TransportFailed:
     return unsent("connect", f"{type(_cause(error)).__name__} before the request was written")
 
 
+def _vcr_miss(operation: str, error: Exception) -> TransportFailed | None:
+    """vcrpy's refusal to send (pytest-recording replaying, urllib3 patched), as what it is:
+    a missing cassette, or a request the cassette does not hold; nothing was sent. None for any
+    other error. Known by its class name: vcrpy is not a dependency."""
+    if type(error).__name__ != "CannotOverwriteExistingCassetteException":
+        return None
+    path = getattr(getattr(error, "cassette", None), "_path", None)
+    shown = "the cassette" if not isinstance(path, str) else f"the cassette {path}"
+    missing = getattr(error, "reason", None) == "cassette_not_found" or (
+        isinstance(path, str) and not os.path.exists(path)
+    )
+    if missing:
+        problem = f"{shown} does not exist: record it first (pytest --record-mode=once)"
+        return TransportFailed(operation, "no_cassette", problem, sent=False)
+    return TransportFailed(operation, "unmatched", f"the request is not in {shown}", sent=False)
+
+
 def _sent_failure(operation: str, error: BaseException) -> TransportFailed:
     def sent(kind: TransportFailureKind, problem: str) -> TransportFailed:
         return TransportFailed(operation, kind, problem, sent=True)
@@ -690,6 +707,9 @@ class Urllib3Transport:
         try:
             return self._send(request, deadline)
         except Exception as error:  # the boundary: nothing may escape a send
+            replayed = _vcr_miss(request.operation, error)
+            if replayed is not None:
+                return Failure(replayed)
             # Not one of the errors urllib3, http.client or ssl are known to raise: still a
             # value, named by its class so it can be reported.
             problem = f"unexpected {type(error).__name__} in the HTTP stack"

@@ -394,6 +394,7 @@ def test_429_is_retried_only_when_the_policy_lists_it() -> None:
     assert retry_reason(RetryPolicy(), "create", status(429)) == "429"
     # A cassette miss, never sent, is not retried: the same request finds nothing again.
     assert retry_reason(RetryPolicy(), "get", failed("unmatched", False)) is None
+    assert retry_reason(RetryPolicy(), "get", failed("no_cassette", False)) is None
     assert retry_reason(RetryPolicy(), "get", failed("connect", False)) == "connect (not sent)"
 
 
