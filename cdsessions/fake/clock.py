@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
+from cdsessions.transports._fork import register as register_for_fork
+
 __all__ = ["Clock", "ManualClock", "system_clock"]
 
 #: What the fake asks for the time: an aware UTC datetime.
@@ -23,6 +25,11 @@ class ManualClock:
 
     def __init__(self, start: datetime = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)) -> None:
         self._now = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by a thread of the parent would be held forever in a forked child.
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:

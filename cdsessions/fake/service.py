@@ -76,6 +76,7 @@ from cdsessions.fake._responses import (
 )
 from cdsessions.fake._validation import error_item, lax_bool, validate_create, validate_extend
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = [
     "DEFAULT_GPU_PRICES",
@@ -214,6 +215,13 @@ class FakeService:
         self._prices_body = price_table(DEFAULT_GPU_PRICES if prices is None else prices)
         self._intercept = intercept
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread that was answering a request when the process forked does not exist in the
+        # child: its hold on the lock would last forever (a pre-fork test server, a
+        # multiprocessing worker given the fake). Its half-handled request is simply gone.
+        self._lock = threading.RLock()
 
     # -- looking inside (for tests) --------------------------------------------------------
 
