@@ -208,22 +208,27 @@ class SessionsClient(ClientBase[Transport]):
         return drive(steps, lambda request: self._send(request, began), sleep or time.sleep)
 
     def _send(self, request: HttpRequest, began: int) -> Outcome:
-        transport = self._transport_for_use(request, began)
+        transport = self._transport_for_use(lambda: self._refused(request, began))
         if isinstance(transport, TransportFailed):
             return Failure(transport)
         return transport.send(request)
 
-    def _transport_for_use(self, request: HttpRequest, began: int) -> Transport | TransportFailed:
-        refused = self._refused(request, began)
+    def _transport_for_use(
+        self, refused: Callable[[], TransportFailed | None] = lambda: None
+    ) -> Transport | TransportFailed:
+        """The transport, created on first use, or ``refused()`` when that gives a failure (the
+        client was closed since the call began: checked again once the lock is held, so a
+        close() in another thread never lets a transport be created afterwards)."""
+        refusal = refused()
         transport = self._transport  # read once: close() in another thread may clear it
-        if refused is not None:
-            return refused
+        if refusal is not None:
+            return refusal
         if transport is not None:
             return transport
         with self._lock:
-            refused = self._refused(request, began)  # closed while this thread waited
-            if refused is not None:
-                return refused
+            refusal = refused()
+            if refusal is not None:
+                return refusal
             if self._transport is None:
                 from cdsessions.transports._urllib3 import Urllib3Transport
 

@@ -40,10 +40,13 @@ class Gate:
         assert self.entered.wait(HOLD_AT_MOST), "the thread never reached the gate"
 
 
-def fork_and_wait(child: Callable[[], int]) -> int:
+def fork_and_wait(
+    child: Callable[[], int], meanwhile: Callable[[int], object] | None = None
+) -> int:
     """Fork; the child runs ``child`` and exits with its status (2 if it raised, 1 if it hung
-    for ``CHILD_DEADLINE / 2``, its threads' stacks on stderr). The parent gets that status, or
-    -1 if the child was still running at ``CHILD_DEADLINE`` (then killed)."""
+    for ``CHILD_DEADLINE / 2``, its threads' stacks on stderr). The parent first runs
+    ``meanwhile(pid)`` if given (the child still alive, or not), then gets that status, or -1 if
+    the child was still running at ``CHILD_DEADLINE`` (then killed)."""
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 2
@@ -54,6 +57,13 @@ def fork_and_wait(child: Callable[[], int]) -> int:
         finally:
             os._exit(code)
     ends = time.monotonic() + CHILD_DEADLINE
+    if meanwhile is not None:
+        try:
+            meanwhile(pid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
     while time.monotonic() < ends:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:

@@ -10,8 +10,10 @@ hangs is killed and fails the test, it never hangs the suite. Each runs ``ROUNDS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -52,15 +54,22 @@ class HoldingService(FakeService):
 
 
 class CountingServer(FakeHTTPServer):
-    """Records the peer (client address) of every TCP connection it accepts."""
+    """Records the peer (client address) of every TCP connection it accepts, and of every one
+    that ended (the client closed it: no process holds it open any more)."""
 
     def __init__(self, service: FakeService) -> None:
         self.peers: list[tuple[str, int]] = []
+        self.ended: list[tuple[str, int]] = []
         super().__init__(("127.0.0.1", 0), service, None)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.peers.append(client_address)
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.ended.append(request.getpeername())
+        super().shutdown_request(request)
 
 
 @contextmanager
@@ -163,6 +172,45 @@ def test_a_child_forked_mid_request_uses_its_own_connections_and_the_parent_gets
             assert answer.failure().status == 404
             assert len(child_peers) == 1  # the child connected afresh
             client.close()
+
+
+def test_a_connection_checked_out_by_another_thread_at_the_fork_is_not_kept_open_by_the_child() -> (
+    None
+):
+    # The child closes its copy of the socket the held request uses: once the parent closes it,
+    # the server sees the connection end, while the child still runs. A copy left open in the
+    # child (a file descriptor leaked) would keep the connection open until the child exits.
+    gate = Gate()
+    with serving(HoldingService(gate)) as server:
+        for _ in range(5):
+            gate.reset()
+            client = SessionsClient(KEY, server=server.base_url, retry=False)
+            assert isinstance(client.list(), Success)
+            held_peer = server.peers[-1]
+            held = in_thread(lambda: client.get(HELD, timeout=60))  # noqa: B023
+            gate.wait_until_held()
+            go_on, let_go = os.pipe()
+
+            def child() -> int:
+                code = lists_and_closes(client)  # noqa: B023
+                os.read(go_on, 1)  # noqa: B023  (stay alive until the parent has looked)
+                return code
+
+            def meanwhile(pid: int) -> None:
+                try:
+                    gate.released.set()
+                    held.join(HOLD_AT_MOST)  # noqa: B023
+                    client.close()  # noqa: B023  (the parent closes its connection)
+                    ends = time.monotonic() + 5
+                    while held_peer not in server.ended and time.monotonic() < ends:  # noqa: B023
+                        time.sleep(0.01)
+                    assert held_peer in server.ended, "the child kept the connection open"  # noqa: B023
+                finally:
+                    os.write(let_go, b"x")  # noqa: B023
+
+            assert_child_ok(fork_and_wait(child, meanwhile))
+            os.close(go_on)
+            os.close(let_go)
 
 
 def test_a_child_forked_with_an_idle_pooled_connection_opens_its_own() -> None:
