@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from cdsessions._core.calls import Bearer, ClientCore
 from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
@@ -14,9 +14,25 @@ from cdsessions._core.observe import Observer
 from cdsessions._core.retry import RetryPolicy
 from cdsessions._core.servers import resolve_server
 from cdsessions._core.timeouts import Timeout
+from cdsessions._core.wire import HttpRequest
+from cdsessions.errors import TransportFailed
 from cdsessions.transports._fork import register as register_for_fork
 
-__all__ = ["ClientBase"]
+__all__ = ["CLIENT_CLOSED", "ClientBase"]
+
+#: The ``problem`` of a request refused because the client was closed after its call began (the
+#: same words as a call that was waiting for a pooled connection when the pool closed).
+CLIENT_CLOSED: Final = "the client was closed"
+
+
+def closed_under(request: HttpRequest) -> TransportFailed | None:
+    """Why ``request``, of a call begun before the client was closed, is not sent: it is any
+    request but a cancel. A cancel is always sent: it stops the billing of a session a scope
+    made, and refusing it would leave that session running."""
+    if request.method == "DELETE":
+        return None
+    return TransportFailed(request.operation, "connect", CLIENT_CLOSED, sent=False)
+
 
 TransportT = TypeVar("TransportT")
 ClockT = TypeVar("ClockT", bound=Clock)
@@ -60,6 +76,10 @@ class ClientBase(Generic[TransportT, ClockT]):
         self._owns_transport = transport is None
         # Guards creating and closing the transport (the blocking client is shared by threads).
         self._lock = threading.Lock()
+        # How many times the client was closed. A call notes it when it begins; if it changed
+        # before one of its requests is sent, that request fails as "the client was closed"
+        # (see closed_under) rather than reopening a transport nobody would close again.
+        self._closes = 0
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -67,6 +87,11 @@ class ClientBase(Generic[TransportT, ClockT]):
         # exist in the child: the lock it held would be held forever. (The transport, if any,
         # starts afresh by itself.)
         self._lock = threading.Lock()
+
+    def _refused(self, request: HttpRequest, began: int) -> TransportFailed | None:
+        """The failure for ``request`` of a call that began when the client had been closed
+        ``began`` times, if the client was closed since (see :func:`closed_under`)."""
+        return None if began == self._closes else closed_under(request)
 
     def __repr__(self) -> str:
         # The base URL as it is used, never the argument as given: that may carry credentials.

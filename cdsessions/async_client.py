@@ -23,7 +23,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Result
+from returns.result import Failure, Result
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
@@ -205,9 +205,17 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         :meth:`_finish` whatever happens to the awaiting task."""
         if sleep is None:
             sleep = asyncio.sleep if self._clock is None else self._clock.asleep
-        return await drive_async(steps, self._send, sleep, self._finish)
+        began = self._closes  # an aclose() meanwhile fails this call's later requests
 
-    async def _send(self, request: HttpRequest) -> Outcome:
+        async def send(request: HttpRequest) -> Outcome:
+            return await self._send(request, began)
+
+        return await drive_async(steps, send, sleep, self._finish)
+
+    async def _send(self, request: HttpRequest, began: int) -> Outcome:
+        refused = self._refused(request, began)
+        if refused is not None:
+            return Failure(refused)
         return await self._transport_for_use().send(request)
 
     def _transport_for_use(self) -> AsyncTransport:
@@ -250,9 +258,13 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
 
     async def aclose(self) -> None:
         """Finish the background cancels, then close the transport this client created (never
-        one that was passed in): its worker threads and connections are gone on return."""
+        one that was passed in): its worker threads and connections are gone on return. Calls
+        still under way end with ``TransportFailed(kind="connect", sent=False)`` for every
+        request they had not yet sent (a cancel is still sent); an attempt already running
+        gets its answer. New calls may use the client again."""
         while self._background:  # a finishing create may start a cancel: loop until none
             await asyncio.gather(*self._background, return_exceptions=True)
+        self._closes += 1  # after the background work, which must still reach the server
         if self._owns_transport and self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.aclose()

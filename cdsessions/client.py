@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from returns.result import Result
+from returns.result import Failure, Result
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
@@ -22,7 +22,7 @@ from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
 from cdsessions._core.wire import HttpRequest
-from cdsessions.errors import ApiError
+from cdsessions.errors import ApiError, TransportFailed
 from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
@@ -215,25 +215,47 @@ class SessionsClient(ClientBase[Transport, Clock]):
         :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
         (the client's clock's ``sleep`` unless given). Everything else was decided in the
         steps. The lifecycle scopes and the reaper run their flows through here."""
-        return drive(steps, self._send, sleep or self._core.clock.sleep)
+        began = self._closes  # a close() from another thread fails this call's later requests
+        wait = sleep or self._core.clock.sleep
+        return drive(steps, lambda request: self._send(request, began), wait)
 
-    def _send(self, request: HttpRequest) -> Outcome:
-        return self._transport_for_use().send(request)
+    def _send(self, request: HttpRequest, began: int) -> Outcome:
+        transport = self._transport_for_use(lambda: self._refused(request, began))
+        if isinstance(transport, TransportFailed):
+            return Failure(transport)
+        return transport.send(request)
 
-    def _transport_for_use(self) -> Transport:
-        if self._transport is None:
-            with self._lock:
-                if self._transport is None:
-                    from cdsessions.transports._urllib3 import Urllib3Transport
+    def _transport_for_use(
+        self, refused: Callable[[], TransportFailed | None] = lambda: None
+    ) -> Transport | TransportFailed:
+        """The transport, created on first use, or ``refused()`` when that gives a failure (the
+        client was closed since the call began: checked again once the lock is held, so a
+        close() in another thread never lets a transport be created afterwards)."""
+        refusal = refused()
+        transport = self._transport  # read once: close() in another thread may clear it
+        if refusal is not None:
+            return refusal
+        if transport is not None:
+            return transport
+        with self._lock:
+            refusal = refused()
+            if refusal is not None:
+                return refusal
+            if self._transport is None:
+                from cdsessions.transports._urllib3 import Urllib3Transport
 
-                    self._transport = Urllib3Transport(max_connections=self._core.max_connections)
-        return self._transport
+                self._transport = Urllib3Transport(max_connections=self._core.max_connections)
+            return self._transport
 
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the transport this client created (never one that was passed in)."""
+        """Close the transport this client created (never one that was passed in). Calls still
+        under way in other threads end with ``TransportFailed(kind="connect", sent=False)`` for
+        every request they had not yet sent (a cancel is still sent); the client can be used
+        again by new calls."""
         with self._lock:
+            self._closes += 1  # calls under way send nothing more (but a cancel)
             if self._owns_transport and self._transport is not None:
                 self._transport.close()
                 self._transport = None

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
+from cdsessions.transports._fork import register as register_for_fork
+
 __all__ = ["Clock", "ManualClock", "system_clock"]
 
 #: What the fake asks for the time: an aware UTC datetime.
@@ -35,6 +37,11 @@ class ManualClock:
         # microseconds, and a wait shorter than one would then never move a client's deadline.
         self._elapsed = 0.0
         self._slept = 0.0
+        self._lock = threading.Lock()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by a thread of the parent would be held forever in a forked child.
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:

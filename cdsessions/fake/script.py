@@ -23,6 +23,7 @@ from urllib.parse import unquote
 import msgspec
 
 from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = ["FAULTS", "OPERATIONS", "Answer", "FakeScript", "Fault", "FaultKind", "Operation"]
 
@@ -117,6 +118,11 @@ class FakeScript:
 
     def __init__(self) -> None:
         self._rules: deque[_Rule] = deque()
+        self._lock = threading.Lock()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread adding or taking a rule at the fork does not exist in the child.
         self._lock = threading.Lock()
 
     def add(self, match: str, action: Action, times: int = 1) -> None:

@@ -87,6 +87,7 @@ from cdsessions.fake._validation import (
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
 from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
+from cdsessions.transports._fork import register as register_for_fork
 
 __all__ = [
     "DEFAULT_GPU_PRICES",
@@ -227,6 +228,13 @@ class FakeService:
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
+        register_for_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread that was answering a request when the process forked does not exist in the
+        # child: its hold on the lock would last forever (a pre-fork test server, a
+        # multiprocessing worker given the fake). Its half-handled request is simply gone.
+        self._lock = threading.RLock()
 
     # -- scripting (for tests) -------------------------------------------------------------
 

@@ -38,6 +38,10 @@ def _queued_too_long(request: HttpRequest) -> TransportFailed:
     return TransportFailed(request.operation, "timeout", _QUEUED_TOO_LONG, sent=False)
 
 
+def _closed_meanwhile(request: HttpRequest) -> TransportFailed:
+    return TransportFailed(request.operation, "connect", "the client was closed", sent=False)
+
+
 def _release_on(loop: asyncio.AbstractEventLoop, free: asyncio.Semaphore) -> None:
     """Give a worker's permit back, from the worker thread; a closed loop needs none back."""
     with contextlib.suppress(RuntimeError):  # the loop closed while the job ran
@@ -77,9 +81,10 @@ class ThreadedTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[Future[Result[HttpResponse, TransportFailed]]] = set()
         self._lock = threading.Lock()  # _running shrinks from the worker threads
+        self._closes = 0  # aclose() calls: an attempt waiting for a worker meanwhile is refused
 
     async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
-        queued = time.monotonic()
+        queued, began = time.monotonic(), self._closes
         loop = asyncio.get_running_loop()
         if self._workers is None:
             self._workers = ThreadPoolExecutor(
@@ -95,7 +100,11 @@ class ThreadedTransport:
                 await free.acquire()
         except TimeoutError:
             return Failure(_queued_too_long(request))
-        job = self._workers.submit(self._send, queued, request)
+        workers = self._workers
+        if workers is None or began != self._closes:  # aclose() began while this one waited
+            free.release()
+            return Failure(_closed_meanwhile(request))
+        job = workers.submit(self._send, queued, request)
         with self._lock:
             self._running.add(job)
         job.add_done_callback(self._forget)
@@ -121,7 +130,9 @@ class ThreadedTransport:
 
     async def aclose(self) -> None:
         """Wait for running attempts, stop the worker threads, close the transport. The
-        transport can be used again afterwards (new threads start on demand)."""
+        transport can be used again afterwards (new threads start on demand). An attempt still
+        waiting for a worker when this begins fails as closed, never sent."""
+        self._closes += 1
         with self._lock:
             running = [asyncio.wrap_future(job) for job in self._running]
         if running:

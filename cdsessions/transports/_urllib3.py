@@ -31,6 +31,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -459,6 +460,35 @@ _resolver = _Resolver()
 register_for_fork(_resolver)
 
 
+class _Opened:
+    """Every connection opened in this process, weakly. A forked child closes its copy of each
+    socket: those idle in a pool are closed from the pool's queue too, but one another thread
+    had checked out at the fork is in no queue, and its copy would stay open in the child (a
+    file descriptor lost, and the parent's close would not end the connection while the child
+    lives). Closing the child's copy leaves the parent's connection open."""
+
+    def __init__(self) -> None:
+        self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+
+    def add(self, conn: HTTPConnection) -> None:
+        self._connections.add(conn)
+
+    def _after_fork_in_child(self) -> None:
+        connections, self._connections = list(self._connections), weakref.WeakSet()
+        for conn in connections:
+            sock = getattr(conn, "sock", None)
+            if isinstance(sock, socket.socket):
+                # Not sock.close(): a response being read holds the socket's file open, and
+                # close() then leaves the descriptor open. Detached, the socket object no
+                # longer owns it (nothing closes that number again later); then it is closed.
+                with contextlib.suppress(OSError):
+                    os.close(sock.detach())
+
+
+_opened = _Opened()
+register_for_fork(_opened)
+
+
 @functools.lru_cache(maxsize=256)
 def _is_ip_literal(host: str) -> bool:
     try:
@@ -475,6 +505,7 @@ def _connect(
     connect timeout left is also the TLS handshake's (CPython bounds a whole handshake by the
     socket's timeout); the watchdog takes over once the request starts going out."""
     deadline: float | None = getattr(_current, "deadline", None)
+    _opened.add(conn)
     host = internals.dns_host(conn)
     if deadline is not None:
         _bound_by(conn, deadline)

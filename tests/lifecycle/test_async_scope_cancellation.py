@@ -1,11 +1,14 @@
-"""An asyncio session scope cancelled twice, at every moment of its life, leaves no session
-running once the client is closed (issue #18): before the create is sent, while it is in flight,
-while waiting for the session to be ready, and while cancelling it. Each test is a plain
-``asyncio.run``; the fake counts the live sessions afterwards."""
+"""An asyncio session scope cancelled twice or three times, at every moment of its life, leaves no
+session running once the client is closed, and its session is cancelled exactly once (issue
+#18): before the create is sent, while it is in flight, just after it was answered, while
+waiting for the session to be ready, in the block, and while cancelling it. Each test is a plain
+``asyncio.run``; the fake counts the live sessions afterwards. Most run over the fake in
+memory; two moments also over real HTTP with the default (urllib3) transport."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +19,7 @@ from cdsessions import AsyncSessionsClient, CreateSessionBody
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService
+from cdsessions.fake.server import FakeHTTPServer
 from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.models import MachineGPU
 
@@ -37,12 +41,16 @@ class Gated(AsyncFakeTransport):
         self.before = before
         self.gate = asyncio.Event()
         self.arrived = asyncio.Event()
+        self.created = asyncio.Event()  # a create's answer was handed back to the client
 
     async def send(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> Result[HttpResponse, TransportFailed]:
         if not self.held(request):
-            return await super().send(request, *args, **kwargs)
+            answer = await super().send(request, *args, **kwargs)
+            if request.method == "POST":
+                self.created.set()
+            return answer
         self.arrived.set()
         if self.before:
             await self.gate.wait()
@@ -102,6 +110,10 @@ def _in_the_block(transport: Gated, inside: asyncio.Event) -> Awaitable[object]:
     return inside.wait()
 
 
+def _create_answered(transport: Gated, inside: asyncio.Event) -> Awaitable[object]:
+    return transport.created.wait()
+
+
 def _cancel_arrived(transport: Gated) -> Awaitable[object]:
     return transport.arrived.wait()
 
@@ -111,7 +123,9 @@ MOMENTS = {
     "fetching-prices": Moment(held=_method("GET", PRICES), max_cost=100, first=_arrived, creates=0),
     "create-not-yet-sent": Moment(held=_method("POST"), first=_arrived),
     "create-reply-on-its-way": Moment(held=_method("POST"), before=False, first=_arrived),
+    "create-just-answered": Moment(first=_create_answered),
     "waiting-until-ready": Moment(first=_polling),
+    "in-the-block": Moment(ready_after_polls=0, first=_in_the_block),
     "cancelling-after-the-wait": Moment(
         held=_method("DELETE"), first=_polling, second=_cancel_arrived
     ),
@@ -128,9 +142,11 @@ async def _use(scope: AsyncSessionScope, inside: asyncio.Event) -> None:
         await asyncio.sleep(3600)
 
 
-async def _cancel_twice(
-    task: asyncio.Task[Any], moment: Moment, transport: Gated, later: bool
+async def _cancel_repeatedly(
+    task: asyncio.Task[Any], moment: Moment, transport: Gated, later: bool, times: int
 ) -> None:
+    """Cancel ``task`` ``times`` times: the first at the moment, the second when the moment
+    says (or right after the first), each further one after one turn of the loop."""
     task.cancel()
     if moment.second is not None:
         await moment.second(transport)
@@ -138,13 +154,19 @@ async def _cancel_twice(
         for _ in range(3):  # let the first cancellation be under way
             await asyncio.sleep(0)
     task.cancel()
+    for _ in range(times - 2):
+        await asyncio.sleep(0)
+        task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
 
+@pytest.mark.parametrize("times", [2, 3], ids=["twice", "three-times"])
 @pytest.mark.parametrize("later", [False, True], ids=["back-to-back", "one-then-another"])
 @pytest.mark.parametrize("name", list(MOMENTS))
-def test_a_scope_cancelled_twice_leaves_no_session_running(name: str, later: bool) -> None:
+def test_a_scope_cancelled_repeatedly_leaves_no_session_running(
+    name: str, later: bool, times: int
+) -> None:
     moment = MOMENTS[name]
     service = FakeService(ready_after_polls=moment.ready_after_polls)
     scopes: list[AsyncSessionScope] = []
@@ -157,14 +179,15 @@ def test_a_scope_cancelled_twice_leaves_no_session_running(name: str, later: boo
         inside = asyncio.Event()
         task = asyncio.create_task(_use(scope, inside))
         await moment.first(transport, inside)
-        await _cancel_twice(task, moment, transport, later)
+        await _cancel_repeatedly(task, moment, transport, later, times)
         transport.gate.set()
         await client.aclose()  # waits for what had to finish: the create, then its cancel
 
     asyncio.run(scenario())
     assert service.live_sessions() == ()
-    posts = [m for m, _ in service.requests_seen].count("POST")
-    assert posts == moment.creates
+    methods = [m for m, _ in service.requests_seen]
+    assert methods.count("POST") == moment.creates
+    assert methods.count("DELETE") == moment.creates  # each session made cancelled, once
     expected = Success("cancelled") if moment.creates else None
     assert scopes[0].closed == expected  # known even when the cancel finished in the background
 
@@ -216,3 +239,60 @@ def test_cancelled_many_times_while_the_cancel_is_held_it_is_sent_once() -> None
     asyncio.run(scenario())
     assert service.live_sessions() == ()
     assert [m for m, _ in service.requests_seen].count("DELETE") == 1
+
+
+class HeldCreates(FakeService):
+    """The fake over real HTTP, holding each create at ``gate`` until the test lets it go."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = threading.Event()
+        self.arrived = threading.Event()
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            self.arrived.set()
+            self.gate.wait(10)
+        return super().handle(request)
+
+
+@pytest.mark.parametrize("times", [2, 3], ids=["twice", "three-times"])
+@pytest.mark.parametrize("moment", ["create-on-the-wire", "waiting-until-ready"])
+def test_a_scope_over_real_http_cancelled_repeatedly_leaves_no_session_running(
+    moment: str, times: int
+) -> None:
+    # The default transport (urllib3 in worker threads) against the fake HTTP server: the
+    # create's request is on the wire (held by the server), or the session is being polled.
+    service = HeldCreates(ready_after_polls=None if moment == "waiting-until-ready" else 1)
+    if moment == "waiting-until-ready":
+        service.gate.set()
+    server = FakeHTTPServer(("127.0.0.1", 0), service, None)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
+
+    async def scenario() -> None:
+        client = AsyncSessionsClient(KEY, server=server.base_url)
+        task = asyncio.create_task(_use(client.session(BODY, ready_timeout=600), asyncio.Event()))
+        if moment == "create-on-the-wire":
+            await asyncio.to_thread(service.arrived.wait, 10)
+        else:
+            await _until(lambda: _polled(service))
+        task.cancel()
+        for _ in range(times - 1):
+            await asyncio.sleep(0)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        service.gate.set()
+        await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.gate.set()
+        server.shutdown()
+        server.server_close()
+        serving.join(10)
+    assert service.live_sessions() == ()
+    methods = [m for m, _ in service.requests_seen]
+    assert (methods.count("POST"), methods.count("DELETE")) == (1, 1)

@@ -10,12 +10,11 @@ hangs is killed and fails the test, it never hangs the suite. Each runs ``ROUNDS
 from __future__ import annotations
 
 import asyncio
-import faulthandler
+import contextlib
 import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -29,41 +28,16 @@ from cdsessions.fake import FakeService
 from cdsessions.fake.server import FakeHTTPServer
 from cdsessions.transports import _urllib3
 from cdsessions.transports._fork import register as register_for_fork
+from tests.support.forking import HOLD_AT_MOST, Gate, assert_child_ok, fork_and_wait, in_thread
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
 
 ROUNDS: Final = 20
 KEY: Final = "sk-fork"
 HELD: Final = "held-by-the-test"  # a session id whose request the server holds until released
-#: How long a child may take; far more than a few loopback calls need, even on a loaded machine.
-CHILD_DEADLINE: Final = 30.0
-#: How long a held thread waits to be let go (it always is, well before this).
-HOLD_AT_MOST: Final = 30.0
 #: The child's calls: every wait the client makes is bounded, so only a lock held by a thread
 #: the child does not have can outlast CHILD_DEADLINE.
 CHILD_TIMEOUT: Final = Timeout(connect=5, read=5, total=10)
-
-
-class Gate:
-    """Holds a thread of the parent process at one point until the test lets it go."""
-
-    def __init__(self) -> None:
-        self.parent = os.getpid()
-        self.entered = threading.Event()
-        self.released = threading.Event()
-
-    def reset(self) -> None:
-        self.entered.clear()
-        self.released.clear()
-
-    def hold(self) -> None:
-        if os.getpid() != self.parent:  # the child passes: only the parent's thread is held
-            return
-        self.entered.set()
-        self.released.wait(HOLD_AT_MOST)
-
-    def wait_until_held(self) -> None:
-        assert self.entered.wait(HOLD_AT_MOST), "the thread never reached the gate"
 
 
 class HoldingService(FakeService):
@@ -80,15 +54,22 @@ class HoldingService(FakeService):
 
 
 class CountingServer(FakeHTTPServer):
-    """Records the peer (client address) of every TCP connection it accepts."""
+    """Records the peer (client address) of every TCP connection it accepts, and of every one
+    that ended (the client closed it: no process holds it open any more)."""
 
     def __init__(self, service: FakeService) -> None:
         self.peers: list[tuple[str, int]] = []
+        self.ended: list[tuple[str, int]] = []
         super().__init__(("127.0.0.1", 0), service, None)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.peers.append(client_address)
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.ended.append(request.getpeername())
+        super().shutdown_request(request)
 
 
 @contextmanager
@@ -104,46 +85,12 @@ def serving(service: FakeService) -> Iterator[CountingServer]:
         thread.join(5)
 
 
-def fork_and_wait(child: Callable[[], int]) -> int:
-    """Fork; the child runs ``child`` and exits with its status (2 if it raised, 1 if it hung
-    for ``CHILD_DEADLINE / 2``, its threads' stacks on stderr). The parent gets that status, or
-    -1 if the child was still running at ``CHILD_DEADLINE`` (then killed)."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 2
-        try:
-            # A child that hangs says where, on stderr (the test's captured output), and exits.
-            faulthandler.dump_traceback_later(CHILD_DEADLINE / 2, exit=True)
-            code = child()
-        finally:
-            os._exit(code)
-    ends = time.monotonic() + CHILD_DEADLINE
-    while time.monotonic() < ends:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return -1
-
-
-def in_thread(work: Callable[[], object]) -> threading.Thread:
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
 def lists_and_closes(client: SessionsClient) -> int:
     """The child's part: a call that works, then close(). 0, or what failed."""
     if not isinstance(client.list(timeout=CHILD_TIMEOUT), Success):
         return 3
     client.close()
     return 0
-
-
-def assert_child_ok(code: int) -> None:
-    assert code == 0, f"the child failed with status {code} (1 or -1: it hung)"
 
 
 # -- the blocking client ------------------------------------------------------------------------
@@ -227,6 +174,45 @@ def test_a_child_forked_mid_request_uses_its_own_connections_and_the_parent_gets
             client.close()
 
 
+def test_a_connection_checked_out_by_another_thread_at_the_fork_is_not_kept_open_by_the_child() -> (
+    None
+):
+    # The child closes its copy of the socket the held request uses: once the parent closes it,
+    # the server sees the connection end, while the child still runs. A copy left open in the
+    # child (a file descriptor leaked) would keep the connection open until the child exits.
+    gate = Gate()
+    with serving(HoldingService(gate)) as server:
+        for _ in range(5):
+            gate.reset()
+            client = SessionsClient(KEY, server=server.base_url, retry=False)
+            assert isinstance(client.list(), Success)
+            held_peer = server.peers[-1]
+            held = in_thread(lambda: client.get(HELD, timeout=60))  # noqa: B023
+            gate.wait_until_held()
+            go_on, let_go = os.pipe()
+
+            def child() -> int:
+                code = lists_and_closes(client)  # noqa: B023
+                os.read(go_on, 1)  # noqa: B023  (stay alive until the parent has looked)
+                return code
+
+            def meanwhile(pid: int) -> None:
+                try:
+                    gate.released.set()
+                    held.join(HOLD_AT_MOST)  # noqa: B023
+                    client.close()  # noqa: B023  (the parent closes its connection)
+                    ends = time.monotonic() + 5
+                    while held_peer not in server.ended and time.monotonic() < ends:  # noqa: B023
+                        time.sleep(0.01)
+                    assert held_peer in server.ended, "the child kept the connection open"  # noqa: B023
+                finally:
+                    os.write(let_go, b"x")  # noqa: B023
+
+            assert_child_ok(fork_and_wait(child, meanwhile))
+            os.close(go_on)
+            os.close(let_go)
+
+
 def test_a_child_forked_with_an_idle_pooled_connection_opens_its_own() -> None:
     # Sharing the parent's keep-alive socket, parent and child would read each other's answers.
     with serving(FakeService()) as server:
@@ -298,6 +284,66 @@ def test_an_async_client_forked_while_its_worker_threads_are_busy_works_in_the_c
             assert isinstance(answer, Failure)
             assert isinstance(answer.failure(), HttpError)
             asyncio.run(client.aclose())
+
+
+def test_an_async_client_forked_while_another_thread_creates_its_transport_works_in_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another thread's event loop makes the client's first call: held while the transport is
+    # built. The child runs a fresh asyncio.run with the same client.
+    gate = Gate()
+
+    class HeldWhileCreated(_urllib3.Urllib3Transport):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            gate.hold()
+
+    monkeypatch.setattr(_urllib3, "Urllib3Transport", HeldWhileCreated)
+    with serving(FakeService()) as server:
+        for _ in range(ROUNDS):
+            gate.reset()
+            client = AsyncSessionsClient(KEY, server=server.base_url, retry=False)
+            first = in_thread(lambda: asyncio.run(client.list()))  # noqa: B023
+            gate.wait_until_held()
+            code = fork_and_wait(lambda: asyncio.run(async_lists_and_closes(client)))  # noqa: B023
+            gate.released.set()
+            first.join(HOLD_AT_MOST)
+            assert_child_ok(code)
+            asyncio.run(client.aclose())
+
+
+def test_an_async_client_forked_while_another_thread_closes_it_works_in_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate()
+
+    class HeldWhileClosed(_urllib3.Urllib3Transport):
+        def close(self) -> None:
+            gate.hold()
+            super().close()
+
+    monkeypatch.setattr(_urllib3, "Urllib3Transport", HeldWhileClosed)
+    with serving(FakeService()) as server:
+        for _ in range(ROUNDS):
+            gate.reset()
+            client = AsyncSessionsClient(KEY, server=server.base_url, retry=False)
+            assert isinstance(asyncio.run(client.list()), Success)
+            closing = in_thread(lambda: asyncio.run(client.aclose()))  # noqa: B023
+            gate.wait_until_held()
+            code = fork_and_wait(lambda: asyncio.run(async_lists_and_closes(client)))  # noqa: B023
+            gate.released.set()
+            closing.join(HOLD_AT_MOST)
+            assert_child_ok(code)
+            assert not closing.is_alive()
+
+
+async def async_lists_and_closes(client: AsyncSessionsClient) -> int:
+    """The child's part for the async client: a call that works, then aclose(). 0, or what
+    failed."""
+    if not isinstance(await client.list(timeout=CHILD_TIMEOUT), Success):
+        return 3
+    await client.aclose()
+    return 0
 
 
 # -- the registry -------------------------------------------------------------------------------
