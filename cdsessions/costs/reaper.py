@@ -14,7 +14,7 @@ be cancelled. Both run the same steps (:func:`reap_steps`, built from the client
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Fate",
+    "ReapProgress",
     "ReapReport",
     "Reaped",
     "Selection",
@@ -173,8 +174,31 @@ class ReapReport(msgspec.Struct, frozen=True):
         )
 
 
+class ReapProgress(msgspec.Struct, frozen=True):
+    """How far a :func:`reap` has got: the ``selected`` sessions, and what became of the first
+    ``len(reaped)`` of them. If the reap is interrupted (Ctrl-C, a cancelled task), the last
+    progress says which were stopped, which cancel may have been in flight (``pending[0]``)
+    and which were never attempted."""
+
+    selected: tuple[SessionCosts, ...]
+    reaped: tuple[Reaped, ...]
+
+    @property
+    def pending(self) -> tuple[SessionCosts, ...]:
+        return self.selected[len(self.reaped) :]
+
+
+#: Called with a :class:`ReapProgress` once the sessions are selected and after each cancel.
+OnProgress: TypeAlias = Callable[[ReapProgress], None]
+
+
 def reap_steps(
-    core: ClientCore, selection: Selection, now: datetime, *, dry_run: bool = False
+    core: ClientCore,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Flow[Any, Result[ReapReport, ApiError]]:
     """The steps of :func:`reap`, built from ``core``'s calls, for either client's driver.
 
@@ -197,6 +221,8 @@ def reap_steps(
     sessions: list[Session] = listed.unwrap()
     chosen = select(sessions, selection, pricing, now)
     reaped: list[Reaped] = []
+    tell = on_progress if on_progress is not None else _ignore
+    tell(ReapProgress(chosen, ()))
     for costs in chosen:
         if dry_run:
             reaped.append(Reaped(costs, "would cancel"))
@@ -208,11 +234,21 @@ def reap_steps(
             reaped.append(Reaped(costs, "already gone"))
         else:
             reaped.append(Reaped(costs, "failed", answer.failure()))
+        tell(ReapProgress(chosen, tuple(reaped)))
     return Success(ReapReport(selection, now, dry_run, len(sessions), tuple(reaped)))
 
 
+def _ignore(progress: ReapProgress) -> None:
+    """No one is watching."""
+
+
 def reap(
-    client: SessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+    client: SessionsClient,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Result[ReapReport, ApiError]:
     """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
@@ -222,7 +258,13 @@ def reap(
 
 
 async def reap_async(
-    client: AsyncSessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+    client: AsyncSessionsClient,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Result[ReapReport, ApiError]:
     """:func:`reap` for the :class:`~cdsessions.AsyncSessionsClient` (cancels one at a time)."""
-    return await client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
+    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    return await client._run(steps)
