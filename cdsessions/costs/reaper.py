@@ -253,8 +253,10 @@ def reap(
     """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
     go ahead; ``report.ok`` is False then. Failure only when nothing could be judged: a bad
-    selection, the list failed, or ``cost_over`` was given and the prices could not be had."""
-    return client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
+    selection, the list failed, or ``cost_over`` was given and the prices could not be had.
+    ``on_progress`` (see :class:`ReapProgress`) is told after the selection and each cancel."""
+    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    return client._run(steps)
 
 
 async def reap_async(
