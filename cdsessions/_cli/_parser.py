@@ -22,7 +22,7 @@ from cdsessions._cli._failures import EXIT_CODES, INSECURE_HTTP, USAGE
 from cdsessions._cli._output import DEFAULT_SERVER, PROG, err, out
 from cdsessions._core.money import usd_from
 from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
-from cdsessions._core.text import escape
+from cdsessions._core.text import clip, escape
 from cdsessions._version import __version__
 from cdsessions.client import API_KEY_ENV
 
@@ -185,6 +185,10 @@ def _server(text: str) -> str:
 # -- the parser -------------------------------------------------------------------------------
 
 
+#: The longest usage error shown (before the "see --help" advice).
+_MESSAGE_LIMIT: Final = 300
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, and never echoes unknown arguments (someone
     may have typed ``--api-key SECRET``)."""
@@ -195,7 +199,9 @@ class _Parser(argparse.ArgumentParser):
                 "unrecognized arguments (not shown, in case they hold a secret); "
                 f"the API key goes in {API_KEY_ENV} or --api-key-file"
             )
-        self.exit(USAGE, escape(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+        # Clipped: an argument of 5000 digits is quoted in the message, not echoed in full.
+        why = clip(message, _MESSAGE_LIMIT)
+        self.exit(USAGE, escape(f"{self.prog}: error: {why} (see {self.prog} --help)") + "\n")
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse would ignore a failed write (and one to a closed stderr goes to stdout):

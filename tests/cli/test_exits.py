@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import IO, Any, Final
 from unittest import mock
 
@@ -249,6 +250,36 @@ def test_with_stdout_closed_a_success_is_lost_output(account: LoopbackServer) ->
     )
 
 
+def test_a_closed_stderr_is_never_handed_to_a_socket(
+    account: LoopbackServer, tmp_path: Path
+) -> None:
+    """Started with `2>&-`, the first socket would take descriptor 2: anything written to
+    "stderr" (by a library, a C extension) would then go to the server."""
+    record = tmp_path / "fds"
+    patch = (
+        "import socket, sys\n"
+        "_connect = socket.socket.connect\n"
+        "def recording(self, *args):\n"
+        f"    with open({str(record)!r}, 'a') as file: file.write(f'{{self.fileno()}}\\n')\n"
+        "    return _connect(self, *args)\n"
+        "socket.socket.connect = recording\n"
+        "from cdsessions._cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", patch, "get", "s1", "--server", account.base_url],
+        stdout=subprocess.PIPE,
+        env=cli_env(KEY),
+        preexec_fn=_closing(2),
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 0
+    used = {int(fd) for fd in record.read_text().split()}
+    assert used  # the command did connect
+    assert 2 not in used
+
+
 def test_with_stderr_closed_a_usage_error_is_exit_2_and_silent() -> None:
     code, out, _ = _run("list", "--no-such-option", preexec=_closing(2))
     assert (code, out) == (USAGE, b"")
@@ -417,6 +448,35 @@ def test_a_now_out_of_range_is_not_a_traceback_in_a_shell() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reap", "--all", "--older-than", "99999999999999999999d"],
+        ["reap", "--all", "--older-than", "1" * 5000 + "s"],
+        ["reap", "--all", "--cost-over", "1e999999"],
+        ["create", "--machine-id", "m", "--max-cost", "nan"],
+        ["create", "--machine-id", "m", "--timeout", "1" * 5000],
+        ["create", "--machine-id", "m", "--timeout", "-1"],
+        ["wait", "s", "--ready-timeout", "1e999"],
+        ["extend", "s", "0"],
+        ["fake-server", "--port", "99999999999999999999"],
+        ["get"],
+        ["get", "\udc80", "--server", "\udc80"],
+        ["list", "--server", "http://192.0.2.1/api"],
+    ],
+    ids=lambda argv: " ".join(argv)[:40],
+)
+def test_odd_arguments_are_exit_2_with_one_line(argv: list[str]) -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(argv)
+    assert code == USAGE
+    assert stdout.getvalue() == ""
+    (line,) = stderr.getvalue().splitlines()
+    assert line.startswith("cdsessions ")
+    assert len(line) < 400  # a 5000-digit argument is not echoed in full
+
+
 _OPTIONS: Final = (
     "--server", "--api-key-file", "--json", "--now", "--machine-id", "--gpu", "--timeout",
     "--wait", "--wait-for-server", "--max-cost", "--ready-timeout", "--show-url", "--older-than",
@@ -427,6 +487,9 @@ _COMMANDS: Final = ("create", "get", "list", "prices", "reap", "cancel", "extend
 _ANY_TEXT: Final = st.text(st.characters(exclude_categories=()), max_size=30)  # surrogates too
 _NUMBERS: Final = st.one_of(
     st.integers().map(str),
+    st.tuples(st.integers(min_value=0, max_value=10**30), st.sampled_from("dhms")).map(
+        lambda pair: f"{pair[0]}{pair[1]}"
+    ),
     st.integers(min_value=10**20, max_value=10**400).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(
