@@ -22,6 +22,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import IO, Any, Final
 from unittest import mock
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -342,6 +343,36 @@ def test_a_cancel_hint_for_an_id_starting_with_a_dash_works_as_typed() -> None:
         followed, _, followed_err = _run(*words[1:])
         assert followed == 0, followed_err
         assert _deletes(server) == ["/api/session/-x"]
+
+
+@pytest.mark.parametrize(
+    "created_id",
+    ["a\u202eb", "it's\u2028\\x41", "\u200b-x", "\U000e0001$(touch pwned)"],
+    ids=["bidi", "quote-separator-backslash", "zero-width-dash", "tag-and-substitution"],
+)
+def test_a_hint_for_an_id_a_terminal_sees_escaped_names_that_very_id_in_bash(
+    created_id: str, tmp_path: Path
+) -> None:
+    """Shown escaped (``\\u202e``) yet quoted plainly, the hint would name another session."""
+    with serve(_never_ready(created_id)) as server:
+        args = ["create", "--machine-id", "m", "--wait", "--ready-timeout", "0"]
+        code, _, err = _run(*args, "--server", server.base_url)
+        assert code == 7, err
+        line = err.decode()
+        assert line.removesuffix("\n").isprintable()  # nothing raw reaches the terminal
+        hint = line.split("(cancel it with `")[1].split("`")[0]
+        python = shlex.quote(sys.executable)
+        followed = subprocess.run(
+            ["bash", "-c", hint.replace("cdsessions", f"{python} -m cdsessions", 1)],
+            capture_output=True,
+            cwd=tmp_path,
+            env={**cli_env(KEY), "LC_ALL": "C.UTF-8"},
+            timeout=60,
+            check=False,
+        )
+        assert followed.returncode == 0, followed.stderr
+        assert _deletes(server) == [f"/api/session/{quote(created_id, safe='')}"]
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.parametrize(
