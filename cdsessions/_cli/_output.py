@@ -26,7 +26,7 @@ import msgspec
 from cdsessions._core import money
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NoPrice
-from cdsessions._core.text import escape
+from cdsessions._core.text import escape, escape_char
 from cdsessions.costs.figures import SessionCosts, Unknown
 from cdsessions.models import Session
 
@@ -193,7 +193,21 @@ def command_hint(
         argv += ["--api-key-file", api_key_file]
     if words:  # ids come from the server: one starting with "-" must not be read as an option
         argv += ["--", *words]
-    return f"`{escape(shlex.join(argv))}`"
+    return f"`{escape(' '.join(map(_shell_word, argv)))}`"
+
+
+def _shell_word(word: str) -> str:
+    """``word`` quoted for a shell. One with a character a terminal must not see raw (a bidi
+    override in a server's id) is written ``$'…'`` with that character as an escape, which bash
+    and zsh turn back into the very same word: shown escaped but quoted plainly, a hint would
+    name another session."""
+    if word.isprintable():
+        return shlex.quote(word)
+    inner = "".join(
+        "\\" + char if char in "\\'" else char if char.isprintable() else escape_char(char)
+        for char in word
+    )
+    return f"$'{inner}'"
 
 
 def hint(args: argparse.Namespace, command: str, *words: str) -> str:
