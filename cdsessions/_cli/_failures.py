@@ -34,8 +34,10 @@ __all__ = [
     "NOT_FOUND",
     "NOT_READY",
     "NO_MACHINE",
+    "NO_OUTPUT",
     "OK",
     "REFUSED",
+    "STRANDED",
     "TERMINATED",
     "UNREACHABLE",
     "USAGE",
@@ -59,6 +61,8 @@ REFUSED: Final = 5
 UNREACHABLE: Final = 6
 NOT_READY: Final = 7
 NO_MACHINE: Final = 8
+NO_OUTPUT: Final = 9
+STRANDED: Final = 10
 INTERRUPTED: Final = 130
 TERMINATED: Final = 143  # 128 + SIGTERM, as shells report a process SIGTERM ended
 
@@ -73,6 +77,8 @@ EXIT_CODES: Final = {
     UNREACHABLE: "could not reach the server (connection, timeout), or could not listen",
     NOT_READY: "the session did not become ready in time (it may still be running)",
     NO_MACHINE: "create: no such machine, or another account's (404)",
+    NO_OUTPUT: "could not write the output (stdout closed, disk full); see stderr",
+    STRANDED: "create: the session started (billing), then a local failure; see stderr",
     INTERRUPTED: "interrupted (Ctrl-C)",
     TERMINATED: "terminated (SIGTERM), handled like Ctrl-C",
 }

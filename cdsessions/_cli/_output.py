@@ -11,7 +11,9 @@ seconds.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +26,7 @@ import msgspec
 from cdsessions._core import money
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NoPrice
-from cdsessions._core.text import escape
+from cdsessions._core.text import escape, escape_char
 from cdsessions.costs.figures import SessionCosts, Unknown
 from cdsessions.models import Session
 
@@ -40,11 +42,13 @@ __all__ = [
     "exact_or_none",
     "hint",
     "json_text",
+    "lost_output",
     "money_text",
     "notes",
     "out",
     "print_json",
     "progress",
+    "reset_output",
     "session_json",
     "session_text",
     "span_text",
@@ -66,12 +70,77 @@ def _lines(text: str) -> str:
     return "\n".join(escape(line) for line in text.split("\n"))
 
 
+class _Stdout:
+    """What became of stdout during this command: the first write that failed, and every line
+    that could not be written since. Writing never raises: a closed pipe, a full disk or a
+    closed descriptor must not end the command before it has decided its exit code."""
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+        self.unwritten: list[str] = []
+
+
+_stdout = _Stdout()
+
+
+def reset_output() -> None:
+    """Forget earlier write failures (``main`` runs once per command, tests run it often)."""
+    global _stdout
+    _stdout = _Stdout()
+
+
+def lost_output() -> tuple[OSError, tuple[str, ...]] | None:
+    """The first stdout write failure and the lines lost since, or None if all was written."""
+    if _stdout.error is None:
+        return None
+    return _stdout.error, tuple(_stdout.unwritten)
+
+
+def _silence(stream: IO[str]) -> None:
+    """Point ``stream``'s descriptor at /dev/null, so that the interpreter's last flush at exit
+    cannot fail too (it would print a traceback-like warning and exit 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no descriptor (a test's capture), or none to replace
+        pass
+
+
+def _write_out(line: str) -> bool:
+    """``line`` on stdout, or the failure recorded; whether it was written."""
+    if _stdout.error is not None:
+        return False
+    stream = sys.stdout
+    try:
+        if stream is None:  # started with stdout closed (`>&-`)
+            raise OSError(errno.EBADF, "stdout is closed")
+        print(line, file=stream, flush=True)
+    except OSError as error:
+        _stdout.error = error
+        if stream is not None:
+            _silence(stream)
+        return False
+    return True
+
+
 def out(text: str = "") -> None:
-    print(_lines(text), flush=True)
+    """A line (or lines) on stdout; if it cannot be written, it is kept in :func:`lost_output`."""
+    line = _lines(text)
+    if not _write_out(line):
+        _stdout.unwritten.append(line)
 
 
 def err(text: str) -> None:
-    print(_lines(text), file=sys.stderr, flush=True)
+    """A line on stderr, or nowhere: never on stdout, even when stderr is closed (``print``
+    would fall back to stdout for a missing stderr)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(_lines(text), file=stream, flush=True)
+    except OSError:
+        _silence(stream)
 
 
 def _json_escape(char: str) -> str:
@@ -113,15 +182,32 @@ def command_hint(
 
     It repeats the connection options the user gave (``--server`` unless it was the default,
     ``--api-key-file``) so that following the hint talks to the same server with the same key:
-    ``command_hint("wait", sid, server="local")`` is ``"`cdsessions wait --server local <sid>`"``.
+    ``command_hint("wait", sid, server="local")`` is
+    ``"`cdsessions wait --server local -- <sid>`"``: the words after ``--``, which every
+    command reads as positional arguments, so an id such as ``-x`` cannot pass for an option.
     """
     argv: list[str] = [PROG, command]
     if server != DEFAULT_SERVER:
         argv += ["--server", server]
     if api_key_file is not None:
         argv += ["--api-key-file", api_key_file]
-    argv += words
-    return f"`{escape(shlex.join(argv))}`"
+    if words:  # ids come from the server: one starting with "-" must not be read as an option
+        argv += ["--", *words]
+    return f"`{escape(' '.join(map(_shell_word, argv)))}`"
+
+
+def _shell_word(word: str) -> str:
+    """``word`` quoted for a shell. One with a character a terminal must not see raw (a bidi
+    override in a server's id) is written ``$'…'`` with that character as an escape, which bash
+    and zsh turn back into the very same word: shown escaped but quoted plainly, a hint would
+    name another session."""
+    if word.isprintable():
+        return shlex.quote(word)
+    inner = "".join(
+        "\\" + char if char in "\\'" else char if char.isprintable() else escape_char(char)
+        for char in word
+    )
+    return f"$'{inner}'"
 
 
 def hint(args: argparse.Namespace, command: str, *words: str) -> str:
@@ -163,22 +249,38 @@ def session_text(session: Session, show_url: bool) -> str:
 
 def progress(session_id: str) -> Callable[[int, float], None] | None:
     """A poll callback showing progress on stderr, or None when stderr is not a terminal."""
-    stream: IO[str] = sys.stderr
-    if not stream.isatty():
+    stream: IO[str] | None = sys.stderr
+    if not _is_terminal(stream):
         return None
 
     def show(polls: int, waited: float) -> None:
         shown = escape(session_id)
-        stream.write(f"\rwaiting for session {shown}: {waited:4.0f} s, {polls} polls ")
-        stream.flush()
+        _write_progress(f"\rwaiting for session {shown}: {waited:4.0f} s, {polls} polls ")
 
     return show
 
 
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _write_progress(text: str) -> None:
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:  # progress is a courtesy: losing it must not end the wait
+        _silence(stream)
+
+
 def end_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+    if _is_terminal(sys.stderr):
+        _write_progress("\n")
 
 
 def columns(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:

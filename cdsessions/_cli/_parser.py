@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import msgspec
 from returns.result import Success
 
 from cdsessions._cli._failures import EXIT_CODES, INSECURE_HTTP, USAGE
-from cdsessions._cli._output import DEFAULT_SERVER, PROG
+from cdsessions._cli._output import DEFAULT_SERVER, PROG, err, out
 from cdsessions._core.money import usd_from
 from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
-from cdsessions._core.text import escape
+from cdsessions._core.text import clip, escape
 from cdsessions._version import __version__
 from cdsessions.client import API_KEY_ENV
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = [
     "Command",
@@ -49,7 +53,8 @@ class Command(msgspec.Struct, frozen=True):
     prints its answer and returns the exit code, or raises
     :class:`~cdsessions._cli._failures.Fail` / :class:`~cdsessions._cli._failures.Failed`.
     ``connects``: it talks to the API, so it takes ``--server``, ``--api-key-file`` and
-    ``--json``."""
+    ``--json``. ``changes``: it starts or stops something, so output it could not write is
+    repeated on stderr (the user must learn what happened)."""
 
     name: str
     summary: str
@@ -57,6 +62,7 @@ class Command(msgspec.Struct, frozen=True):
     arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
     details: str = ""
     connects: bool = True
+    changes: bool = False
 
 
 # -- option types -----------------------------------------------------------------------------
@@ -138,7 +144,12 @@ def moment(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{escape(text)!r} is not an ISO 8601 date-time (e.g. 2025-11-02T14:00:00Z)"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:  # 0001-01-01T00:00+01:00 is a valid date-time that no UTC date-time can hold
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} is outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def add_now_option(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +185,10 @@ def _server(text: str) -> str:
 # -- the parser -------------------------------------------------------------------------------
 
 
+#: The longest usage error shown (before the "see --help" advice).
+_MESSAGE_LIMIT: Final = 300
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, and never echoes unknown arguments (someone
     may have typed ``--api-key SECRET``)."""
@@ -184,7 +199,16 @@ class _Parser(argparse.ArgumentParser):
                 "unrecognized arguments (not shown, in case they hold a secret); "
                 f"the API key goes in {API_KEY_ENV} or --api-key-file"
             )
-        self.exit(USAGE, escape(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+        # Clipped: an argument of 5000 digits is quoted in the message, not echoed in full.
+        why = clip(message, _MESSAGE_LIMIT)
+        self.exit(USAGE, escape(f"{self.prog}: error: {why} (see {self.prog} --help)") + "\n")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse would ignore a failed write (and one to a closed stderr goes to stdout):
+        # through out() and err(), --help on a full disk is accounted like any other output.
+        if message:
+            text = message.removesuffix("\n")
+            out(text) if file is sys.stdout else err(text)
 
 
 def _help_epilog() -> str:

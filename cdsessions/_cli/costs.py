@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from cdsessions._cli._failures import OK, USAGE, Failed, ok
+from cdsessions._cli._failures import OK, USAGE, Fail, Failed, ok, stopped
 from cdsessions._cli._keyfile import client_for
 from cdsessions._cli._output import (
     PROG,
@@ -18,6 +18,7 @@ from cdsessions._cli._output import (
     err,
     exact,
     exact_or_none,
+    hint,
     money_text,
     out,
     print_json,
@@ -26,7 +27,7 @@ from cdsessions._cli._output import (
 from cdsessions._cli._parser import Command, add_now_option, duration, now, usd
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import GpuPricing
-from cdsessions.costs.reaper import Reaped, ReapReport, Selection, reap
+from cdsessions.costs.reaper import Reaped, ReapProgress, ReapReport, Selection, reap
 
 __all__ = ["PRICES", "REAP"]
 
@@ -165,19 +166,46 @@ def _done_text(report: ReapReport) -> str:
     return "\n".join(lines)
 
 
+def _interrupted_text(word: str, progress: ReapProgress | None, args: argparse.Namespace) -> str:
+    """What an interrupted ``reap --yes`` had done: each selected session's fate so far."""
+    if progress is None:
+        return f"{word} before any session was selected; none was cancelled"
+    lines = [f"{word}; reap stopped after {len(progress.reaped)} of {len(progress.selected)}:"]
+    lines += [f"{item.outcome:<14}{item.session_id}" for item in progress.reaped]
+    for index, costs in enumerate(progress.pending):
+        sid = costs.session.session_id
+        if index == 0:  # its cancel may have reached the server
+            check = hint(args, "get", sid)
+            maybe = f"may or may not be cancelled: check with {check}"
+            lines.append(f"{'in flight':<14}{sid} ({maybe})")
+        else:
+            lines.append(f"{'not attempted':<14}{sid}")
+    return "\n".join(lines)
+
+
 def _reap(args: argparse.Namespace) -> int:
     """A dry run unless ``--yes``. Exit 2 (nothing sent) without any selector and without
     ``--all``; a failed cancel is reported with the others and makes the command fail (its
-    exit code), after every other cancel was tried."""
-    with client_for(args) as client:
-        selection = _selection(args)
-        if not selection.has_selector and not selection.everything:
-            err(
-                f"{PROG} reap: no selector given: use --machine-id, --older-than, --gpu or "
-                "--cost-over, or --all to select every session (nothing was sent)"
+    exit code), after every other cancel was tried. Interrupted (Ctrl-C, SIGTERM), it says
+    which sessions it had cancelled and which it had not."""
+    selection = _selection(args)
+    if not selection.has_selector and not selection.everything:
+        err(
+            f"{PROG} reap: no selector given: use --machine-id, --older-than, --gpu or "
+            "--cost-over, or --all to select every session (nothing was sent)"
+        )
+        return USAGE
+    seen: list[ReapProgress] = []
+    try:
+        with client_for(args) as client:
+            report: ReapReport = ok(
+                reap(client, selection, now(args), dry_run=not args.yes, on_progress=seen.append)
             )
-            return USAGE
-        report: ReapReport = ok(reap(client, selection, now(args), dry_run=not args.yes))
+    except KeyboardInterrupt as stop:
+        word, code = stopped(stop)
+        if not args.yes:
+            raise Fail(f"{word}; a dry run: nothing was cancelled", code) from None
+        raise Fail(_interrupted_text(word, seen[-1] if seen else None, args), code) from None
     if report.prices_failed is not None:
         err(f"{PROG}: warning: savings unknown: {report.prices_failed}")
     if args.json:
@@ -200,4 +228,5 @@ REAP: Final = Command(
     "--cost-over) and prints what it would cancel and what that saves. --yes cancels\n"
     "them and reports each: cancelled, already gone, or failed (any failure: non-zero\n"
     "exit). Without any selector it refuses (exit 2) unless --all is given.",
+    changes=True,
 )

@@ -11,6 +11,8 @@ line, and is never printed; session urls are printed only with ``--show-url``.
 
 from __future__ import annotations
 
+import argparse
+import errno
 import os
 import signal
 import sys
@@ -22,7 +24,10 @@ from typing import Final
 from cdsessions._cli import costs, fake, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
+    NO_OUTPUT,
     OK,
+    STRANDED,
+    USAGE,
     Fail,
     Failed,
     Terminated,
@@ -30,8 +35,9 @@ from cdsessions._cli._failures import (
     exit_code_for,
     stopped,
 )
-from cdsessions._cli._output import PROG, err
+from cdsessions._cli._output import PROG, err, lost_output, reset_output
 from cdsessions._cli._parser import Command, build_parser
+from cdsessions._core.text import escape
 
 __all__ = ["COMMANDS", "main"]
 
@@ -48,6 +54,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     fake.FAKE_SERVER,
     fake.DEMO,
 )
+_COMMAND: Final = {command.name: command for command in COMMANDS}
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -62,10 +69,34 @@ def _tolerant_streams() -> None:
             reconfigure(errors="backslashreplace")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (the console script exits with it)."""
-    _tolerant_streams()
-    args = build_parser(COMMANDS).parse_args(argv)
+def _hold_closed_descriptors() -> None:
+    """Started with stdin, stdout or stderr closed (``2>&-``), the process would hand that
+    number to the next file or socket it opens, and a write meant for the terminal could reach
+    the server. /dev/null holds the number instead; ``sys.stdout``/``sys.stderr`` stay None,
+    which is how :func:`~cdsessions._cli._output.out` knows the output is lost."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDWR)
+            if held != fd:  # a lower number was free after all: leave things as they were
+                os.close(held)
+
+
+def _run(argv: Sequence[str] | None) -> tuple[int, argparse.Namespace | None]:
+    """Parse and run: the command's own exit code, and the parsed arguments (None when parsing
+    ended the command: a usage error, ``--help``)."""
+    try:
+        args = build_parser(COMMANDS).parse_args(argv)
+    except SystemExit as ended:  # argparse's way of ending: usage error (2), --help (0)
+        return (ended.code if isinstance(ended.code, int) else USAGE), None
+    except KeyboardInterrupt as stop:
+        word, code = stopped(stop)
+        err(f"{PROG}: {word}")
+        return code, None
+    except Exception as error:
+        err(f"{PROG}: internal error ({type(error).__name__}); please report it")
+        return INTERNAL, None
     # SIGTERM (a closed terminal tab, `kill`, a CI runner's timeout) stops the command like
     # Ctrl-C does: with one line that names a session left running, not silently.
     # (Not when SIGTERM is ignored, as a supervisor may arrange, nor outside the main thread.)
@@ -74,30 +105,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        code: int = args.run(args)
-        return code
+        ran: int = args.run(args)
+        return ran, args
     except Fail as failure:
         err(f"{PROG}: {failure}")
-        return failure.code
+        return failure.code, args
     except Failed as failed:
         err(f"{PROG}: {describe(failed.error, args, waiting=failed.waiting)}")
-        return exit_code_for(failed.error, args.command)
+        return exit_code_for(failed.error, args.command), args
     except KeyboardInterrupt as stop:
         word, code = stopped(stop)
         err(f"{PROG}: {word}")
-        return code
-    except BrokenPipeError:
-        # The reader went away (`cdsessions list | head`): nothing more to say to it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return OK
+        return code, args
     except Exception as error:
         # A bug, not an expected failure: one line, no traceback, nothing from the message
         # (it could quote anything, the API key included): the exception's type only.
         err(f"{PROG}: internal error ({type(error).__name__}); please report it")
-        return INTERNAL
+        return INTERNAL, args
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _settle(code: int, args: argparse.Namespace | None) -> int:
+    """The exit code, once the output's fate is known: the worst of what the command did and
+    what became of stdout. A failure the command reported stays its code; a success whose
+    output was lost is exit 9 (10 for ``create``, whose session is then running and billing),
+    with what it did repeated on stderr. A closed pipe (``| head``) is the reader's choice,
+    not a failure: it changes nothing."""
+    lost = lost_output()
+    if lost is None:
+        return code
+    error, lines = lost
+    if error.errno == errno.EPIPE:
+        return code
+    why = escape(error.strerror or type(error).__name__)
+    command = None if args is None else args.command
+    changes = args is not None and _COMMAND[args.command].changes and bool(lines)
+    said = "; what it did:" if changes else ""
+    err(f"{PROG}: could not write the output ({why}){said}")
+    if changes:
+        for line in lines:
+            err(line)
+    if code != OK:
+        return code
+    return STRANDED if command == "create" else NO_OUTPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    _hold_closed_descriptors()
+    _tolerant_streams()
+    reset_output()
+    code, args = _run(argv)
+    return _settle(code, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

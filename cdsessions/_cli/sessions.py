@@ -8,7 +8,16 @@ from typing import Any, Final
 
 from returns.result import Success
 
-from cdsessions._cli._failures import OK, Fail, Failed, describe, exit_code_for, ok, stopped
+from cdsessions._cli._failures import (
+    OK,
+    STRANDED,
+    Fail,
+    Failed,
+    describe,
+    exit_code_for,
+    ok,
+    stopped,
+)
 from cdsessions._cli._keyfile import client_for
 from cdsessions._cli._output import (
     PROG,
@@ -38,6 +47,7 @@ from cdsessions._cli._parser import (
     seconds,
     usd,
 )
+from cdsessions._core.builders import check_id, describe_id
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions.client import SessionsClient
@@ -133,6 +143,18 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
         ) from None
     session_id: str = created.session_id
     url: str | None = created.url
+    usable = check_id(session_id, "session_id", "create session")
+    if not isinstance(usable, Success):
+        # Paid for, yet no command can name it: the id is printed, and the failure says so
+        # (not "invalid SESSION_ID ... nothing was sent", which the wait would report).
+        _print_created(args, session_id, url, waitable=False)
+        raise Fail(
+            f"create session on machine {args.machine_id}: a session was started and is billing, "
+            f"but the id the server gave it ({describe_id(session_id)}) "
+            f"{usable.failure().problem}, so no cdsessions command can wait for it or cancel "
+            "it: stop it from the ComfyDeploy dashboard, or it ends at its timeout",
+            STRANDED,
+        )
     cancel = hint(args, "cancel", session_id)
     if args.wait and url is None:
         try:
@@ -148,17 +170,26 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
                 f"may still be running (cancel it with {cancel})",
                 exit_code_for(failure.error, args.command),
             ) from None
+    _print_created(args, session_id, url, waitable=True)
+    return OK
+
+
+def _print_created(
+    args: argparse.Namespace, session_id: str, url: str | None, *, waitable: bool
+) -> None:
     if args.json:
         data: dict[str, Any] = {"session_id": session_id, "ready": url is not None}
         if args.show_url:
             data["url"] = url
         print_json(data)
+        return
+    if url is not None:
+        state = "ready"
     else:
-        state = "ready" if url is not None else f"starting; run {hint(args, 'wait', session_id)}"
-        out(f"created session {session_id} ({state})")
-        if args.show_url and url is not None:
-            out(f"url {url}")
-    return OK
+        state = f"starting; run {hint(args, 'wait', session_id)}" if waitable else "starting"
+    out(f"created session {session_id} ({state})")
+    if args.show_url and url is not None:
+        out(f"url {url}")
 
 
 CREATE: Final = Command(
@@ -169,6 +200,7 @@ CREATE: Final = Command(
     "Prints the new session id. Without --wait the session is still starting: its url\n"
     "appears later (see `cdsessions wait`). The session runs until its timeout or\n"
     "`cdsessions cancel`.",
+    changes=True,
 )
 
 
@@ -294,7 +326,9 @@ def _cancel(args: argparse.Namespace) -> int:
     return OK
 
 
-CANCEL: Final = Command("cancel", "Stop a session (and its billing).", _cancel, _cancel_arguments)
+CANCEL: Final = Command(
+    "cancel", "Stop a session (and its billing).", _cancel, _cancel_arguments, changes=True
+)
 
 
 def _extend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -318,6 +352,7 @@ EXTEND: Final = Command(
     _extend,
     _extend_arguments,
     "The server refuses to leave more than 60 minutes on the clock.",
+    changes=True,
 )
 
 

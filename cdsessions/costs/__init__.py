@@ -13,12 +13,20 @@ from cdsessions._core.pricing import GpuPricing, NoPrice, Price
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 
 if TYPE_CHECKING:
-    from cdsessions.costs.reaper import Reaped, ReapReport, Selection, reap, reap_async
+    from cdsessions.costs.reaper import (
+        Reaped,
+        ReapProgress,
+        ReapReport,
+        Selection,
+        reap,
+        reap_async,
+    )
 
 __all__ = [
     "GpuPricing",
     "NoPrice",
     "Price",
+    "ReapProgress",
     "ReapReport",
     "Reaped",
     "Selection",
@@ -33,7 +41,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # The reaper drives the clients: loaded only by those who reap.
-    if name in ("Reaped", "ReapReport", "Selection", "reap", "reap_async"):
+    if name in ("Reaped", "ReapProgress", "ReapReport", "Selection", "reap", "reap_async"):
         from cdsessions.costs import reaper
 
         return getattr(reaper, name)

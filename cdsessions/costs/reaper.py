@@ -14,7 +14,7 @@ be cancelled. Both run the same steps (:func:`reap_steps`, built from the client
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Fate",
+    "ReapProgress",
     "ReapReport",
     "Reaped",
     "Selection",
@@ -223,8 +224,31 @@ class ReapReport(msgspec.Struct, frozen=True):
         )
 
 
+class ReapProgress(msgspec.Struct, frozen=True):
+    """How far a :func:`reap` has got: the ``selected`` sessions, and what became of the first
+    ``len(reaped)`` of them. If the reap is interrupted (Ctrl-C, a cancelled task), the last
+    progress says which were stopped, which cancel may have been in flight (``pending[0]``)
+    and which were never attempted."""
+
+    selected: tuple[SessionCosts, ...]
+    reaped: tuple[Reaped, ...]
+
+    @property
+    def pending(self) -> tuple[SessionCosts, ...]:
+        return self.selected[len(self.reaped) :]
+
+
+#: Called with a :class:`ReapProgress` once the sessions are selected and after each cancel.
+OnProgress: TypeAlias = Callable[[ReapProgress], None]
+
+
 def reap_steps(
-    core: ClientCore, selection: Selection, now: datetime, *, dry_run: bool = False
+    core: ClientCore,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Flow[Any, Result[ReapReport, ApiError]]:
     """The steps of :func:`reap`, built from ``core``'s calls, for either client's driver.
 
@@ -249,6 +273,8 @@ def reap_steps(
     sessions: list[Session] = listed.unwrap()
     chosen = select(sessions, selection, pricing, now)
     reaped: list[Reaped] = []
+    tell = on_progress if on_progress is not None else _ignore
+    tell(ReapProgress(chosen, ()))
     for costs in chosen:
         if dry_run:
             reaped.append(Reaped(costs, "would cancel"))
@@ -260,12 +286,22 @@ def reap_steps(
             reaped.append(Reaped(costs, "already gone"))
         else:
             reaped.append(Reaped(costs, "failed", answer.failure()))
+        tell(ReapProgress(chosen, tuple(reaped)))
     report = ReapReport(selection, now, dry_run, len(sessions), tuple(reaped), prices_failed)
     return Success(report)
 
 
+def _ignore(progress: ReapProgress) -> None:
+    """No one is watching."""
+
+
 def reap(
-    client: SessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+    client: SessionsClient,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Result[ReapReport, ApiError]:
     """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
@@ -273,12 +309,20 @@ def reap(
     input (an ``InvalidRequest`` naming the field: a selector of the wrong type or value, a
     naive ``now``; nothing is sent), the list failed, or ``cost_over`` was given and the prices
     could not be had (without ``cost_over`` the prices only fill the savings, which are then
-    unknown, and ``report.prices_failed`` says why)."""
-    return client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
+    unknown, and ``report.prices_failed`` says why).
+    ``on_progress`` (see :class:`ReapProgress`) is told after the selection and each cancel."""
+    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    return client._run(steps)
 
 
 async def reap_async(
-    client: AsyncSessionsClient, selection: Selection, now: datetime, *, dry_run: bool = False
+    client: AsyncSessionsClient,
+    selection: Selection,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Result[ReapReport, ApiError]:
     """:func:`reap` for the :class:`~cdsessions.AsyncSessionsClient` (cancels one at a time)."""
-    return await client._run(reap_steps(client._core, selection, now, dry_run=dry_run))
+    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    return await client._run(steps)

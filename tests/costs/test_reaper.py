@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
@@ -33,6 +34,7 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import costs_of
 from cdsessions.costs.reaper import (
     Reaped,
+    ReapProgress,
     ReapReport,
     Selection,
     matches,
@@ -165,15 +167,24 @@ def _outcomes(report: ReapReport, ids: dict[str, str]) -> dict[str, str]:
     return {names[item.session_id]: item.outcome for item in report.reaped}
 
 
-def _reap(base_url: str, selection: Selection, *, dry_run: bool, form: str) -> ReapReport:
+def _reap(
+    base_url: str,
+    selection: Selection,
+    *,
+    dry_run: bool,
+    form: str,
+    on_progress: Callable[[ReapProgress], None] | None = None,
+) -> ReapReport:
     if form == "blocking":
         with SessionsClient(KEY, server=base_url, retry=False) as client:
-            result = reap(client, selection, NOW, dry_run=dry_run)
+            result = reap(client, selection, NOW, dry_run=dry_run, on_progress=on_progress)
     else:
 
         async def run() -> Result[ReapReport, ApiError]:
             async with AsyncSessionsClient(KEY, server=base_url, retry=False) as client:
-                return await reap_async(client, selection, NOW, dry_run=dry_run)
+                return await reap_async(
+                    client, selection, NOW, dry_run=dry_run, on_progress=on_progress
+                )
 
         result = asyncio.run(run())
     assert isinstance(result, Success), result
@@ -207,6 +218,19 @@ def test_yes_cancels_exactly_the_selected_and_leaves_every_other_running(form: s
         assert sorted(s.deletes()) == sorted(f"/session/{s.ids[n]}" for n in ("old", "old-too"))
         assert s.live() == {s.ids[n] for n in ("young", "elsewhere", "t4")}
         assert s.live(OTHER_KEY) == {s.ids["theirs"]}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_progress_is_told_after_the_selection_and_after_each_cancel(form: str) -> None:
+    """What an interrupted reap reports (issue 18): which were done, which were pending."""
+    seen: list[ReapProgress] = []
+    with scene() as s:
+        report = _reap(s.base_url, TYPICAL, dry_run=False, form=form, on_progress=seen.append)
+    selected = tuple(item.costs for item in report.reaped)
+    assert len(selected) == 2
+    assert [progress.selected for progress in seen] == [selected] * 3
+    assert [progress.reaped for progress in seen] == [(), report.reaped[:1], report.reaped]
+    assert [progress.pending for progress in seen] == [selected, selected[1:], ()]
 
 
 @pytest.mark.parametrize("form", FORMS)
