@@ -132,16 +132,20 @@ def _settle(code: int, args: argparse.Namespace | None) -> int:
     what became of stdout. A failure the command reported stays its code; a success whose
     output was lost is exit 9 (10 for ``create``, whose session is then running and billing),
     with what it did repeated on stderr. A closed pipe (``| head``) is the reader's choice,
-    not a failure: it changes nothing."""
+    not a failure: the code stays, and what a command changed is repeated on stderr."""
     lost = lost_output()
     if lost is None:
         return code
     error, lines = lost
-    if error.errno == errno.EPIPE:
-        return code
-    why = escape(error.strerror or type(error).__name__)
     command = None if args is None else args.command
     changes = args is not None and _COMMAND[args.command].changes and bool(lines)
+    if error.errno == errno.EPIPE:
+        if changes:  # the reader's choice; but a created session's id is never lost unsaid
+            err(f"{PROG}: the output's reader left before it was all written; what it did:")
+            for line in lines:
+                err(line)
+        return code
+    why = escape(error.strerror or type(error).__name__)
     said = "; what it did:" if changes else ""
     err(f"{PROG}: could not write the output ({why}){said}")
     if changes:

@@ -134,7 +134,12 @@ def test_reap_whose_cancels_all_failed_keeps_its_failure_code_when_the_reader_is
     """`reap --all --yes | head -1` exited 0 when every cancel failed."""
     code, err = _with_reader_gone("reap", "--all", "--yes", "--server", failing_cancels.base_url)
     assert code == 5, err
-    assert err == "cdsessions: cancel session s0: boom (500)\n"
+    assert err.splitlines() == [
+        "cdsessions: cancel session s0: boom (500)",
+        "cdsessions: the output's reader left before it was all written; what it did:",
+        *(f"failed        {sid}: cancel session {sid}: boom (500)" for sid in SESSIONS),
+        "cancelled 0, already gone 0, failed 4 (of 4 live); saved $0.00",
+    ]
     assert _deletes(failing_cancels) == [f"/api/session/{sid}" for sid in SESSIONS]
 
 
@@ -157,6 +162,20 @@ def test_reap_piped_into_head_keeps_its_failure_code(failing_cancels: LoopbackSe
 def test_a_success_whose_reader_is_gone_is_still_a_success(account: LoopbackServer) -> None:
     """`cdsessions list | head -0`: the reader chose to stop; nothing failed."""
     assert _with_reader_gone("list", "--server", account.base_url) == (0, "")
+
+
+def test_a_paid_create_whose_reader_is_gone_names_its_session_on_stderr(
+    account: LoopbackServer,
+) -> None:
+    """`cdsessions create ... | head -0`: not a failure, but the running session's id is not
+    lost with the output."""
+    code, err = _with_reader_gone("create", "--machine-id", "m", "--server", account.base_url)
+    assert code == 0
+    assert err == (
+        "cdsessions: the output's reader left before it was all written; what it did:\n"
+        "created session sid-1 (starting; run "
+        f"`cdsessions wait --server {account.base_url} -- sid-1`)\n"
+    )
 
 
 # -- a full disk ----------------------------------------------------------------------------------
