@@ -209,14 +209,18 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         self.fake.begin_answer(self.connection)
         path, _, query = self.path.partition("?")
-        status: int | str = ""
         try:
             response = self._answer(path, query)
+            # Logged before a byte of the answer is sent: a client that has its answer can
+            # stop the server at once, and the line must already be out.
+            elapsed = (time.perf_counter() - started) * 1000
+            outcome = (
+                f"{response.kind} (scripted)" if isinstance(response, Fault) else response.status
+            )
+            self.fake.log_request(self.command, path, outcome, elapsed)
             if isinstance(response, Fault):
-                status = f"{response.kind} (scripted)"
                 self._fail(response)
                 return
-            status = response.status
             self.send_response(response.status)
             for name, value in response.headers:
                 self.send_header(name, value)
@@ -227,9 +231,6 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if self.fake.end_answer(self.connection):
                 self.close_connection = True
-            if status:  # logged even when the client left before reading it all
-                elapsed = (time.perf_counter() - started) * 1000
-                self.fake.log_request(self.command, path, status, elapsed)
 
     def _fail(self, fault: Fault) -> None:
         """Fail on the wire as scripted: never answer (until the client leaves), or reset."""
