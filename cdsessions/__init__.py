@@ -8,8 +8,8 @@ failures);
 :mod:`cdsessions.transports` (urllib3, cassette replay, the transport contract);
 :mod:`cdsessions.fake` (the fake ComfyDeploy, for tests and demos); :mod:`cdsessions.costs`
 (prices, cost columns, the reaper); :mod:`cdsessions.ledger` (the local record of the
-sessions this machine started, and who started them). Everything else (``_core``, ``_cli``, ``_``-prefixed
-modules) is internal.
+sessions this machine started, and who started them). Everything else (``_core``, ``_cli``,
+``_``-prefixed modules) is internal.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,8 +99,10 @@ def test_a_create_is_recorded_before_it_is_sent_and_completed_with_its_session_i
         "nightly",
         "A10G",
     )
-    assert after.owner.pid == os.getpid() and after.finished_at is not None
-    assert not after.unresolved and ledger.problems == ()
+    assert after.owner.pid == os.getpid()
+    assert after.finished_at is not None
+    assert not after.unresolved
+    assert ledger.problems == ()
 
 
 def test_a_refused_create_and_one_never_sent_are_resolved_and_a_lost_answer_is_not(
@@ -119,7 +122,8 @@ def test_a_refused_create_and_one_never_sent_are_resolved_and_a_lost_answer_is_n
         assert isinstance(client.create(BODY), Failure)
         fake.fail_next("create", "no_answer")
         lost = client.create(BODY)
-    assert isinstance(lost, Failure) and lost.failure().sent is True
+    assert isinstance(lost, Failure)
+    assert lost.failure().sent is True
     states = [(i.state, i.session_id, i.unresolved) for i in ledger.intents()]
     assert states == [("not_sent", None, False), ("refused", None, False), ("lost", None, True)]
     # The lost create did start a session: it is offered as a candidate, never as certain.
@@ -172,10 +176,12 @@ def test_the_file_never_holds_the_key_or_a_url(
     assert created.session_id.encode() in data  # the file is what was read
     for secret in (LEDGER_KEY, env_key, "plain-secret-value-1", "plain-secret-value-2", ready.url):
         assert secret.encode() not in data, secret
-    assert b"modal.host" not in data and b"x.example" not in data  # only "https://<masked>"
+    assert b"modal.host" not in data
+    assert b"x.example" not in data
     assert b"/keys/cd.key" in data  # a key file's path is not a secret
     (intent,) = ledger.intents()
-    assert "<redacted>" in intent.command and "<masked>" in intent.command
+    assert "<redacted>" in intent.command
+    assert "<masked>" in intent.command
 
 
 def test_scrub_command_masks_every_form_of_a_secret_and_keeps_file_paths() -> None:
@@ -183,7 +189,9 @@ def test_scrub_command_masks_every_form_of_a_secret_and_keeps_file_paths() -> No
         ["a", "--api-key", "v1", "--password=v2", "x%2Fkey/secret-long-1", "--api-key-file", "p"],
         ["key/secret-long-1"],
     )
-    assert "v1" not in line and "v2" not in line and "secret-long-1" not in line
+    assert "v1" not in line
+    assert "v2" not in line
+    assert "secret-long-1" not in line
     assert line.endswith("--api-key-file p")
 
 
@@ -205,16 +213,16 @@ def test_a_dead_process_is_judged_gone_and_this_one_is_not(tmp_path: Path) -> No
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     start = process_start(os.getpid())
-    assert start is not None and start == process_start(os.getpid())
+    assert start is not None
+    assert start == process_start(os.getpid())
     fake = FakeService()
     ledger = Ledger(tmp_path / "l.sqlite3")
     with _client(fake, ledger) as client:
         client.create(BODY).unwrap()
     (mine,) = ledger.intents()
-    dead = Intent(**{**{f: getattr(mine, f) for f in mine.__struct_fields__}, "id": 99,
-                     "owner": Owner(mine.owner.host, child.pid, "x:1")})  # fmt: skip
-    reused = Intent(**{**{f: getattr(mine, f) for f in mine.__struct_fields__}, "id": 98,
-                       "owner": Owner(mine.owner.host, os.getpid(), "other-boot:1")})  # fmt: skip
+    dead = msgspec.structs.replace(mine, id=99, owner=Owner(mine.owner.host, child.pid, "x:1"))
+    reused_pid = Owner(mine.owner.host, os.getpid(), "other-boot:1")
+    reused = msgspec.structs.replace(mine, id=98, owner=reused_pid)
     assert judge_owners([mine, dead, reused]) == {mine.id: False, 99: True, 98: True}
 
 
@@ -226,19 +234,21 @@ def _session(sid: str, created: datetime, machine: str = MACHINE, gpu: str = "A1
 
 def test_candidates_are_live_sessions_of_the_machine_created_in_an_unresolved_window() -> None:
     t0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
-    base = {"machine_id": MACHINE, "gpu": "A10G", "label": "L", "command": "c",
-            "owner": Owner("h", 1, None)}  # fmt: skip
     recorded = Intent(
-        id=1, requested_at=t0, finished_at=t0, state="created", session_id="s1", **base
-    )  # type: ignore[arg-type]
-    lost = Intent(
-        id=2,
+        id=1,
         requested_at=t0,
-        finished_at=t0 + timedelta(seconds=30),
-        state="lost",
-        session_id=None,
-        **base,
-    )  # type: ignore[arg-type]
+        finished_at=t0,
+        machine_id=MACHINE,
+        gpu="A10G",
+        label="L",
+        owner=Owner("h", 1, None),
+        command="c",
+        state="created",
+        session_id="s1",
+    )
+    lost = msgspec.structs.replace(
+        recorded, id=2, finished_at=t0 + timedelta(seconds=30), state="lost", session_id=None
+    )
     sessions = [
         _session("s1", t0),
         _session("s2", t0 + timedelta(seconds=20)),  # in the lost one's window
@@ -248,8 +258,10 @@ def test_candidates_are_live_sessions_of_the_machine_created_in_an_unresolved_wi
     ]
     owned = ownership(sessions, [recorded, lost], {1: True, 2: None})
     assert set(owned) == {"s1", "s2"}
-    assert owned["s1"].certain and owned["s1"].gone is True
-    assert not owned["s2"].certain and owned["s2"].intent.id == 2
+    assert owned["s1"].certain
+    assert owned["s1"].gone is True
+    assert not owned["s2"].certain
+    assert owned["s2"].intent.id == 2
 
 
 # -- a shared, damaged or unwritable file --------------------------------------------------------
@@ -327,7 +339,8 @@ def test_a_process_killed_between_intent_and_answer_leaves_an_unresolved_intent_
     child.wait(timeout=30)
     (intent,) = Ledger(path).intents()
     assert (intent.state, intent.session_id, intent.label) == ("pending", None, "crashy")
-    assert intent.unresolved and intent.owner.pid == child.pid
+    assert intent.unresolved
+    assert intent.owner.pid == child.pid
     assert judge_owners([intent]) == {intent.id: True}
 
 
@@ -342,7 +355,8 @@ def test_a_corrupt_file_is_reported_and_set_aside_and_the_create_goes_ahead(tmp_
     assert isinstance(created, Success)
     (problem,) = ledger.problems
     assert reported == [problem]
-    assert problem.set_aside_as is not None and "unreadable" in problem.what
+    assert problem.set_aside_as is not None
+    assert "unreadable" in problem.what
     assert Path(problem.set_aside_as).read_bytes() == garbage  # kept, for whoever looks into it
     assert ".corrupt-" in problem.set_aside_as
     (intent,) = ledger.intents()  # a fresh file in its place, with this create in it
@@ -356,7 +370,8 @@ def test_another_programs_database_at_the_path_is_set_aside_too(tmp_path: Path) 
     ledger = Ledger(path)
     with _client(FakeService(), ledger) as client:
         client.create(BODY).unwrap()
-    assert len(ledger.problems) == 1 and ledger.problems[0].set_aside_as is not None
+    assert len(ledger.problems) == 1
+    assert ledger.problems[0].set_aside_as is not None
     assert len(ledger.intents()) == 1
 
 
@@ -368,7 +383,8 @@ def test_a_ledger_that_cannot_be_written_is_reported_and_the_create_goes_ahead(
     ledger = Ledger(blocker / "cdsessions" / "ledger.sqlite3")
     with _client(FakeService(), ledger) as client:
         assert isinstance(client.create(BODY), Success)
-    assert ledger.problems and ledger.problems[0].set_aside_as is None
+    assert ledger.problems
+    assert ledger.problems[0].set_aside_as is None
     assert "cannot record the create" in str(ledger.problems[0])
     assert blocker.read_text().startswith("a file")  # nothing set aside that was not ours
 

@@ -110,7 +110,8 @@ def test_list_mine_and_label_show_only_what_this_machines_ledger_recorded(
     unrecorded = _create(server, ledger, "--no-ledger")
     mine = _mine(server, ledger)
     assert set(mine) == {nightly, adhoc}
-    assert mine[nightly]["recorded"] is True and mine[nightly]["label"] == "nightly"
+    assert mine[nightly]["recorded"] is True
+    assert mine[nightly]["label"] == "nightly"
     assert mine[nightly]["owner_gone"] is True  # that create's process has exited
     assert set(_mine(server, ledger, "--label", "nightly")) == {nightly}
     labelled = _json(_cli(server, ledger, "list", "--label", "nightly", "--json"))
@@ -119,7 +120,8 @@ def test_list_mine_and_label_show_only_what_this_machines_ledger_recorded(
     assert {s["session_id"] for s in everything["sessions"]} >= {elsewhere, unrecorded}
     assert all("owner" not in s for s in everything["sessions"])
     text = _cli(server, ledger, "list", "--mine")
-    assert "MINE" in text.stdout and "yes (nightly)" in text.stdout
+    assert "MINE" in text.stdout
+    assert "yes (nightly)" in text.stdout
 
 
 @pytest.mark.usefixtures("clean")
@@ -134,9 +136,11 @@ def test_a_create_whose_answer_was_lost_shows_its_session_as_a_candidate_never_r
     assert (intent.state, intent.session_id, intent.label) == ("lost", None, "lost-one")
     mine = _mine(server, ledger)
     (candidate,) = mine.values()
-    assert candidate["recorded"] is False and candidate["label"] == "lost-one"
+    assert candidate["recorded"] is False
+    assert candidate["label"] == "lost-one"
     text = _cli(server, ledger, "list", "--mine").stdout
-    assert "candidate?" in text and "may or may not be" in text
+    assert "candidate?" in text
+    assert "may or may not be" in text
     # A candidate is never reaped on a guess, by any owner selector.
     for selector in ("--mine", "--owner-gone"):
         dry = _json(_cli(server, ledger, "reap", selector, "--json"))
@@ -175,10 +179,12 @@ def test_owner_selectors_without_a_ledger_are_refused_and_nothing_is_sent(
     ledger = tmp_path / "ledger.sqlite3"
     for command in (("reap", "--mine", "--yes"), ("list", "--mine")):
         refused = _cli(server, ledger, *command, "--no-ledger")
-        assert refused.returncode == 2 and "drop --no-ledger" in refused.stderr, command
+        assert refused.returncode == 2, command
+        assert "drop --no-ledger" in refused.stderr, command
     assert not ledger.exists()
     blank = _cli(server, ledger, "create", "--machine-id", MACHINE, "--label", "  ")
-    assert blank.returncode == 2 and "blank" in blank.stderr
+    assert blank.returncode == 2
+    assert "blank" in blank.stderr
 
 
 def test_many_creates_at_once_from_separate_processes_are_all_recorded(
@@ -202,7 +208,8 @@ def test_many_creates_at_once_from_separate_processes_are_all_recorded(
     assert len(made) == 5
     assert all("warning" not in err for (_, err), _ in results), results
     intents = Ledger(ledger).intents()
-    assert len(intents) == 8 and len({i.label for i in intents}) == 8
+    assert len(intents) == 8
+    assert len({i.label for i in intents}) == 8
     assert {i.session_id for i in intents if i.state == "created"} == made
     assert sorted(i.state for i in intents) == ["created"] * 5 + ["refused"] * 3
 
@@ -215,7 +222,8 @@ def test_a_corrupt_ledger_is_a_warning_set_aside_and_the_create_goes_ahead(
     ledger.write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
     result = _cli(server, ledger, "create", "--machine-id", MACHINE, "--json")
     assert result.returncode == 0, result.stderr
-    assert "warning: ledger" in result.stderr and "set aside as" in result.stderr
+    assert "warning: ledger" in result.stderr
+    assert "set aside as" in result.stderr
     assert "Traceback" not in result.stderr
     (aside,) = tmp_path.glob("ledger.sqlite3.corrupt-*")
     assert aside.stat().st_size == 16 + 4096
@@ -240,6 +248,7 @@ def test_a_read_only_state_directory_is_a_warning_and_the_create_goes_ahead(
         state.chmod(0o755)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["session_id"]
-    assert "warning: ledger" in result.stderr and "cannot record the create" in result.stderr
+    assert "warning: ledger" in result.stderr
+    assert "cannot record the create" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(state.iterdir()) == []

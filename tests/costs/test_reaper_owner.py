@@ -81,4 +81,5 @@ def test_reap_mine_cancels_the_recorded_and_leaves_the_rest(tmp_path: Path) -> N
         report = reap(client, Selection(mine=True), T0).unwrap()
     assert {item.outcome for item in report.reaped} == {"cancelled"}
     left = {session.session_id for session in fake.live_sessions()}
-    assert len(left) == 2 and not left & (made["a"] | made["b"])
+    assert len(left) == 2
+    assert not left & (made["a"] | made["b"])
