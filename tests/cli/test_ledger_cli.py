@@ -252,3 +252,30 @@ def test_a_read_only_state_directory_is_a_warning_and_the_create_goes_ahead(
     assert "cannot record the create" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(state.iterdir()) == []
+
+
+@pytest.mark.usefixtures("clean")
+def test_the_ledger_option_wins_over_the_variable_which_wins_over_xdg_state_home(
+    server: str, tmp_path: Path
+) -> None:
+    by_variable = tmp_path / "variable.sqlite3"
+    by_option = tmp_path / "option.sqlite3"
+    xdg = tmp_path / "xdg"
+    first = _create(server, by_variable, "--ledger", str(by_option))
+    second = _create(server, by_variable)
+    env = {**_env(by_variable), "XDG_STATE_HOME": str(xdg)}
+    del env["CDSESSIONS_LEDGER"]
+    third = subprocess.run(
+        [sys.executable, "-m", "cdsessions", "create", "--machine-id", MACHINE, "--server", server],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    recorded = {
+        path: [i.session_id for i in Ledger(path).intents()]
+        for path in (by_option, by_variable, xdg / "cdsessions" / "ledger.sqlite3")
+    }
+    made = third.stdout.split()[2]  # "created session ID (starting; ...)"
+    assert list(recorded.values()) == [[first], [second], [made]]
