@@ -63,6 +63,7 @@ PROPERTY_MODULES = (
     "tests/fake/test_server.py",
     "tests/fake/test_validation.py",
     "tests/cli/test_exits.py",
+    "tests/test_ledger.py",
 )
 
 

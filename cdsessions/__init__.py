@@ -7,8 +7,9 @@ session scope's values and the observer events); :mod:`cdsessions.errors` (the c
 failures);
 :mod:`cdsessions.transports` (urllib3, cassette replay, the transport contract);
 :mod:`cdsessions.fake` (the fake ComfyDeploy, for tests and demos); :mod:`cdsessions.costs`
-(prices, cost columns, the reaper). Everything else (``_core``, ``_cli``, ``_``-prefixed
-modules) is internal.
+(prices, cost columns, the reaper); :mod:`cdsessions.ledger` (the local record of the
+sessions this machine started, and who started them). Everything else (``_core``, ``_cli``,
+``_``-prefixed modules) is internal.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.ledger import Ledger, LedgerProblem
     from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
@@ -64,6 +66,8 @@ __all__ = [
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
+    "Ledger",
+    "LedgerProblem",
     "MachineGPU",
     "NotReady",
     "Observer",
@@ -94,4 +98,9 @@ def __getattr__(name: str) -> Any:
         from cdsessions import lifecycle
 
         return getattr(lifecycle, name)
+    # sqlite3 is loaded only by those who keep a ledger.
+    if name in ("Ledger", "LedgerProblem"):
+        from cdsessions import ledger
+
+        return getattr(ledger, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

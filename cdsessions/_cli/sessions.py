@@ -11,6 +11,7 @@ from returns.result import Success
 from cdsessions._cli._failures import (
     OK,
     STRANDED,
+    USAGE,
     Fail,
     Failed,
     describe,
@@ -19,6 +20,7 @@ from cdsessions._cli._failures import (
     stopped,
 )
 from cdsessions._cli._keyfile import client_for
+from cdsessions._cli._ledger import add_label_option, add_ledger_options
 from cdsessions._cli._output import (
     PROG,
     columns,
@@ -52,7 +54,9 @@ from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
+from cdsessions.costs.reaper import known_from
 from cdsessions.errors import ApiError
+from cdsessions.ledger import Owned, ownership
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
 
@@ -118,6 +122,7 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse (nothing is started) unless the worst case, the timeout's minutes (15 if "
         "unset) at the GPU's price, is at most USD; needs --gpu",
     )
+    add_ledger_options(parser, label=True)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -230,7 +235,45 @@ GET: Final = Command("get", "Show one session.", _get, _get_arguments)
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machine-id", help="only sessions of this machine")
+    parser.add_argument(
+        "--mine",
+        action="store_true",
+        help="only sessions this machine's ledger recorded (and, marked as candidates, those "
+        "that may come from a create whose answer was lost)",
+    )
+    add_label_option(parser, "only sessions recorded with this label (and its candidates)")
     add_now_option(parser)
+    add_ledger_options(parser, label=False)
+
+
+def _owned(
+    args: argparse.Namespace, client: SessionsClient, sessions: list[Session]
+) -> dict[str, Owned] | None:
+    """With --mine or --label: what the ledger knows of each listed session (None otherwise)."""
+    if not args.mine and args.label is None:
+        return None
+    if client.ledger is None:
+        raise Fail("--mine and --label need the ledger (no --no-ledger)", USAGE)
+    known = known_from(client.ledger)
+    return ownership(sessions, known.intents, known.gone)
+
+
+def _kept(owned: Owned | None, args: argparse.Namespace) -> bool:
+    return owned is not None and (args.label is None or owned.intent.label == args.label)
+
+
+def _owner_data(owned: Owned) -> dict[str, Any]:
+    return {
+        "recorded": owned.certain,
+        "label": owned.intent.label,
+        "owner_gone": owned.gone,
+        "requested_at": owned.intent.requested_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _owner_text(owned: Owned) -> str:
+    text = "yes" if owned.certain else "candidate?"
+    return text + (f" ({owned.intent.label})" if owned.intent.label else "")
 
 
 def _pricing_or_failure(client: SessionsClient) -> GpuPricing | ApiError:
@@ -244,7 +287,10 @@ def _list(args: argparse.Namespace) -> int:
     knowing what runs matters more than what it costs."""
     with client_for(args) as client:
         sessions: list[Session] = ok(client.list(args.machine_id))
+        owners = _owned(args, client, sessions)
         pricing = _pricing_or_failure(client)
+    if owners is not None:
+        sessions = [s for s in sessions if _kept(owners.get(s.session_id), args)]
     if isinstance(pricing, ApiError):
         err(f"{PROG}: warning: costs unknown: {pricing}")
         pricing = NO_TABLE
@@ -259,18 +305,23 @@ def _list(args: argparse.Namespace) -> int:
             "cost_so_far_usd": exact(total(so_far)),
             "unpriced": unknowns(so_far),
         }
+        listed = [costs_data(costs) for costs in figures]
+        if owners is not None:
+            for data, costs in zip(listed, figures, strict=True):
+                data["owner"] = _owner_data(owners[costs.session.session_id])
         document = {
             "now": moment.isoformat().replace("+00:00", "Z"),
-            "sessions": [costs_data(costs) for costs in figures],
+            "sessions": listed,
             "total": summary,
             "notes": notes(figures),
         }
         print_json(document)
         return OK
     if not figures:
-        out("no live sessions")
+        out("no live sessions" + ("" if owners is None else " of this machine's ledger"))
         return OK
-    rows = [("SESSION", "GPU", "READY", "AGE", "LEFT", "USD/H", "SO FAR", "MACHINE")]
+    mine = () if owners is None else ("MINE",)
+    rows = [("SESSION", "GPU", "READY", "AGE", "LEFT", "USD/H", "SO FAR", "MACHINE", *mine)]
     for costs in figures:
         session = costs.session
         rows.append(
@@ -283,15 +334,21 @@ def _list(args: argparse.Namespace) -> int:
                 money_text(costs.usd_per_hour),
                 money_text(costs.cost_so_far),
                 session.machine_id or "-",
+                *(() if owners is None else (_owner_text(owners[session.session_id]),)),
             )
         )
     count = f"{len(figures)} session" + ("s" if len(figures) != 1 else "")
     totals = (format_usd(total(per_hour)), format_usd(total(so_far)))
-    rows.append((f"total: {count}", "", "", "", "", *totals, ""))
+    rows.append((f"total: {count}", "", "", "", "", *totals, "", *("" for _ in mine)))
     out(columns(rows, right=frozenset({3, 4, 5, 6})))
     unpriced = unknowns(so_far)
     if unpriced:
         out(f"({unpriced} not in the total: " + "; ".join(notes(figures)) + ")")
+    if owners is not None and any(not owners[c.session.session_id].certain for c in figures):
+        out(
+            "(candidate?: created on that machine while a create of this machine's ledger lost "
+            "its answer; it may or may not be that create's session)"
+        )
     return OK
 
 
