@@ -65,11 +65,13 @@ def test_extensions_stop_at_the_24_hour_cap_and_the_session_is_cancelled_as_it_r
     assert record.extensions == len(extended)
     assert [state.status for state in seen] == ["ending"]  # told once, when it stopped
     reason = seen[0].reason
-    assert reason is not None and reason.code == "invalid_request"
+    assert reason is not None
+    assert reason.code == "invalid_request"
     assert getattr(reason, "why", None) == "session_cap"
     assert service.requests_seen[-1][0] == "DELETE"  # cancelled as its time ran out
     assert service.live_sessions() == ()
-    assert record.status == "ended" and record.closed == "cancelled"
+    assert record.status == "ended"
+    assert record.closed == "cancelled"
 
 
 def test_no_extension_is_sent_past_the_budget() -> None:
@@ -82,7 +84,9 @@ def test_no_extension_is_sent_past_the_budget() -> None:
     granted = record.allowance.minutes
     assert granted * 60 * A10G <= budget < (granted + 1) * 60 * A10G
     assert 4 + sum(1 for _ in _extensions(service)) <= granted
-    assert seen and isinstance(seen[0].reason, OverBudget) and seen[0].status == "ending"
+    assert seen
+    assert isinstance(seen[0].reason, OverBudget)
+    assert seen[0].status == "ending"
     assert service.live_sessions() == ()
 
 
@@ -96,8 +100,10 @@ def test_a_failing_extension_is_retried_then_the_owner_is_told_and_the_session_c
     assert clock.monotonic() - record.created < 2 * 60  # given up before the time ran out
     assert service.requests_seen[-1][0] == "DELETE"
     assert service.live_sessions() == ()
-    assert len(seen) == 1 and seen[0].status == "ended"
-    assert isinstance(seen[0].reason, HttpError) and seen[0].reason.status == 503
+    assert len(seen) == 1
+    assert seen[0].status == "ended"
+    assert isinstance(seen[0].reason, HttpError)
+    assert seen[0].reason.status == 503
     assert seen[0].closed == "cancelled"
 
 
@@ -108,7 +114,8 @@ def test_an_extension_answered_404_ends_the_lease_without_a_cancel() -> None:
     seen: list[LeaseState] = []
     client._run(lease_steps(client._core, record, clock.monotonic, seen.append))
     assert not any(method == "DELETE" for method, _ in service.requests_seen)
-    assert isinstance(seen[0].reason, SessionGone) and seen[0].status == "ended"
+    assert isinstance(seen[0].reason, SessionGone)
+    assert seen[0].status == "ended"
 
 
 def test_a_kept_lease_keeps_the_session_past_its_first_timeout() -> None:
@@ -177,5 +184,6 @@ def test_leasing_an_existing_session_over_budget_is_refused_before_any_extension
         client._core, record, created.unwrap().session_id, "0.10", clock.monotonic, clock.time
     )
     refused = client._run(steps)
-    assert not isinstance(refused, Success) and isinstance(refused.failure(), OverBudget)
+    assert not isinstance(refused, Success)
+    assert isinstance(refused.failure(), OverBudget)
     assert _extensions(service) == []
