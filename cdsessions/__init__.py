@@ -45,10 +45,12 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.leases import AsyncLease, Lease, LeaseState
     from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
+    "AsyncLease",
     "AsyncSessionScope",
     "AsyncSessionsClient",
     "AttemptFinished",
@@ -64,6 +66,8 @@ __all__ = [
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
+    "Lease",
+    "LeaseState",
     "MachineGPU",
     "NotReady",
     "Observer",
@@ -94,4 +98,8 @@ def __getattr__(name: str) -> Any:
         from cdsessions import lifecycle
 
         return getattr(lifecycle, name)
+    if name in ("AsyncLease", "Lease", "LeaseState"):
+        from cdsessions import leases
+
+        return getattr(leases, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,7 @@ from cdsessions._core.lease import (
     state_of,
 )
 from cdsessions._core.pricing import Price
+from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import HttpError, OverBudget, SessionGone
 from cdsessions.fake import FakeService, FakeTransport, ManualClock
 
@@ -132,6 +133,7 @@ def test_a_kept_lease_keeps_the_session_past_its_first_timeout() -> None:
             clock.sleep(step.seconds)
             step = steps.send(None)
         else:
+            assert isinstance(step, HttpRequest)
             step = steps.send(client._send(step, client._closes))
     steps.close()
     assert record.status == "released"
