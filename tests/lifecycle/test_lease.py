@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_a_scope_with_a_lease_extends_while_the_block_runs_and_not_after_its_can
             assert lease.status == "held"
             assert lease.extensions >= 4
             assert 0 < lease.time_left <= 2 * 60
+        # The thread was stopped (and joined) before the cancel, not left to notice later.
+        assert not [t for t in threading.enumerate() if t.name == "cdsessions-lease"]
         methods = _methods(service)
         assert methods[-1] == "DELETE"
         assert "EXTEND" not in methods[methods.index("DELETE") :]
@@ -158,6 +161,8 @@ def test_an_async_lease_under_task_cancellation_leaves_no_session_and_no_extensi
         assert service.live_sessions()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        # The lease's task was stopped with its owner, not left to notice later.
+        assert asyncio.all_tasks() == {asyncio.current_task()}
         await client.aclose()
         clock.advance(minutes=10)
         await asyncio.sleep(0.05)
