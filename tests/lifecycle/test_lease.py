@@ -232,3 +232,32 @@ def test_an_owner_killed_with_sigkill_leaves_a_session_that_ends_within_one_leas
         # Within one lease, give or take a request's latency (seen 30 times slower here).
         assert (live[0].timeout_end - killed).total_seconds() <= 2 * 60 + 15
         assert wait_until(lambda: service.live_sessions() == (), seconds=2 * 60 / factor + 2)
+
+
+def test_an_async_lease_on_an_existing_session_extends_it_and_cancels_it_at_the_end() -> None:
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+
+    async def main() -> None:
+        async with AsyncSessionsClient(
+            KEY, transport=AsyncFakeTransport(service), clock=clock
+        ) as client:
+            body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+            created = await client.create(body)
+            assert isinstance(created, Success)
+            lease = client.lease(created.unwrap().session_id, 2)
+            async with lease as leased:
+                assert isinstance(leased, Success)
+                assert leased.unwrap().status == "held"
+                for _ in range(24):  # four minutes, ten seconds at a time
+                    clock.advance(10)
+                    await asyncio.sleep(0.02)
+                assert _extended(service) >= 2
+                assert service.live_sessions()
+            await lease.aclose()  # a second close sends nothing more
+
+    asyncio.run(main())
+    methods = _methods(service)
+    assert methods.count("DELETE") == 1
+    assert methods[-1] == "DELETE"
+    assert service.live_sessions() == ()
