@@ -46,11 +46,13 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.leases import AsyncLease, Lease, LeaseState
     from cdsessions.ledger import Ledger, LedgerProblem
     from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
+    "AsyncLease",
     "AsyncSessionScope",
     "AsyncSessionsClient",
     "AttemptFinished",
@@ -66,6 +68,8 @@ __all__ = [
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
+    "Lease",
+    "LeaseState",
     "Ledger",
     "LedgerProblem",
     "MachineGPU",
@@ -103,4 +107,8 @@ def __getattr__(name: str) -> Any:
         from cdsessions import ledger
 
         return getattr(ledger, name)
+    if name in ("AsyncLease", "Lease", "LeaseState"):
+        from cdsessions import leases
+
+        return getattr(leases, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
 from cdsessions._core.clocks import AsyncClock
+from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
@@ -47,7 +48,9 @@ from cdsessions.transports.base import AsyncTransport
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.leases import AsyncLease
 
 __all__ = ["AsyncSessionsClient"]
 
@@ -173,6 +176,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
         on_poll: lifecycle.OnPoll | None = None,
         max_cost: Decimal | int | str | float | None = None,
+        lease: int | None = None,
+        on_lease_end: OnLeaseEnd | None = None,
     ) -> AsyncSessionScope:
         """An async context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it: on exit, on an exception, and when the task is
@@ -184,7 +189,10 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         nobody saw; :meth:`aclose` waits for that.
 
         ``max_cost`` checks the create and every ``await scope.extend(minutes)`` against a
-        budget, as :meth:`SessionsClient.session` does."""
+        budget, as :meth:`SessionsClient.session` does.
+
+        ``lease`` and ``on_lease_end`` as for :meth:`SessionsClient.session`: the lease is a
+        task, stopped before the scope's cancel, so no extension follows it."""
         return AsyncSessionScope(
             self,
             body,
@@ -192,6 +200,31 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             ready_timeout=ready_timeout,
             on_poll=on_poll,
             max_cost=max_cost,
+            lease=lease,
+            on_lease_end=on_lease_end,
+        )
+
+    def lease(
+        self,
+        session_id: str,
+        minutes: int = DEFAULT_LEASE_MINUTES,
+        *,
+        max_cost: Decimal | int | str | float | None = None,
+        on_end: OnLeaseEnd | None = None,
+    ) -> AsyncLease:
+        """Hold a lease on a session that already exists: ``async with client.lease(session_id)
+        as leased`` gives ``Result[LeaseState, ApiError]`` and cancels the session when the
+        block ends. Meanwhile a task extends it whenever half of ``minutes`` is left,
+        back up to ``minutes``: never past 24 hours from its creation, nor (with ``max_cost``,
+        USD) past the budget, each extension checked before it is sent. A failing extension is
+        retried within the time left; if the lease cannot be kept, ``on_end(state)`` is told
+        and the session cancelled. If this process dies, the session ends by itself within
+        ``minutes``."""
+        from cdsessions._core.lease import LeaseRecord
+        from cdsessions.leases import AsyncLease
+
+        return AsyncLease(
+            self, LeaseRecord(minutes), on_end, session_id=session_id, max_cost=max_cost
         )
 
     # -- the shell -------------------------------------------------------------------------

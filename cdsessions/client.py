@@ -18,6 +18,7 @@ from returns.result import Failure, Result
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
 from cdsessions._core.clocks import Clock
+from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
     # Imported when a lifecycle method is first called: most programs never call one.
     from decimal import Decimal
 
+    from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.leases import Lease
     from cdsessions.lifecycle import OnPoll, SessionScope
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
@@ -188,6 +191,8 @@ class SessionsClient(ClientBase[Transport, Clock]):
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         on_poll: OnPoll | None = None,
         max_cost: Decimal | int | str | float | None = None,
+        lease: int | None = None,
+        on_lease_end: OnLeaseEnd | None = None,
     ) -> SessionScope:
         """A context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it on exit, exceptions and Ctrl-C included.
@@ -196,7 +201,12 @@ class SessionsClient(ClientBase[Transport, Clock]):
         With ``max_cost`` (USD, as for :meth:`create`) the create is checked against the budget
         first (nothing is created when it is over, or cannot be priced), and so is every
         ``scope.extend(minutes)`` inside the block: the session's new worst case, all its
-        minutes at its GPU's price, must stay within the budget."""
+        minutes at its GPU's price, must stay within the budget.
+
+        With ``lease`` (minutes, 1 to 60) the session is created with that timeout and kept
+        alive in small extensions by a background thread while this process lives (see
+        :meth:`lease`); ``scope.lease`` is its :class:`~cdsessions.leases.LeaseState`, and
+        ``on_lease_end(state)`` is called if the lease can no longer be kept."""
         from cdsessions import lifecycle
 
         return lifecycle.SessionScope(
@@ -206,7 +216,30 @@ class SessionsClient(ClientBase[Transport, Clock]):
             ready_timeout=ready_timeout,
             on_poll=on_poll,
             max_cost=max_cost,
+            lease=lease,
+            on_lease_end=on_lease_end,
         )
+
+    def lease(
+        self,
+        session_id: str,
+        minutes: int = DEFAULT_LEASE_MINUTES,
+        *,
+        max_cost: Decimal | int | str | float | None = None,
+        on_end: OnLeaseEnd | None = None,
+    ) -> Lease:
+        """Hold a lease on a session that already exists: ``with client.lease(session_id)
+        as leased`` gives ``Result[LeaseState, ApiError]`` and cancels the session when the
+        block ends. Meanwhile a background thread extends it whenever half of ``minutes`` is left,
+        back up to ``minutes``: never past 24 hours from its creation, nor (with ``max_cost``,
+        USD) past the budget, each extension checked before it is sent. A failing extension is
+        retried within the time left; if the lease cannot be kept, ``on_end(state)`` is told
+        and the session cancelled. If this process dies, the session ends by itself within
+        ``minutes``."""
+        from cdsessions._core.lease import LeaseRecord
+        from cdsessions.leases import Lease
+
+        return Lease(self, LeaseRecord(minutes), on_end, session_id=session_id, max_cost=max_cost)
 
     # -- the shell -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import costs, fake, sessions
+from cdsessions._cli import costs, fake, lease, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     NO_OUTPUT,
@@ -51,6 +51,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
     sessions.CANCEL,
     sessions.EXTEND,
     sessions.WAIT,
+    lease.WITH,
+    lease.HOLD,
     fake.FAKE_SERVER,
     fake.DEMO,
 )

@@ -58,9 +58,9 @@ from cdsessions.costs.reaper import known_from
 from cdsessions.errors import ApiError
 from cdsessions.ledger import Owned, ownership
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
-from cdsessions.models import CreateSessionBody, MachineGPU, Session
+from cdsessions.models import CreateSessionBody, CreateSessionResponse, MachineGPU, Session
 
-__all__ = ["CANCEL", "CREATE", "EXTEND", "GET", "LIST", "WAIT"]
+__all__ = ["CANCEL", "CREATE", "EXTEND", "GET", "LIST", "WAIT", "send_create", "wait_ready"]
 
 
 def _wait_options(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +76,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _wait(client: SessionsClient, session_id: str, args: argparse.Namespace) -> Session:
+def wait_ready(client: SessionsClient, session_id: str, args: argparse.Namespace) -> Session:
     try:
         waited = client.wait_until_ready(
             session_id, timeout=args.ready_timeout, on_poll=progress(session_id)
@@ -138,14 +138,7 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
         timeout=args.timeout,
         wait_for_server=args.wait_for_server,
     )
-    try:
-        created = ok(client.create(body, max_cost=args.max_cost))
-    except KeyboardInterrupt as stop:
-        word, code = stopped(stop)
-        raise Fail(
-            f"{word} while creating a session; one may have started (see {hint(args, 'list')})",
-            code,
-        ) from None
+    created = send_create(client, args, body)
     session_id: str = created.session_id
     url: str | None = created.url
     usable = check_id(session_id, "session_id", "create session")
@@ -163,7 +156,7 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
     cancel = hint(args, "cancel", session_id)
     if args.wait and url is None:
         try:
-            url = _wait(client, session_id, args).url
+            url = wait_ready(client, session_id, args).url
         except KeyboardInterrupt as stop:
             word, code = stopped(stop)
             raise Fail(
@@ -207,6 +200,22 @@ CREATE: Final = Command(
     "`cdsessions cancel`.",
     changes=True,
 )
+
+
+def send_create(
+    client: SessionsClient, args: argparse.Namespace, body: CreateSessionBody
+) -> CreateSessionResponse:
+    """The one way the command line starts a session (``create`` and ``with`` both come
+    here): the budgeted create, and on Ctrl-C a line saying one may have started."""
+    try:
+        created: CreateSessionResponse = ok(client.create(body, max_cost=args.max_cost))
+    except KeyboardInterrupt as stop:
+        word, code = stopped(stop)
+        raise Fail(
+            f"{word} while creating a session; one may have started (see {hint(args, 'list')})",
+            code,
+        ) from None
+    return created
 
 
 # -- get ---------------------------------------------------------------------------------------
@@ -420,7 +429,7 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _wait_command(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        session = _wait(client, args.session_id, args)
+        session = wait_ready(client, args.session_id, args)
     if args.json:
         print_json(session_json(session, args.show_url))
     else:

@@ -38,7 +38,9 @@ What it models, and the live behaviour each rule copies:
 For tests: :meth:`FakeService.answer_next` and :meth:`FakeService.fail_next` script what the
 next matching request gets (a status and body; a timeout, a reset, or "sent, no answer"),
 :meth:`FakeService.never_ready` keeps sessions from ever getting their url, and
-:meth:`FakeService.end_session` ends one now, as a server-side timeout would;
+:meth:`FakeService.end_session` ends one now, as a server-side timeout would, and
+:meth:`FakeService.advance_clock` moves a :class:`ManualClock` on (sessions end at their
+``timeout_end`` exactly, and an extension moves it: a lease can be tested in test time);
 :attr:`FakeService.requests_seen` lists the ``(method, path)`` of every request
 handled, and ``intercept`` (a function of each authenticated request, returning a response or
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
@@ -279,6 +281,18 @@ class FakeService:
         cancel and extend answer 404. False when there was no such live session."""
         with self._lock:
             return self._sessions.pop(session_id, None) is not None
+
+    def advance_clock(self, seconds: float) -> datetime | None:
+        """Move the fake's clock on by ``seconds`` when it is a :class:`ManualClock` (sessions
+        whose ``timeout_end`` it reaches end then, exactly); the new time, or None for a clock
+        the fake cannot move (the real time)."""
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            return None
+        with self._lock:
+            now = clock.advance(seconds)
+            self._expire(now)
+            return now
 
     def respond(self, request: HttpRequest) -> HttpResponse | Fault:
         """What the transports and the HTTP server ask: a scripted answer or fault for
