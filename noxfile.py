@@ -62,6 +62,7 @@ PROPERTY_MODULES = (
     "tests/core/test_servers.py",
     "tests/fake/test_server.py",
     "tests/fake/test_validation.py",
+    "tests/core/test_sse.py",
 )
 
 
