@@ -168,7 +168,9 @@ def test_the_end_markers_end_the_reading_cleanly() -> None:
     for marker in (b"stream_complete", b"stream_unavailable"):
         reading = LogReading("logs", FOLLOW)
         reading.take(HEAD)
-        got = reading.take(Success(line("a") + b'data: {"type": "' + marker + b'"}\n\n' + line("b")))
+        got = reading.take(
+            Success(line("a") + b'data: {"type": "' + marker + b'"}\n\n' + line("b"))
+        )
         assert [expect_success(x).message for x in got] == ["a"]
         assert reading.done and reading.end() == []
 

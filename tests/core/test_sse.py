@@ -69,7 +69,9 @@ def test_spec_example_space_after_the_colon_is_optional() -> None:
 
 
 def test_spec_example_event_type_names_the_event() -> None:
-    stream = b"event: add\ndata: 73857293\n\nevent: remove\ndata: 2153\n\nevent: add\ndata: 113411\n\n"
+    stream = (
+        b"event: add\ndata: 73857293\n\nevent: remove\ndata: 2153\n\nevent: add\ndata: 113411\n\n"
+    )
     assert [(e.type, e.data) for e in parse(stream)] == [
         ("add", "73857293"),
         ("remove", "2153"),
