@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -158,7 +158,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
 
     async def follow_logs(
         self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
-    ) -> AsyncIterator[Result[LogLine, ApiError]]:
+    ) -> AsyncGenerator[Result[LogLine, ApiError], None]:
         """The session's log lines as they come; see :meth:`SessionsClient.follow_logs`."""
         fetch = self._core.log_stream(session_id, level, timeout, FOLLOW)
         if not isinstance(fetch, Success):

@@ -9,7 +9,7 @@ with :class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its tr
 from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -173,7 +173,7 @@ class SessionsClient(ClientBase[Transport, Clock]):
 
     def follow_logs(
         self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
-    ) -> Iterator[Result[LogLine, ApiError]]:
+    ) -> Generator[Result[LogLine, ApiError], None, None]:
         """The session's log lines as they come, each ``Success(line)``. It ends by itself when
         the stream ends (the server's end marker, or the connection closed between events);
         anything else ends it with one ``Failure``, its last item: a stall longer than

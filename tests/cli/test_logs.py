@@ -41,7 +41,8 @@ def test_logs_prints_each_line_escaped(served: tuple[FakeService, str]) -> None:
     assert len(lines) == 2
     assert lines[0].endswith(" info Creating session...")
     assert lines[1].endswith(" error \\x1b]0;owned\\x07 \\u202eboom\\nforged line")
-    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "\x1b" not in result.stdout
+    assert "\u202e" not in result.stdout
 
 
 def test_logs_json_is_one_object_a_line_decoding_to_what_was_sent(
@@ -75,7 +76,8 @@ def test_logs_of_an_unknown_session_is_exit_3(served: tuple[FakeService, str]) -
     _fake, base_url = served
     result = run_cli("logs", "3f0c0000-0000-4000-8000-000000000000", "--server", base_url, key=KEY)
     assert result.returncode == 3
-    assert result.stderr.count("\n") == 1 and "Session not found" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Session not found" in result.stderr
 
 
 def test_create_wait_says_why_with_the_last_log_lines(served: tuple[FakeService, str]) -> None:

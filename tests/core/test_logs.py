@@ -111,15 +111,18 @@ def test_garbage_in_an_event_ends_the_reading_with_a_decode_failure() -> None:
     assert reading.take(HEAD) == []
     got = reading.take(Success(line("ok") + b"data: {not json\n\n" + line("never")))
     assert isinstance(got[0], Success)
-    assert isinstance(got[1], Failure) and isinstance(got[1].failure(), DecodeFailed)
-    assert len(got) == 2 and reading.done
+    assert isinstance(got[1], Failure)
+    assert isinstance(got[1].failure(), DecodeFailed)
+    assert len(got) == 2
+    assert reading.done
 
 
 def test_a_stream_that_is_not_an_event_stream_is_a_decode_failure() -> None:
     reading = LogReading("logs", SNAPSHOT)
     head = Success(HttpResponse(200, (("content-type", "text/html"),)))
     [failure] = reading.take(head)
-    assert isinstance(failure, Failure) and isinstance(failure.failure(), DecodeFailed)
+    assert isinstance(failure, Failure)
+    assert isinstance(failure.failure(), DecodeFailed)
 
 
 def test_a_refusal_keeps_the_servers_detail() -> None:
@@ -128,7 +131,8 @@ def test_a_refusal_keeps_the_servers_detail() -> None:
     reading.take(Success(b'{"detail": "Session not found"}'))
     [failure] = reading.end()
     error = failure.failure()
-    assert isinstance(error, HttpError) and error.detail == "Session not found"
+    assert isinstance(error, HttpError)
+    assert error.detail == "Session not found"
 
 
 def test_a_close_in_the_middle_of_an_event_is_broken() -> None:
@@ -137,14 +141,16 @@ def test_a_close_in_the_middle_of_an_event_is_broken() -> None:
     reading.take(Success(line("whole") + b'data: {"message": "half'))
     [failure] = reading.end()
     error = failure.failure()
-    assert isinstance(error, TransportFailed) and error.kind == "broken"
+    assert isinstance(error, TransportFailed)
+    assert error.kind == "broken"
 
 
 def test_a_pause_ends_a_snapshot_with_its_lines_but_fails_a_follower() -> None:
     pause = Failure(TransportFailed("logs", "timeout", "read timed out", sent=True))
     snapshot = LogReading("logs", SNAPSHOT)
     snapshot.take(HEAD)
-    assert snapshot.take(pause) == [] and snapshot.done
+    assert snapshot.take(pause) == []
+    assert snapshot.done
     follower = LogReading("logs", FOLLOW)
     follower.take(HEAD)
     [failure] = follower.take(pause)
@@ -172,7 +178,8 @@ def test_the_end_markers_end_the_reading_cleanly() -> None:
             Success(line("a") + b'data: {"type": "' + marker + b'"}\n\n' + line("b"))
         )
         assert [expect_success(x).message for x in got] == ["a"]
-        assert reading.done and reading.end() == []
+        assert reading.done
+        assert reading.end() == []
 
 
 def test_tail_text_is_bounded_escaped_and_masks_urls() -> None:
@@ -182,7 +189,9 @@ def test_tail_text_is_bounded_escaped_and_masks_urls() -> None:
     tail = tail_text(lines)
     assert len(tail) == 5
     assert tail[0] == "info: line 16"
-    assert "abc.modal.run" not in tail[-1] and "\x1b" not in tail[-1] and "\n" not in tail[-1]
+    assert "abc.modal.run" not in tail[-1]
+    assert "\x1b" not in tail[-1]
+    assert "\n" not in tail[-1]
     assert len(tail[-1]) <= 200
 
 
