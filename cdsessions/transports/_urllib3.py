@@ -668,6 +668,9 @@ def _pieces(
     also when the reader stops early (the generator is closed)."""
     operation, limit = request.operation, request.max_response_bytes
     size = 0
+    # The bytes as sent: a compressed stream is refused by its reader, never inflated here. Set
+    # on the response, not passed to read1: vcrpy's replayed read1 takes no decode_content.
+    response.decode_content = False
     try:
         yield Success(
             HttpResponse(
@@ -678,7 +681,7 @@ def _pieces(
         )
         while True:
             try:
-                chunk = response.read1(_CHUNK, decode_content=False)
+                chunk = response.read1(_CHUNK)
             except (HTTPError, OSError, http.client.HTTPException) as error:
                 if cut_off():
                     yield Failure(TransportFailed(operation, "timeout", _DEADLINE_PASSED, True))
