@@ -63,6 +63,7 @@ PROPERTY_MODULES = (
     "tests/fake/test_server.py",
     "tests/fake/test_validation.py",
     "tests/core/test_sse.py",
+    "tests/contracts/test_logs_contract.py",
 )
 
 
