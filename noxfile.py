@@ -173,6 +173,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "venv", str(official))
     session.run(str(python), "-m", "pip", "install", "--quiet", "comfydeploy==0.6.3", external=True)
     session.run("python", "-m", "bench.run", "--official-python", str(python), *session.posargs)
+    # Following 10,000 and 100,000 log lines: the memory peak must not grow with the lines.
+    session.run("python", "-m", "bench.logs", *[a for a in session.posargs if a == "--quick"])
 
 
 @nox.session
