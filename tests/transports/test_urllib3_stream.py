@@ -251,3 +251,20 @@ def test_the_async_client_follows_through_its_threads_under_the_same_deadline() 
     assert expect_success(got[0]).message == "first"
     assert expect_failure(got[-1], TransportFailed).kind == "timeout"
     assert elapsed <= 0.8 + SLACK
+
+
+def test_a_stream_read_until_close_cut_at_the_deadline_is_a_timeout_not_an_end() -> None:
+    # No Content-Length, no chunking: the body ends when the connection closes. The watchdog
+    # shutting the socket at the deadline looks like that close; it must not pass for the end.
+    def script(peer: Peer) -> None:
+        if peer.read_request() is None:
+            return
+        peer.write(response("200 OK", "Content-Type: text/event-stream", body=event("first")))
+        peer.trickle(b": keep-alive\n", every=0.05, lasting=10)
+        peer.close()
+
+    with hostile(script) as server:
+        got, elapsed = follow(server.base_url, Timeout(2, 2, 1.0))
+    assert expect_success(got[0]).message == "first"
+    assert expect_failure(got[-1], TransportFailed).kind == "timeout"
+    assert elapsed <= 1.0 + SLACK
