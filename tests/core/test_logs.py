@@ -248,3 +248,19 @@ def test_a_log_that_cannot_be_read_leaves_the_failure_as_it_was() -> None:
     fake.answer_next("GET /v2/stream-logs", 500)
     late = expect_failure(client.wait_until_ready(session_id, timeout=5), NotReady)
     assert late.last_log == ()
+
+
+def test_a_key_the_server_echoes_into_a_log_line_is_masked_by_both_clients() -> None:
+    fake = FakeService()
+    client = SessionsClient(KEY, transport=FakeTransport(fake))
+    session_id = started(fake, client)
+    fake.log(session_id, "error", f"refused Authorization: Bearer {KEY}")
+    [_, echoed] = expect_success(client.logs(session_id))
+    assert KEY not in echoed.message
+    assert echoed.message == "refused Authorization: Bearer <redacted>"
+
+    async def main() -> list[str]:
+        asynchronous = AsyncSessionsClient(KEY, transport=AsyncFakeTransport(fake))
+        return [expect_success(x).message async for x in asynchronous.follow_logs(session_id)]
+
+    assert all(KEY not in message for message in asyncio.run(main()))

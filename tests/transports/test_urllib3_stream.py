@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Final
 
 import pytest
-from returns.result import Result
+from returns.result import Result, Success
 
 from cdsessions import (
     ApiError,
@@ -268,3 +268,36 @@ def test_a_stream_read_until_close_cut_at_the_deadline_is_a_timeout_not_an_end()
     assert expect_success(got[0]).message == "first"
     assert expect_failure(got[-1], TransportFailed).kind == "timeout"
     assert elapsed <= 1.0 + SLACK
+
+
+def test_a_child_forked_while_a_stream_is_open_reads_its_own_and_the_parent_keeps_its() -> None:
+    from tests.support.forking import assert_child_ok, fork_and_wait
+
+    child_done = threading.Event()
+
+    def script(peer: Peer) -> None:
+        if peer.read_request() is None:
+            return
+        peer.write(HEAD + chunk(event(f"conn {peer.index} first")))
+        if peer.index == 0:
+            child_done.wait(20)  # the parent's stream stays open while the child reads
+        end = chunk(b'data: {"type": "stream_complete"}\n\n') + b"0\r\n\r\n"
+        peer.write(chunk(event(f"conn {peer.index} second")) + end)
+        peer.close()
+
+    with hostile(script) as server:
+        client = SessionsClient(KEY, server=server.base_url, timeout=Timeout(5, 5, 30))
+        lines = client.follow_logs(SESSION)
+        assert expect_success(next(lines)).message == "conn 0 first"
+
+        def child() -> int:
+            got = client.logs(SESSION)
+            messages = [x.message for x in got.unwrap()] if isinstance(got, Success) else []
+            return 0 if messages == ["conn 1 first", "conn 1 second"] else 3
+
+        code = fork_and_wait(child)
+        child_done.set()
+        rest = [expect_success(x).message for x in lines]
+        client.close()
+    assert_child_ok(code)
+    assert rest == ["conn 0 second"]
