@@ -264,3 +264,17 @@ def test_a_key_the_server_echoes_into_a_log_line_is_masked_by_both_clients() -> 
         return [expect_success(x).message async for x in asynchronous.follow_logs(session_id)]
 
     assert all(KEY not in message for message in asyncio.run(main()))
+
+
+def test_a_transport_that_cannot_stream_answers_a_log_read_with_a_value() -> None:
+    class SendOnly:
+        def send(self, request: object) -> object:
+            raise AssertionError("nothing may be sent")
+
+        def close(self) -> None:
+            pass
+
+    client = SessionsClient(KEY, transport=SendOnly())  # type: ignore[arg-type]
+    error = expect_failure(client.logs("3f0c0000-0000-4000-8000-000000000000"), TransportFailed)
+    assert error.kind == "broken"
+    assert error.sent is False
