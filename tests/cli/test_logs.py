@@ -96,3 +96,15 @@ def test_create_wait_says_why_with_the_last_log_lines(served: tuple[FakeService,
     assert result.returncode == 7, result.stderr
     assert "last log: info: Creating session..." in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_urls_in_log_lines_are_masked_unless_show_url(served: tuple[FakeService, str]) -> None:
+    fake, base_url = served
+    session_id = started(fake, base_url)
+    fake.log(session_id, "info", "ComfyUI at https://fake-tunnel.r5.modal.localhost/ is up")
+    for extra in ((), ("--json",)):
+        masked = run_cli("logs", session_id, "--server", base_url, *extra, key=KEY)
+        assert masked.returncode == 0, masked.stderr
+        assert "fake-tunnel" not in masked.stdout
+    shown = run_cli("logs", session_id, "--server", base_url, "--show-url", key=KEY)
+    assert "https://fake-tunnel.r5.modal.localhost/" in shown.stdout

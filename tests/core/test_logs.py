@@ -278,3 +278,9 @@ def test_a_transport_that_cannot_stream_answers_a_log_read_with_a_value() -> Non
     error = expect_failure(client.logs("3f0c0000-0000-4000-8000-000000000000"), TransportFailed)
     assert error.kind == "broken"
     assert error.sent is False
+
+
+def test_a_log_lines_repr_masks_urls() -> None:
+    line = LogLine(datetime(2026, 12, 7, tzinfo=UTC), "info", "up at https://abc.modal.run/x")
+    assert "abc.modal.run" not in repr(line)
+    assert line.message == "up at https://abc.modal.run/x"  # the value keeps it
