@@ -29,7 +29,7 @@ from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
 from cdsessions._core.clocks import AsyncClock
-from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode
+from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode, is_gone
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
@@ -164,11 +164,11 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         if not isinstance(fetch, Success):
             yield Failure(fetch.failure())
             return
-        async for line in self._read_logs(fetch.unwrap(), FOLLOW, self._closes):
+        async for line in self._read_logs(fetch.unwrap(), FOLLOW, self._closes, session_id):
             yield line
 
     async def _read_logs(
-        self, fetch: FetchLogs, mode: Mode, began: int
+        self, fetch: FetchLogs, mode: Mode, began: int, session_id: str = ""
     ) -> AsyncIterator[Result[LogLine, ApiError]]:
         """:meth:`SessionsClient._read_logs` for asyncio: the same :class:`LogReading`."""
         request = fetch.request
@@ -192,6 +192,9 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
                 yield result
         finally:
             await pieces.aclose()
+        if reading.stalled is not None:  # a follower's stall: over if the session is gone
+            for result in reading.after_check(is_gone(await self.get(session_id))):
+                yield result
 
     async def _collect_logs(self, fetch: FetchLogs, began: int) -> object:
         lines: builtins.list[LogLine] = []

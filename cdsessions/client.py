@@ -18,7 +18,15 @@ from returns.result import Failure, Result, Success
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
 from cdsessions._core.clocks import Clock
-from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode, collected
+from cdsessions._core.logs import (
+    FOLLOW,
+    SNAPSHOT,
+    FetchLogs,
+    LogReading,
+    Mode,
+    collected,
+    is_gone,
+)
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
@@ -178,16 +186,18 @@ class SessionsClient(ClientBase[Transport, Clock]):
         the stream ends (the server's end marker, or the connection closed between events);
         anything else ends it with one ``Failure``, its last item: a stall longer than
         ``timeout``'s read, its total (the deadline; ``timeout.total=None`` follows for as long
-        as the stream goes on), garbage, a line over 256 KiB, 1 GiB in all. Never raises; stop
+        as the stream goes on), garbage, a line over 256 KiB, 1 GiB in all. A stall (or the
+        deadline) is a clean end when the session turns out to be gone (a get answers 404):
+        the server keeps an ended session's stream open and never ends it. Never raises; stop
         iterating (or ``close()`` it) to drop the connection."""
         fetch = self._core.log_stream(session_id, level, timeout, FOLLOW)
         if not isinstance(fetch, Success):
             yield Failure(fetch.failure())
             return
-        yield from self._read_logs(fetch.unwrap(), FOLLOW, self._closes)
+        yield from self._read_logs(fetch.unwrap(), FOLLOW, self._closes, session_id)
 
     def _read_logs(
-        self, fetch: FetchLogs, mode: Mode, began: int
+        self, fetch: FetchLogs, mode: Mode, began: int, session_id: str = ""
     ) -> Iterator[Result[LogLine, ApiError]]:
         """The stream ``fetch`` asks for, through :class:`LogReading` (shared with asyncio)."""
         request = fetch.request
@@ -208,6 +218,8 @@ class SessionsClient(ClientBase[Transport, Clock]):
             yield from reading.end()
         finally:
             pieces.close()  # the connection goes as soon as the reading stops
+        if reading.stalled is not None:  # a follower's stall: over if the session is gone
+            yield from reading.after_check(is_gone(self.get(session_id)))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 

@@ -279,8 +279,18 @@ class LogLine(msgspec.Struct, frozen=True, gc=False):
     """One line of a session's log (``GET /v2/stream-logs``): when the server wrote it (UTC),
     its level (``info``, ``error``... as the server names it) and its text, as sent but with the
     API key masked. The text is the server's: escape it before showing it
-    (``cdsessions._core.text.escape`` is what the CLI uses)."""
+    (``cdsessions._core.text.escape`` is what the CLI uses). Its ``repr`` masks URLs (a
+    session's tunnel can appear in its log)."""
 
     timestamp: datetime
     level: str
     message: str
+
+    def __repr__(self) -> str:
+        # A session's tunnel url can appear in its own log: never whole in a repr.
+        from cdsessions._core.text import mask_urls
+
+        return (
+            f"LogLine(timestamp={self.timestamp!r}, level={self.level!r}, "
+            f"message={mask_urls(self.message)!r})"
+        )

@@ -12,6 +12,7 @@ from cdsessions._cli._failures import OK, Failed, ok
 from cdsessions._cli._keyfile import client_for
 from cdsessions._cli._output import out, print_json
 from cdsessions._cli._parser import Command
+from cdsessions._core.text import mask_urls
 from cdsessions._core.timeouts import Timeout
 from cdsessions.models import LogLine
 
@@ -27,30 +28,37 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "-f", "--follow", action="store_true", help="keep printing lines as they come"
     )
     parser.add_argument("--level", metavar="L", help="only lines of this level (e.g. info, error)")
+    parser.add_argument(
+        "--show-url",
+        action="store_true",
+        help="print URLs in messages as they are (a session's url is a secret; masked otherwise)",
+    )
 
 
-def _show(line: LogLine, as_json: bool) -> None:
+def _show(line: LogLine, args: argparse.Namespace) -> None:
     stamp = line.timestamp.isoformat().replace("+00:00", "Z")
-    if as_json:
-        print_json({"timestamp": stamp, "level": line.level, "message": line.message})
+    # A session's tunnel url can appear in its own log: shown only with --show-url, as by get.
+    message = line.message if args.show_url else mask_urls(line.message)
+    if args.json:
+        print_json({"timestamp": stamp, "level": line.level, "message": message})
     else:
         # out() escapes every non-printable character: a line cannot drive the terminal, and a
         # line break inside a message cannot forge the next line.
-        out(f"{stamp} {line.level} {line.message.replace(chr(10), chr(92) + 'n')}")
+        out(f"{stamp} {line.level} {message.replace(chr(10), chr(92) + 'n')}")
 
 
 def _logs(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         if not args.follow:
             for line in ok(client.logs(args.session_id, level=args.level)):
-                _show(line, args.json)
+                _show(line, args)
             return OK
         followed = client.follow_logs(args.session_id, level=args.level, timeout=FOLLOW_TIMEOUT)
         try:
             for result in followed:
                 if not isinstance(result, Success):
                     raise Failed(result.failure())
-                _show(result.unwrap(), args.json)
+                _show(result.unwrap(), args)
         finally:
             followed.close()
     return OK
@@ -63,5 +71,6 @@ LOGS: Final = Command(
     _arguments,
     "Without -f, prints the lines the log holds now. With -f, keeps printing new lines until\n"
     "the stream ends, Ctrl-C, or ten minutes pass without a byte. Each line is\n"
-    "`TIMESTAMP LEVEL MESSAGE`, escaped; --json prints one object a line.",
+    "`TIMESTAMP LEVEL MESSAGE`, escaped, URLs masked (--show-url: as sent); --json prints\n"
+    "one object a line.",
 )

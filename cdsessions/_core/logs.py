@@ -13,8 +13,10 @@ Two ways to read:
   stream by itself, so a snapshot ends at the first pause of :data:`QUIET_SECONDS` without a
   byte (the transport's read timeout), or at the deadline, with the lines read so far;
 - following: lines as they come, until the stream ends (the server's ``stream_complete`` or
-  ``stream_unavailable``, or the connection closed between events). A stall longer than the
-  read timeout, the deadline, garbage or a cut in the middle of an event end it with a failure.
+  ``stream_unavailable``, or the connection closed between events), or the session is gone:
+  when the stream stalls (the read timeout, or the deadline), the client asks for the session,
+  and a 404 ends the following cleanly. Otherwise the stall, garbage or a cut in the middle of
+  an event end it with a failure.
 
 Failure reasons: :func:`tail_text` makes the last few lines safe to put into an error (escaped,
 URLs and the key masked, each line clipped, at most :data:`TAIL_LINES`).
@@ -36,7 +38,7 @@ from cdsessions._core.sse import SseEvent, SseParser
 from cdsessions._core.text import clip, mask_urls
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse, mask_key
-from cdsessions.errors import ApiError, DecodeFailed, InvalidRequest, TransportFailed
+from cdsessions.errors import ApiError, DecodeFailed, HttpError, InvalidRequest, TransportFailed
 from cdsessions.models import LogLine
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Piece",
     "build_logs",
     "collected",
+    "is_gone",
     "logs_operation",
     "tail_text",
 ]
@@ -151,6 +154,8 @@ class LogReading:
         self._error_size = 0
         self._events = 0
         self.done = False
+        #: A follower's stall, waiting for :meth:`after_check`; None otherwise.
+        self.stalled: TransportFailed | None = None
 
     def take(self, piece: Piece) -> list[Result[LogLine, ApiError]]:
         if self.done:
@@ -202,11 +207,23 @@ class LogReading:
         return []
 
     def _failed(self, failure: TransportFailed) -> list[Result[LogLine, ApiError]]:
-        if self._mode == SNAPSHOT and failure.kind == "timeout" and self._head is not None:
-            # A snapshot ends at the first pause (or the deadline): what was read is the answer.
+        streaming = self._head is not None and self._error_body is None
+        if failure.kind == "timeout" and streaming:
             self.done = True
+            if self._mode == SNAPSHOT:
+                # A snapshot ends at the first pause (or the deadline): what was read is it.
+                return []
+            # The server keeps a session's stream open after the session ends and writes no
+            # end: a follower that stalls asks whether the session is gone (see after_check).
+            self.stalled = failure
             return []
         return self._over(failure)
+
+    def after_check(self, gone: bool) -> list[Result[LogLine, ApiError]]:
+        """A stalled follower's end, once the caller asked whether the session is ``gone``
+        (:func:`is_gone` of a get): a clean end if it is, else the stall's failure."""
+        stalled, self.stalled = self.stalled, None
+        return [] if gone or stalled is None else [Failure(stalled)]
 
     def _over(self, failure: ApiError) -> list[Result[LogLine, ApiError]]:
         self.done = True
@@ -249,6 +266,14 @@ class LogReading:
             return Failure(self._garbage(where, "the timestamp is out of range in UTC"))
         message = mask_key(wire.message, self._forms) if self._forms else wire.message
         return Success(LogLine(stamp, wire.level, message))
+
+
+def is_gone(answer: Result[object, ApiError]) -> bool:
+    """Whether a get's answer says the session is gone (404)."""
+    if isinstance(answer, Success):
+        return False
+    error = answer.failure()
+    return isinstance(error, HttpError) and error.status == 404
 
 
 def collected(results: Iterable[Result[LogLine, ApiError]]) -> Result[list[LogLine], ApiError]:

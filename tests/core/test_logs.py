@@ -22,7 +22,7 @@ from cdsessions import (
     SessionsClient,
     TransportFailed,
 )
-from cdsessions._core.logs import FOLLOW, SNAPSHOT, LogReading, tail_text
+from cdsessions._core.logs import FOLLOW, SNAPSHOT, LogReading, is_gone, tail_text
 from cdsessions._core.wire import HttpResponse
 from cdsessions.fake import FakeService, FakeTransport, ManualClock
 from cdsessions.fake.transport import AsyncFakeTransport
@@ -60,6 +60,13 @@ def test_logs_are_the_sessions_lines_as_values_oldest_first() -> None:
     assert all(x.timestamp.tzinfo is UTC for x in lines)
     errors = expect_success(client.logs(session_id, level="error"))
     assert [x.message for x in errors] == ["\x1b]0;owned\x07 boom"]
+
+
+def test_is_gone_is_a_404_only() -> None:
+    assert is_gone(Failure(HttpError("get", 404, "GPUEvent not found")))
+    assert not is_gone(Failure(HttpError("get", 500, "boom")))
+    assert not is_gone(Failure(TransportFailed("get", "timeout", "x", sent=True)))
+    assert not is_gone(Success(object()))
 
 
 def test_follow_logs_yields_each_line_then_ends_when_the_stream_ends() -> None:
@@ -153,8 +160,15 @@ def test_a_pause_ends_a_snapshot_with_its_lines_but_fails_a_follower() -> None:
     assert snapshot.done
     follower = LogReading("logs", FOLLOW)
     follower.take(HEAD)
-    [failure] = follower.take(pause)
+    assert follower.take(pause) == []
+    assert follower.done
+    assert follower.stalled is not None  # the caller asks whether the session is gone
+    [failure] = follower.after_check(gone=False)
     assert failure.failure().code == "transport"
+    gone = LogReading("logs", FOLLOW)
+    gone.take(HEAD)
+    gone.take(pause)
+    assert gone.after_check(gone=True) == []
 
 
 def test_a_timeout_before_the_head_fails_even_a_snapshot() -> None:

@@ -46,14 +46,30 @@ def event(message: str) -> bytes:
     )
 
 
-def streaming(body: Callable[[Peer], None]) -> Callable[[Peer], None]:
-    """Read the request, write a chunked event-stream head, then let ``body`` write."""
+SESSION_BODY: Final = (
+    b'{"session_id": "' + SESSION.encode() + b'", "gpu_event_id": "e", "url": null}'
+)
+
+
+def streaming(body: Callable[[Peer], None], *, gone: bool = False) -> Callable[[Peer], None]:
+    """Read the request, write a chunked event-stream head, then let ``body`` write. A get
+    (what a stalled follower asks) is answered at once: the session, or 404 when ``gone``."""
 
     def script(peer: Peer) -> None:
-        if peer.read_request() is None:
+        request = peer.read_request()
+        if request is None:
             return
-        peer.write(HEAD)
-        body(peer)
+        if request.target.startswith("/api/session/"):
+            if gone:
+                detail = b'{"detail": "GPUEvent not found"}'
+                status = "404 Not Found"
+            else:
+                detail, status = SESSION_BODY, "200 OK"
+            length = f"Content-Length: {len(detail)}"
+            peer.write(response(status, "Content-Type: application/json", length, body=detail))
+        else:
+            peer.write(HEAD)
+            body(peer)
         peer.close()
 
     return script
@@ -231,6 +247,23 @@ def test_stopping_early_closes_the_connection() -> None:
         expect_success(next(lines))
         lines.close()  # the caller stops following
         assert closed.wait(5), "the server still had a reader after the follower stopped"
+
+
+def test_a_stalled_follower_whose_session_is_gone_ends_cleanly() -> None:
+    # The server keeps an ended session's stream open and never ends it: a stall, then a get
+    # that answers 404, is the end of the log, not a failure.
+    def body(peer: Peer) -> None:
+        peer.write(chunk(event("Reached timeout period 10 minutes, deleting session")))
+        peer.stall(10)
+
+    with hostile(streaming(body, gone=True)) as server:
+        got, elapsed = follow(server.base_url, Timeout(2, 0.5, 10))
+        targets = [r.target for r in server.requests]
+    assert [expect_success(x).message for x in got] == [
+        "Reached timeout period 10 minutes, deleting session"
+    ]
+    assert targets[-1] == "/api/session/" + SESSION
+    assert elapsed <= 0.5 + SLACK
 
 
 def test_the_async_client_follows_through_its_threads_under_the_same_deadline() -> None:
