@@ -187,9 +187,10 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
                 for result in reading.take(piece):
                     yield result
                 if reading.done:
-                    return
-            for result in reading.end():
-                yield result
+                    break
+            else:
+                for result in reading.end():
+                    yield result
         finally:
             await pieces.aclose()
         if reading.stalled is not None:  # a follower's stall: over if the session is gone

@@ -214,8 +214,9 @@ class SessionsClient(ClientBase[Transport, Clock]):
             for piece in pieces:
                 yield from reading.take(piece)
                 if reading.done:
-                    return
-            yield from reading.end()
+                    break
+            else:
+                yield from reading.end()
         finally:
             pieces.close()  # the connection goes as soon as the reading stops
         if reading.stalled is not None:  # a follower's stall: over if the session is gone
