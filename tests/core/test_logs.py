@@ -4,6 +4,7 @@ in-memory fake; and the failure reasons a ready wait now carries (issue 20 items
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Final
 
@@ -298,3 +299,31 @@ def test_a_log_lines_repr_masks_urls() -> None:
     line = LogLine(datetime(2026, 12, 7, tzinfo=UTC), "info", "up at https://abc.modal.run/x")
     assert "abc.modal.run" not in repr(line)
     assert line.message == "up at https://abc.modal.run/x"  # the value keeps it
+
+
+def test_the_async_client_reports_a_404_and_a_cut_stream_as_values() -> None:
+    from cdsessions.transports import InlineTransport
+
+    class Cut:
+        """Serves a log stream that stops in the middle of an event."""
+
+        def send(self, request: object) -> object:
+            raise AssertionError("a log read streams")
+
+        def stream(self, request: object) -> Iterator[object]:
+            yield Success(HttpResponse(200, SSE))
+            yield Success(line("whole") + b'data: {"message": "ha')
+
+        def close(self) -> None:
+            pass
+
+    async def main() -> tuple[object, list[object]]:
+        fake = AsyncSessionsClient(KEY, transport=AsyncFakeTransport(FakeService()))
+        missing = await fake.logs("3f0c0000-0000-4000-8000-000000000000")
+        cut = AsyncSessionsClient(KEY, transport=InlineTransport(Cut()))  # type: ignore[arg-type]
+        return missing, [x async for x in cut.follow_logs("s")]
+
+    missing, followed = asyncio.run(main())
+    assert expect_failure(missing, HttpError).status == 404  # type: ignore[arg-type]
+    assert expect_success(followed[0]).message == "whole"  # type: ignore[arg-type]
+    assert expect_failure(followed[-1], TransportFailed).kind == "broken"  # type: ignore[arg-type]
