@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Failure, Result
+from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
 from cdsessions._core.clocks import AsyncClock
 from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
+from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode, is_gone
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
@@ -41,9 +42,11 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    LogLine,
     Session,
 )
-from cdsessions.transports.base import AsyncTransport
+from cdsessions.transports._inline import cannot_stream
+from cdsessions.transports.base import AsyncStreamingTransport, AsyncTransport
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -148,6 +151,63 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         lifetime; ``refresh=True`` fetches it again. See :meth:`SessionsClient.gpu_pricing`."""
         return await self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
+    # -- the session's log ------------------------------------------------------------------
+
+    async def logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> Result[builtins.list[LogLine], ApiError]:
+        """The session's log as it is now; see :meth:`SessionsClient.logs`."""
+        return await self._run(self._core.logs(session_id, level, timeout))
+
+    async def follow_logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> AsyncGenerator[Result[LogLine, ApiError], None]:
+        """The session's log lines as they come; see :meth:`SessionsClient.follow_logs`."""
+        fetch = self._core.log_stream(session_id, level, timeout, FOLLOW)
+        if not isinstance(fetch, Success):
+            yield Failure(fetch.failure())
+            return
+        async for line in self._read_logs(fetch.unwrap(), FOLLOW, self._closes, session_id):
+            yield line
+
+    async def _read_logs(
+        self, fetch: FetchLogs, mode: Mode, began: int, session_id: str = ""
+    ) -> AsyncIterator[Result[LogLine, ApiError]]:
+        """:meth:`SessionsClient._read_logs` for asyncio: the same :class:`LogReading`."""
+        request = fetch.request
+        refused = self._refused(request, began)
+        if refused is not None:
+            yield Failure(refused)
+            return
+        transport = self._transport_for_use()
+        if not isinstance(transport, AsyncStreamingTransport):
+            yield Failure(cannot_stream(request, transport))
+            return
+        reading = LogReading(request.operation, mode, fetch.key_forms)
+        pieces = transport.astream(request)
+        try:
+            async for piece in pieces:
+                for result in reading.take(piece):
+                    yield result
+                if reading.done:
+                    break
+            else:
+                for result in reading.end():
+                    yield result
+        finally:
+            await pieces.aclose()
+        if reading.stalled is not None:  # a follower's stall: over if the session is gone
+            for result in reading.after_check(is_gone(await self.get(session_id))):
+                yield result
+
+    async def _collect_logs(self, fetch: FetchLogs, began: int) -> object:
+        lines: builtins.list[LogLine] = []
+        async for result in self._read_logs(fetch, SNAPSHOT, began):
+            if not isinstance(result, Success):
+                return result
+            lines.append(result.unwrap())
+        return Success(lines)
+
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 
     async def wait_until_ready(
@@ -230,7 +290,9 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
     # -- the shell -------------------------------------------------------------------------
 
     async def _run(
-        self, steps: Flow[HttpRequest, T], sleep: Callable[[float], Awaitable[None]] | None = None
+        self,
+        steps: Flow[HttpRequest | FetchLogs, T],
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> T:
         """Drive steps (a call's, or a flow of them) as :meth:`SessionsClient._run` does, with
         ``sleep`` (the clock's ``asleep``, or ``asyncio.sleep`` on the real time, unless given); a
@@ -240,7 +302,9 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             sleep = asyncio.sleep if self._clock is None else self._clock.asleep
         began = self._closes  # an aclose() meanwhile fails this call's later requests
 
-        async def send(request: HttpRequest) -> Outcome:
+        async def send(request: Any) -> object:  # HttpRequest | FetchLogs
+            if isinstance(request, FetchLogs):  # a snapshot of a log stream
+                return await self._collect_logs(request, began)
             return await self._send(request, began)
 
         return await drive_async(steps, send, sleep, self._finish)

@@ -151,6 +151,8 @@ class Calls(Protocol):
         self, refresh: bool, timeout: object, retry: object
     ) -> Steps[Any, Any, Result[GpuPricing, ApiError]]: ...
 
+    def log_tail(self, session_id: str) -> Steps[Any, Any, tuple[str, ...]]: ...
+
 
 def _backoff_problem(backoff: object) -> str | None:
     return backoff.problem() if isinstance(backoff, Backoff) else "must be a Backoff"
@@ -218,8 +220,11 @@ def ready_wait(
     on_poll: OnPoll | None = None,
     clock: Clock = time.monotonic,
 ) -> Flow[Any, Result[Session, ApiError]]:
-    """:func:`ready_steps` polling with ``core``'s ``get`` (the client's timeout and retry)."""
-    return ready_steps(
+    """:func:`ready_steps` polling with ``core``'s ``get`` (the client's timeout and retry).
+    When the wait fails with ``SessionGone`` or ``NotReady``, the session's last log lines are
+    read then (never on the way to success: no cost when all goes well) and carried in the
+    failure's ``last_log``: the server writes why a session failed there first."""
+    waited = yield from ready_steps(
         lambda polled: core.get(polled, None, None),
         session_id,
         timeout=timeout,
@@ -227,6 +232,18 @@ def ready_wait(
         on_poll=on_poll,
         clock=clock,
     )
+    if isinstance(waited, Success):
+        return waited
+    return Failure((yield from with_log_tail(core, waited.failure())))
+
+
+def with_log_tail(core: Calls, error: ApiError) -> Flow[Any, ApiError]:
+    """``error`` with the session's last log lines, if it is a ``SessionGone`` or ``NotReady``
+    and the log stream has any; else ``error`` as it is."""
+    if not isinstance(error, SessionGone | NotReady) or error.last_log:
+        return error
+    tail = yield from core.log_tail(error.session_id)
+    return msgspec.structs.replace(error, last_log=tail) if tail else error
 
 
 # -- the cancel until closed -------------------------------------------------------------------

@@ -88,6 +88,7 @@ from cdsessions.fake._validation import (
     validate_extend,
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.fake.logs import FakeLogs
 from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
 from cdsessions.transports._fork import register as register_for_fork
 
@@ -230,6 +231,7 @@ class FakeService:
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
+        self._logs = FakeLogs()  # each session's log lines (cdsessions/fake/logs.py)
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -293,6 +295,29 @@ class FakeService:
             now = clock.advance(seconds)
             self._expire(now)
             return now
+
+    def log(self, session_id: str, level: str, message: str) -> bool:
+        """Write a line to a session's log stream, as the server does (``GET /v2/stream-logs``
+        serves it). False when the fake never had the session. Lines outlive the session."""
+        with self._lock:
+            return self._logs.write(session_id, level, message, self._clock())
+
+    def fail_start(
+        self, session_id: str, reason: str = "Modal function failed with status: failure"
+    ) -> bool:
+        """Make a session fail as the server fails one: its ``reason`` is logged at ``error``,
+        then it ends (get answers 404, a ready wait ends in ``SessionGone``). False when there
+        was no such live session."""
+        with self._lock:
+            if session_id not in self._sessions:
+                return False
+            self._logs.write(session_id, "error", reason, self._clock())
+            return self.end_session(session_id)
+
+    def log_lines(self, session_id: str) -> tuple[tuple[datetime, str, str], ...]:
+        """The lines the fake holds for a session: (timestamp, level, message)."""
+        with self._lock:
+            return tuple((x.timestamp, x.level, x.message) for x in self._logs.lines(session_id))
 
     def respond(self, request: HttpRequest) -> HttpResponse | Fault:
         """What the transports and the HTTP server ask: a scripted answer or fault for
@@ -396,6 +421,12 @@ class FakeService:
             if method == "GET":
                 return HttpResponse(200, (("content-type", "application/json"),), self._prices_body)
             return detail_response(405, "Method Not Allowed")
+        if path == "/v2/stream-logs":
+            if method == "GET":
+                wanted = query.get("session_id")
+                live = wanted in self._sessions
+                return self._logs.stream(wanted, query.get("log_level"), account, live=live)
+            return detail_response(405, "Method Not Allowed")
         if path == "/sessions":
             if method == "GET":
                 return self._list(query, account, now)
@@ -484,6 +515,7 @@ class FakeService:
             url=f"https://fake-{label}.r5.modal.localhost",
         )
         self._sessions[session.session_id] = session
+        self._logs.opened(session.session_id, account, now)
         url = session.url if session.ready else None
         return json_response(200, {"session_id": session.session_id, "url": url})
 
