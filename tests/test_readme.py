@@ -509,3 +509,43 @@ def test_local_server_transcript(tmp_path: Path, cdsessions_fake_url: str) -> No
         if _normalise(printed).strip() != _normalise(shown).strip():
             differences.append(f"$ {command}\nshown:\n{shown}\nprinted:\n{printed}")
     assert not differences, "\n".join(differences)
+
+
+# -- the front page ---------------------------------------------------------------------------
+
+#: The README's sections, in the order a newcomer needs them (issue 21).
+FRONT_PAGE = (
+    "Set up",
+    "The command line, on the fake",
+    "Quickstart: the library, typed",
+    "Testing your code with the fake",
+    "Using the real API",
+    "Further reading",
+)
+
+
+def _setup_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sh\n(.*?)\n```$", section, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_is_a_short_guide_in_order() -> None:
+    text = README.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.*)$", text, flags=re.MULTILINE)
+    assert headings == list(FRONT_PAGE)
+    assert len(text.splitlines()) < 300
+
+
+def test_the_readme_has_two_setup_commands_in_a_virtual_environment() -> None:
+    demo, tests = _setup_commands()  # exactly two, one line each
+    for command in (demo, tests):
+        assert "\n" not in command
+        assert command.startswith("python -m venv .venv && .venv/bin/pip install ")
+    assert demo.endswith(" -m cdsessions demo")
+    assert tests.endswith(".venv/bin/nox")
+
+
+def test_ci_runs_the_readmes_test_command_exactly() -> None:
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert lines[-1] == _setup_commands()[1]
