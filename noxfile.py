@@ -152,12 +152,17 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict with the returns plugin, over the package, the tests, examples/ and this
     file; then pyright, the other checker users run, over the package (basic mode) and the typed
-    user script examples/typed_usage.py (strict). Both must accept the script's assert_types."""
+    user script examples/typed_usage.py (strict). Both must accept the script's assert_types.
+    Then both over every Python block of the README and docs/ (tests/test_doc_types.py)."""
     session.install("-e", ".[test,typecheck]", "nox")
     session.run("mypy")
     # The pyright wrapper otherwise asks PyPI for its latest version on every run: a type check
     # contacts nothing.
     session.run("pyright", env={"PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"})
+    # Every Python block of README.md and docs/*.md under both checkers (skipped in ``tests``,
+    # whose environment has neither; required here).
+    doc_types = ["pytest", "-q", "-p", "no:cacheprovider", "tests/test_doc_types.py"]
+    session.run(*doc_types, env={"CDSESSIONS_DOC_TYPES": "required"})
 
 
 @nox.session
