@@ -125,7 +125,7 @@ def mutation(session: nox.Session) -> None:
     session.run("python", "-c", MUTATION_SCORE)
 
 
-#: Prints the score from mutants/mutmut-cicd-stats.json (what the README quotes).
+#: Prints the score from mutants/mutmut-cicd-stats.json (what docs/development.md quotes).
 MUTATION_SCORE = """
 import json
 stats = json.load(open("mutants/mutmut-cicd-stats.json"))
@@ -171,7 +171,7 @@ def bench(session: nox.Session) -> None:
     ~6 minutes; not in the default run). The official SDK ``comfydeploy==0.6.3`` gets a virtual
     environment of its own, beside this one. Results go to bench/results/latest.json;
     ``nox -s bench -- --quick`` is a smoke run written to bench/results/quick.json (git ignores
-    it). ``python -m bench.run --show FILE --markdown`` prints the README's table again.
+    it). ``python -m bench.run --show FILE --markdown`` prints docs/performance.md's table again.
     """
     session.install(".")
     official = Path(session.create_tmp()) / "official-sdk"
