@@ -116,3 +116,33 @@ def test_a_broken_link_or_anchor_is_found(tmp_path: Path) -> None:
         "docs/probe.md:8: library.md#not-a-heading: no heading makes #not-a-heading",
         "docs/probe.md:9: ../../x: outside the project",
     ]
+
+
+def table_of_contents(path: Path) -> list[str]:
+    """The anchors of the link list that opens ``path`` right after its title."""
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    opening = []
+    for line in lines:
+        item = re.fullmatch(r"\s*- \[[^\]]*\]\(#(?P<anchor>[^)]+)\)", line)
+        if item is None:
+            break
+        opening.append(item["anchor"])
+    return opening
+
+
+@pytest.mark.parametrize(
+    "path",
+    [page for page in DOCUMENTS if page.parent.name == "docs" and page.name != "README.md"],
+    ids=lambda path: path.name,
+)
+def test_every_docs_page_with_sections_opens_with_its_table_of_contents(path: Path) -> None:
+    sections = [
+        slug(heading[2])
+        for _, line in _prose_lines(path.read_text(encoding="utf-8"))
+        if (heading := _HEADING.match(line)) and len(heading[1]) == 2
+    ]
+    if len(sections) < 2:
+        return  # a page of one section is its own table of contents
+    assert set(sections) <= set(table_of_contents(path))
