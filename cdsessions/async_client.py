@@ -130,9 +130,15 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        check_cap: bool = True,
     ) -> Result[ExtendSessionResponse, ApiError]:
-        """Add ``minutes`` to a live session's timeout (live server only)."""
-        return await self._run(self._core.extend(session_id, minutes, timeout, retry))
+        """Add ``minutes`` to a live session's timeout (live server only); one past the
+        24-hour cap is refused before sending, as :meth:`SessionsClient.extend` says."""
+        return await self._run(
+            session_steps.capped_extend(
+                self._core, session_id, minutes, timeout, retry, check_cap=check_cap
+            )
+        )
 
     async def gpu_pricing(
         self,

@@ -138,10 +138,21 @@ class SessionsClient(ClientBase[Transport, Clock]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        check_cap: bool = True,
     ) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to a live session's timeout (live server only). Repeated, like
-        create, only when the request surely never reached the server or got a 429."""
-        return self._run(self._core.extend(session_id, minutes, timeout, retry))
+        create, only when the request surely never reached the server or got a 429.
+
+        The session is read first (one ``get``): an extension that would take it past the
+        platform's 24-hour cap, counted from its creation, is an ``InvalidRequest`` (field
+        ``minutes``, why ``"session_cap"``) and nothing is sent (the server would accept it, but
+        the container stops at 24 hours anyway). ``check_cap=False`` skips that read and sends
+        the extension alone."""
+        from cdsessions._core.session_steps import capped_extend
+
+        return self._run(
+            capped_extend(self._core, session_id, minutes, timeout, retry, check_cap=check_cap)
+        )
 
     def gpu_pricing(
         self,
