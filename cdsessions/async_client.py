@@ -40,6 +40,7 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    Machine,
     Session,
 )
 from cdsessions.transports.base import AsyncTransport
@@ -150,6 +151,27 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         """The GPU price table (USD per second, exact), fetched once and kept for the client's
         lifetime; ``refresh=True`` fetches it again. See :meth:`SessionsClient.gpu_pricing`."""
         return await self._run(self._core.gpu_pricing(refresh, timeout, retry))
+
+    async def machine(
+        self,
+        machine_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[Machine, ApiError]:
+        """One machine, its default ``gpu`` included, never its ``auth_token``; see
+        :meth:`SessionsClient.machine`."""
+        return await self._run(self._core.machine(machine_id, timeout, retry))
+
+    async def machines(
+        self,
+        search: str | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[builtins.list[Machine], ApiError]:
+        """The account's machines, filtered by name when ``search`` is given."""
+        return await self._run(self._core.machines(search, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 

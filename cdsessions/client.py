@@ -28,6 +28,7 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    Machine,
     Session,
 )
 from cdsessions.transports.base import Transport
@@ -120,8 +121,10 @@ class SessionsClient(ClientBase[Transport, Clock]):
 
         ``max_cost`` (USD: Decimal, int or str, parsed exactly; a float is read through its
         repr, so ``2.5`` means 2.50) is a budget: the worst case, the requested minutes (15
-        when unset or 0) x 60 x the GPU's price per second, must not exceed it. Over budget, or
-        no way to price it (no ``gpu`` given, or a GPU missing from the price table), is an
+        when unset or 0) x 60 x the GPU's price per second, must not exceed it. Without ``gpu``
+        the machine's default GPU is priced (one ``GET /machine/{id}`` first; its failure is
+        returned and no create is sent). Over budget, or no way to price it (a machine with no
+        default GPU, or a GPU missing from the price table), is an
         :class:`~cdsessions._core.budget.OverBudget` (an ``InvalidRequest``) and no create is sent.
         The price table is fetched first if this client has none yet; if that fails, that
         failure is returned and no create is sent."""
@@ -167,6 +170,29 @@ class SessionsClient(ClientBase[Transport, Clock]):
         ``pricing.price_per_second("A10G")`` is a :class:`~cdsessions.costs.Price`, or a
         :class:`~cdsessions.costs.NoPrice` for a GPU the table does not list."""
         return self._run(self._core.gpu_pricing(refresh, timeout, retry))
+
+    def machine(
+        self,
+        machine_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[Machine, ApiError]:
+        """One machine, ``GET /machine/{id}`` (live server only): its name, status and default
+        ``gpu``. The server's ``auth_token`` is never kept (:class:`Machine` has no field for it).
+        A non-UUID id is the server's 422, an unknown one a 404. Retried like :meth:`get`."""
+        return self._run(self._core.machine(machine_id, timeout, retry))
+
+    def machines(
+        self,
+        search: str | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[builtins.list[Machine], ApiError]:
+        """The account's machines, ``GET /machines`` (live server only), only those whose name
+        contains ``search`` when given (the server decides how it matches)."""
+        return self._run(self._core.machines(search, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 

@@ -46,6 +46,8 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    Machine,
+    MachineGPU,
     Session,
 )
 
@@ -156,6 +158,10 @@ class Calls(Protocol):
     def gpu_pricing(
         self, refresh: bool, timeout: object, retry: object
     ) -> Steps[Any, Any, Result[GpuPricing, ApiError]]: ...
+
+    def machine(
+        self, machine_id: str, timeout: object, retry: object
+    ) -> Steps[Any, Any, Result[Machine, ApiError]]: ...
 
 
 def _backoff_problem(backoff: object) -> str | None:
@@ -305,7 +311,9 @@ def budget_check(
     """Whether ``body`` may be created within ``max_cost`` USD (see
     :mod:`cdsessions._core.budget`): None without a budget, else what the budget allows (kept
     for extensions), or why the create must not be sent. The price table is fetched (once per
-    client) only when there is a budget and the body could be sent."""
+    client) only when there is a budget and the body could be sent; a body without ``gpu`` is
+    priced at its machine's default GPU, read with one ``GET /machine/{id}`` (whose failure
+    refuses the create: nothing is sent)."""
     if max_cost is None:
         return Success(None)
     from cdsessions._core import budget  # only budgeted creates load decimal arithmetic
@@ -320,8 +328,16 @@ def budget_check(
     pricing = yield from core.gpu_pricing(False, None, None)
     if not isinstance(pricing, Success):
         return Failure(pricing.failure())
-    checked = budget.check_create(body, pricing.unwrap(), limit.unwrap(), operation)
-    return checked
+    priced = body
+    if body.gpu is None:  # the server will use the machine's default GPU: price that one
+        machine = yield from core.machine(body.machine_id, None, None)
+        if not isinstance(machine, Success):
+            why = f"{operation}: its machine's default GPU could not be read"
+            return Failure(msgspec.structs.replace(machine.failure(), operation=why))
+        default = machine.unwrap().gpu
+        if default is not None and default.strip():
+            priced = msgspec.structs.replace(body, gpu=MachineGPU(default))
+    return budget.check_create(priced, pricing.unwrap(), limit.unwrap(), operation)
 
 
 def budgeted_create(

@@ -82,6 +82,8 @@ from cdsessions.fake._validation import (
     Unparsable,
     error_item,
     lax_bool,
+    lax_int,
+    uuid_error,
     validate_create,
     validate_extend,
 )
@@ -92,6 +94,7 @@ from cdsessions.transports._fork import register as register_for_fork
 __all__ = [
     "DEFAULT_GPU_PRICES",
     "DEFAULT_MACHINE_ID",
+    "FAKE_AUTH_TOKEN_PREFIX",
     "MAX_LIVE_SESSIONS_PER_MACHINE",
     "Clock",
     "FakeMachine",
@@ -125,6 +128,10 @@ DEFAULT_GPU_PRICES: Final[Mapping[str, str]] = {
     "B200": "0.002604",
     "CPU": "0.000042",
 }
+#: ``GET /machines`` answers at most this many when no ``limit`` is given.
+MACHINES_PAGE: Final = 100
+#: Every machine's ``auth_token`` in the fake starts with this (a test can look for it).
+FAKE_AUTH_TOKEN_PREFIX: Final = "fake-machine-token-"  # noqa: S105 - a marker, not a credential
 #: How many requests :attr:`FakeService.requests_seen` remembers (the oldest are dropped).
 REQUEST_LOG_SIZE: Final = 10_000
 
@@ -135,6 +142,7 @@ _Json: TypeAlias = Any
 _NAMESPACE: Final = uuid.UUID("6f1d7c2e-3a58-4c0e-9a39-fa4e5e551011")
 _SESSION_ROUTE: Final = re.compile(r"/session/([^/]+)")
 _EXTEND_ROUTE: Final = re.compile(r"/session/([^/]+)/increase-timeout")
+_MACHINE_ROUTE: Final = re.compile(r"/machine/([^/]+)")
 _TOO_MANY: Final = (
     "You have reached the maximum number of concurrent sessions. "
     "Please close some sessions and try again."
@@ -147,10 +155,12 @@ _TOO_LONG: Final = (
 
 
 class FakeMachine(msgspec.Struct, frozen=True):
-    """A machine sessions can be started on; ``gpu`` is used when create names none."""
+    """A machine sessions can be started on; ``gpu`` is used when create names none (and is the
+    ``gpu`` ``GET /machine/{id}`` answers); ``name`` is what ``GET /machines?search=`` matches."""
 
     id: str
     gpu: str = "A10G"
+    name: str = "fake-machine"
 
 
 class FakeSession(msgspec.Struct, frozen=True):
@@ -386,6 +396,15 @@ class FakeService:
             if method == "GET":
                 return self._list(query, account, now)
             return detail_response(405, "Method Not Allowed")
+        if path == "/machines":
+            if method == "GET":
+                return self._machines_list(query)
+            return detail_response(405, "Method Not Allowed")
+        machine = _MACHINE_ROUTE.fullmatch(path)
+        if machine:
+            if method == "GET":
+                return self._machine(machine.group(1))
+            return detail_response(405, "Method Not Allowed")
         extend = _EXTEND_ROUTE.fullmatch(path)
         if extend:
             if method == "POST":
@@ -535,6 +554,48 @@ class FakeService:
         self._sessions[session_id] = replace(found, timeout_end=new_end)
         self._expire(now)  # a negative extension may end it at once
         return json_response(200, {"message": "Timeout increased successfully"})
+
+    def _machine(self, machine_id: str) -> HttpResponse:
+        found = self._machines.get(machine_id)
+        if found is not None:
+            return json_response(200, self._machine_shape(found))
+        if not is_uuid(machine_id):  # the route's parameter is a UUID: FastAPI's 422
+            return invalid_response([uuid_error(["path", "machine_id"], machine_id)])
+        return detail_response(404, "Machine not found")
+
+    def _machines_list(self, query: dict[str, str]) -> HttpResponse:
+        errors: list[dict[str, _Json]] = []
+        paging: dict[str, int] = {}
+        for name, default in (("limit", MACHINES_PAGE), ("offset", 0)):
+            value, problem = (
+                (default, None) if name not in query else lax_int(query[name], ["query", name])
+            )
+            if problem is not None:
+                errors.append(problem)
+            elif value is not None:
+                paging[name] = value
+        if errors:
+            return invalid_response(errors)
+        search = query.get("search", "").casefold()
+        found = [m for m in self._machines.values() if search in m.name.casefold()]
+        start = max(0, paging["offset"])
+        chosen = found[start : start + max(0, paging["limit"])]
+        return json_response(200, [self._machine_shape(machine) for machine in chosen])
+
+    def _machine_shape(self, machine: FakeMachine) -> dict[str, _Json]:
+        # auth_token is a secret the live answer carries: the fake sends one (derived, never a
+        # real credential) so that tests can check the client never keeps or shows it.
+        token = hashlib.sha256(f"{self._seed}/auth-token/{machine.id}".encode()).hexdigest()
+        return {
+            "id": machine.id,
+            "name": machine.name,
+            "type": "comfy-deploy-serverless",
+            "gpu": machine.gpu,
+            "status": "ready",
+            "machine_builder_version": "4",
+            "machine_version_id": self._derive(f"version/{machine.id}", 1),
+            "auth_token": f"{FAKE_AUTH_TOKEN_PREFIX}{token[:32]}",
+        }
 
     # -- shapes ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
     DeleteSessionResponse,
+    Machine,
     MachineGPU,
     Session,
 )
@@ -88,6 +89,9 @@ class Scripted:
         self, refresh: bool, timeout: object, retry: object
     ) -> Generator[Any, Any, Any]:
         return self._ask("gpu_pricing")
+
+    def machine(self, machine_id: str, timeout: object, retry: object) -> Generator[Any, Any, Any]:
+        return self._ask("machine", machine_id)
 
 
 class Script:
@@ -329,6 +333,42 @@ def test_a_budgeted_create_is_sent_only_within_the_budget(max_cost: str, asked: 
     answer = script.run(budgeted_create(Scripted(), BODY, max_cost, None, None))
     assert isinstance(answer, Success) is ("create" in asked)
     assert script.names == asked
+
+
+NO_GPU = CreateSessionBody(machine_id="m-1", timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("machine", "asked", "outcome"),
+    [
+        (Success(Machine(id="m-1", gpu="A10G")), ["gpu_pricing", "machine", "create"], Success),
+        (Success(Machine(id="m-1", gpu="H100")), ["gpu_pricing", "machine"], OverBudget),
+        (Success(Machine(id="m-1")), ["gpu_pricing", "machine"], OverBudget),
+        (
+            Failure(HttpError("get machine m-1", 404, "Machine not found")),
+            ["gpu_pricing", "machine"],
+            HttpError,
+        ),
+    ],
+    ids=["default-a10g-fits", "default-h100-over", "no-default-gpu", "machine-unreadable"],
+)
+def test_a_budgeted_create_without_gpu_reads_the_machines_default_gpu_first(
+    machine: Any, asked: list[str], outcome: type
+) -> None:
+    prices = GpuPricing.from_table({"A10G": "0.000337", "H100": "0.002338"})
+    script = Script(gpu_pricing=[Success(prices)], machine=[machine], create=[CREATED])
+    answer = script.run(budgeted_create(Scripted(), NO_GPU, "1", None, None))
+    assert script.names == asked
+    found = answer.unwrap() if isinstance(answer, Success) else answer.failure()
+    assert isinstance(answer, Success) if outcome is Success else isinstance(found, outcome)
+    if outcome is HttpError:
+        assert "default GPU could not be read" in str(found)
+
+
+def test_a_budgeted_create_that_names_its_gpu_reads_no_machine() -> None:
+    script = Script(gpu_pricing=[Success(PRICES)], create=[CREATED])
+    script.run(budgeted_create(Scripted(), BODY, "1", None, None))
+    assert script.names == ["gpu_pricing", "create"]
 
 
 def _extend(script: Script, record: ScopeRecord, minutes: int) -> Any:
