@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import costs, fake, sessions
+from cdsessions._cli import costs, fake, machines, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     OK,
@@ -45,6 +45,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
     sessions.CANCEL,
     sessions.EXTEND,
     sessions.WAIT,
+    machines.MACHINES,
+    machines.MACHINE,
     fake.FAKE_SERVER,
     fake.DEMO,
 )

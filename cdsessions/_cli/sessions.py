@@ -317,7 +317,8 @@ EXTEND: Final = Command(
     "Add minutes to a running session's timeout.",
     _extend,
     _extend_arguments,
-    "The server refuses to leave more than 60 minutes on the clock.",
+    "Refused before sending when it would run the session past 24 hours from its creation "
+    "(the platform stops every session then).",
 )
 
 

@@ -31,7 +31,18 @@ from tests.support.hostile import answer, hostile
 
 KEY = "sk-cli-SECRET-0123456789"
 UNKNOWN = "0b5e55ed-0000-4000-8000-000000000000"
-COMMANDS = ["create", "get", "list", "cancel", "extend", "wait", "fake-server", "demo"]
+COMMANDS = [
+    "create",
+    "get",
+    "list",
+    "cancel",
+    "extend",
+    "wait",
+    "machines",
+    "machine",
+    "fake-server",
+    "demo",
+]
 
 
 def cli(*args: str, key: str | None = KEY, timeout: float = 60) -> subprocess.CompletedProcess[str]:
