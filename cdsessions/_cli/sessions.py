@@ -317,8 +317,7 @@ EXTEND: Final = Command(
     "Add minutes to a running session's timeout.",
     _extend,
     _extend_arguments,
-    "Refused before sending when it would run the session past 24 hours from its creation "
-    "(the platform stops every session then).",
+    "Refused before sending if it would run past 24 h from creation (the platform's cap).",
 )
 
 
