@@ -40,6 +40,7 @@ __all__ = [
     "broken_payloads",
     "differences",
     "differs",
+    "fake_differences",
     "json_type",
     "json_values",
     "known_field_names",
@@ -206,6 +207,11 @@ def differences() -> Mapping[tuple[str, str, str | None, str], Difference]:
 def operation_differences() -> tuple[Mapping[str, Any], ...]:
     """Request-side differences: parameters the client adds or omits, inputs it rejects."""
     return tuple(_differences_document()["operations"])
+
+
+def fake_differences() -> tuple[Mapping[str, Any], ...]:
+    """Where the fake still answers differently from the live server, each with its reason."""
+    return tuple(_differences_document().get("fake", ()))
 
 
 def differs(contract: str, schema: str | None, field: str | None, aspect: str) -> bool:
