@@ -146,7 +146,8 @@ FAKE_AUTH_TOKEN_PREFIX: Final = "fake-machine-token-"  # noqa: S105 - a marker, 
 #: How many requests :attr:`FakeService.requests_seen` remembers (the oldest are dropped).
 REQUEST_LOG_SIZE: Final = 10_000
 
-#: Sees each authenticated request first; a response it returns is the answer.
+#: Sees each authenticated request (and every price-table request, which needs no key) first;
+#: a response it returns is the answer.
 Intercept: TypeAlias = Callable[[HttpRequest], HttpResponse | None]
 _Json: TypeAlias = Any
 
@@ -366,10 +367,11 @@ class FakeService:
             self._expire(now)
             if unquote(request.path) == "/platform/gpu-pricing":
                 # The server's auth middleware skips this route: any key, or none, gets it.
-                return self._route(request, "", now)
-            account, refusal = self._authenticate(request)
-            if refusal is not None:
-                return refusal
+                account: str | None = ""
+            else:
+                account, refusal = self._authenticate(request)
+                if refusal is not None:
+                    return refusal
             assert account is not None  # _authenticate gives one or the other
             if self._intercept is not None:
                 answer = self._intercept(request)
