@@ -50,7 +50,7 @@ ErrorCode: TypeAlias = Literal[
 InvalidReason: TypeAlias = Literal[
     "empty_key",  # no API key at all (field "bearer"): none given and none in the environment
     "insecure_http",  # plain http:// to a host that is not loopback (field "server")
-    "session_cap",  # an extension would pass the platform's 24-hour cap (field "minutes")
+    "session_cap",  # an extension past the platform's 24-hour session cap (field "minutes")
 ]
 
 #: The most characters of server text one ``str()`` or ``repr()`` field shows.

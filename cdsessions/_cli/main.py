@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import costs, fake, lease, logs, sessions
+from cdsessions._cli import costs, fake, lease, logs, machines, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     NO_OUTPUT,
@@ -54,6 +54,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
     lease.WITH,
     lease.HOLD,
     logs.LOGS,
+    machines.MACHINES,
+    machines.MACHINE,
     fake.FAKE_SERVER,
     fake.DEMO,
 )

@@ -417,7 +417,7 @@ EXTEND: Final = Command(
     "Add minutes to a running session's timeout.",
     _extend,
     _extend_arguments,
-    "The server refuses to leave more than 60 minutes on the clock.",
+    "Refused before sending if it would run past 24 h from creation (the platform's cap).",
     changes=True,
 )
 

@@ -186,7 +186,7 @@ def test_the_key_can_come_from_a_file(server: str, tmp_path: Path) -> None:
         (["create", "--machine-id", UNKNOWN], KEY, 8, "machine not found (404)"),
         (["create", "--machine-id", DEFAULT_MACHINE_ID, "--gpu", "RTX4090"], KEY, 5, "(422)"),
         (["get", "."], KEY, 2, "nothing was sent"),
-        (["extend", "nope", "5"], KEY, 3, "GPU event not found (404)"),
+        (["extend", "nope", "5"], KEY, 3, "extend session nope: GPUEvent not found (404)"),
     ],
 )
 def test_failures_are_one_line_with_the_documented_code(

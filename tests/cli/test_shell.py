@@ -647,7 +647,13 @@ def test_an_internal_error_shows_only_the_exception_type(fake: str) -> None:
 
 def test_a_terminal_that_cannot_show_a_character_gets_an_escape() -> None:
     env = {**cli_env(KEY), "PYTHONIOENCODING": "ascii"}
-    with serve(lambda _: _json(200, {"message": "caf\u00e9 \u2713"})) as server:
+
+    def answer(request: Received) -> Reply:
+        if request.method == "GET":  # extend reads the session first (the 24-hour cap)
+            return _json(200, {"session_id": "sid", "gpu_event_id": "e"})
+        return _json(200, {"message": "caf\u00e9 \u2713"})
+
+    with serve(answer) as server:
         result = subprocess.run(
             _argv("extend", "sid", "5", "--server", server.base_url),
             capture_output=True,
