@@ -191,11 +191,14 @@ def test_a_table_fits_the_terminal_and_is_whole_in_a_pipe(server: str) -> None:
     lines = shown.splitlines()
     assert max(map(len, lines)) <= 80, shown
     assert sid in shown  # ids are never cut
-    assert "MACHINE" not in shown and "USD/H" in shown
+    assert "MACHINE" not in shown
+    assert "USD/H" in shown
     piped = cli("list", "--server", server, key=key, env={"COLUMNS": "40"})
-    assert "MACHINE" in piped.stdout and DEFAULT_MACHINE_ID in piped.stdout  # whole rows
+    assert "MACHINE" in piped.stdout
+    assert DEFAULT_MACHINE_ID in piped.stdout
     wide_code, wide = run_cli_on_terminal("list", "--server", server, key=key, columns=200)
-    assert wide_code == 0 and DEFAULT_MACHINE_ID in wide
+    assert wide_code == 0
+    assert DEFAULT_MACHINE_ID in wide
 
 
 def test_column_widths_are_measured_on_the_escaped_text() -> None:
@@ -275,7 +278,8 @@ def test_ignore_not_found_ignores_nothing_else() -> None:
 def test_completion_prints_a_script_for_each_shell(shell: str) -> None:
     result = cli("completion", shell)
     assert result.returncode == 0, result.stderr
-    assert "cdsessions" in result.stdout and "ignore-not-found" in result.stdout
+    assert "cdsessions" in result.stdout
+    assert "ignore-not-found" in result.stdout
 
 
 def _bash_completes(script: Path, *words: str) -> list[str]:
