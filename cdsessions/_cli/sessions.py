@@ -56,7 +56,7 @@ from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
-from cdsessions.errors import ApiError, NotReady, SessionGone
+from cdsessions.errors import ApiError, SessionGone
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
 from cdsessions.models import CreateSessionBody, MachineGPU, Session
 
@@ -197,13 +197,11 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
 
 def _wait_failed(failure: Failed, session_id: str, args: argparse.Namespace) -> str:
     """Why ``create --wait`` gave up, with a cancel hint only where one is due: a session that
-    ended needs none, and a not-ready one's text already says to cancel it."""
+    ended (404 while waiting: nothing is running) needs none."""
     said = describe(failure.error, args, waiting=failure.waiting)
-    cancel = hint(args, "cancel", session_id)
     if isinstance(failure.error, SessionGone):
         return said
-    if isinstance(failure.error, NotReady):
-        return f"{said}, with {cancel}"
+    cancel = hint(args, "cancel", session_id)
     return f"{said}; session {session_id} may still be running (cancel it with {cancel})"
 
 

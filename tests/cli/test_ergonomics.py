@@ -384,26 +384,6 @@ def test_keep_leaves_an_interrupted_session_running(never_ready: str) -> None:
     cli("cancel", sid, "--server", never_ready, key=key)
 
 
-def test_a_create_wait_that_times_out_says_cancel_once(never_ready: str) -> None:
-    key = "sk-timeout-hint"
-    result = cli(
-        "create",
-        "--wait",
-        "--ready-timeout",
-        "0",
-        "--server",
-        never_ready,
-        "--machine-id",
-        DEFAULT_MACHINE_ID,
-        key=key,
-    )
-    assert result.returncode == 7
-    assert result.stderr.count("cancel") == 2, result.stderr  # the advice, and its command
-    assert "may still be running (cancel it" not in result.stderr
-    for sid in _live(never_ready, key):
-        cli("cancel", sid, "--server", never_ready, key=key)
-
-
 def test_a_bad_server_variable_does_not_stop_a_command_that_does_not_connect() -> None:
     """The variable is read only by commands that talk to the API."""
     result = cli("completion", "bash", env={SERVER_ENV: "http://example.com/api"})
