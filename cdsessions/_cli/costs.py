@@ -143,7 +143,7 @@ def _dry_run_text(report: ReapReport) -> str:
             )
         )
     return (
-        f"{head}:\n{columns(rows, right=frozenset({2, 3, 4}))}\n"
+        f"{head}:\n{columns(rows, right=frozenset({2, 3, 4}), optional=(5,))}\n"
         f"would save {_saves_text(report)} (their cost from now to their timeouts); "
         "run again with --yes to cancel them"
     )

@@ -201,6 +201,18 @@ def test_a_table_fits_the_terminal_and_is_whole_in_a_pipe(server: str) -> None:
     assert DEFAULT_MACHINE_ID in wide
 
 
+def test_the_reap_dry_run_table_fits_the_terminal_too(server: str) -> None:
+    key = "sk-reap-width"
+    sid = _create(server, key)
+    code, shown = run_cli_on_terminal("reap", "--all", "--server", server, key=key, columns=80)
+    assert code == 0, shown
+    (row,) = [line for line in shown.splitlines() if sid in line]
+    assert len(row) <= 80, shown
+    assert "MACHINE" not in shown
+    piped = cli("reap", "--all", "--server", server, key=key)
+    assert "MACHINE" in piped.stdout
+
+
 def test_column_widths_are_measured_on_the_escaped_text() -> None:
     """A bug an outside review found: widths were measured before escaping, so a row holding a
     control character (shown as four characters, ``\\x1b``) pushed its next column right."""
