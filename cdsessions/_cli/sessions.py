@@ -54,6 +54,7 @@ from cdsessions._cli._parser import (
 from cdsessions._core.builders import check_id, describe_id
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
+from cdsessions._core.session_steps import counts_as_closed
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
 from cdsessions.errors import ApiError, SessionGone
@@ -219,11 +220,15 @@ def _after_interrupt(client: SessionsClient, session_id: str, args: argparse.Nam
             f"stopped again while cancelling session {session_id}; it may still be running "
             f"(cancel it with {cancel})"
         )
+    done = f"cancelled session {session_id}, which this command started (--keep keeps it)"
     if isinstance(cancelled, Success):
-        return f"cancelled session {session_id}, which this command started (--keep keeps it)"
-    if exit_code_for(cancelled.failure(), "cancel") == NOT_FOUND:
+        return done
+    failure = cancelled.failure()
+    if exit_code_for(failure, "cancel") == NOT_FOUND:
         return f"session {session_id}, which this command started, has already ended"
-    why = describe(cancelled.failure(), args)
+    if counts_as_closed(failure):  # the live server's 400 for a cancel in the first moments
+        return done
+    why = describe(failure, args)
     return (
         f"could not cancel session {session_id} ({why}): it may still be running "
         f"(cancel it with {cancel})"

@@ -438,6 +438,25 @@ def test_a_signal_during_create_wait_with_keep_names_the_running_session(
         assert not [r for r in server.received if r.method == "DELETE"]
 
 
+def test_an_early_cancel_400_after_a_signal_counts_as_cancelled() -> None:
+    """The live server answers a cancel in a session's first moments with 400 "Modal function
+    id not found", and closes it anyway: no "may still be running" then."""
+
+    def early(request: Received) -> Reply:
+        if request.method == "DELETE":
+            return _json(400, {"detail": "Modal function id not found"})
+        return _never_ready(request)
+
+    with serve(early) as server:
+        args = ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--wait"]
+        returncode, stderr = _signal_once(server, args, signal.SIGINT, "GET /api/session/sid-1")
+    assert returncode == 130
+    assert stderr == (
+        "cdsessions: interrupted; cancelled session sid-1, which this command started "
+        "(--keep keeps it)\n"
+    )
+
+
 def test_a_failed_cancel_after_a_signal_says_the_session_may_still_run() -> None:
     def no_cancel(request: Received) -> Reply:
         if request.method == "DELETE":
