@@ -63,6 +63,9 @@ PROPERTY_MODULES = (
     "tests/fake/test_server.py",
     "tests/fake/test_validation.py",
     "tests/cli/test_exits.py",
+    "tests/test_ledger.py",
+    "tests/core/test_sse.py",
+    "tests/contracts/test_logs_contract.py",
 )
 
 
@@ -172,6 +175,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "venv", str(official))
     session.run(str(python), "-m", "pip", "install", "--quiet", "comfydeploy==0.6.3", external=True)
     session.run("python", "-m", "bench.run", "--official-python", str(python), *session.posargs)
+    # Following 10,000 and 100,000 log lines: the memory peak must not grow with the lines.
+    session.run("python", "-m", "bench.logs", *[a for a in session.posargs if a == "--quick"])
 
 
 @nox.session

@@ -7,8 +7,9 @@ session scope's values and the observer events); :mod:`cdsessions.errors` (the c
 failures);
 :mod:`cdsessions.transports` (urllib3, cassette replay, the transport contract);
 :mod:`cdsessions.fake` (the fake ComfyDeploy, for tests and demos); :mod:`cdsessions.costs`
-(prices, cost columns, the reaper). Everything else (``_core``, ``_cli``, ``_``-prefixed
-modules) is internal.
+(prices, cost columns, the reaper); :mod:`cdsessions.ledger` (the local record of the
+sessions this machine started, and who started them). Everything else (``_core``, ``_cli``,
+``_``-prefixed modules) is internal.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from cdsessions.models import (
     GPUEventModel,
     GPUProviderType,
     HTTPValidationError,
+    LogLine,
     MachineGPU,
     Session,
     ValidationError,
@@ -45,10 +47,13 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.leases import AsyncLease, Lease, LeaseState
+    from cdsessions.ledger import Ledger, LedgerProblem
     from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
+    "AsyncLease",
     "AsyncSessionScope",
     "AsyncSessionsClient",
     "AttemptFinished",
@@ -64,6 +69,11 @@ __all__ = [
     "HTTPValidationError",
     "HttpError",
     "InvalidRequest",
+    "Lease",
+    "LeaseState",
+    "Ledger",
+    "LedgerProblem",
+    "LogLine",
     "MachineGPU",
     "NotReady",
     "Observer",
@@ -94,4 +104,13 @@ def __getattr__(name: str) -> Any:
         from cdsessions import lifecycle
 
         return getattr(lifecycle, name)
+    # sqlite3 is loaded only by those who keep a ledger.
+    if name in ("Ledger", "LedgerProblem"):
+        from cdsessions import ledger
+
+        return getattr(ledger, name)
+    if name in ("AsyncLease", "Lease", "LeaseState"):
+        from cdsessions import leases
+
+        return getattr(leases, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,9 +4,10 @@ which each client creates on first use when none is given and drives in its own 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from cdsessions._core.calls import Bearer, ClientCore
 from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
@@ -17,6 +18,9 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest
 from cdsessions.errors import TransportFailed
 from cdsessions.transports._fork import register as register_for_fork
+
+if TYPE_CHECKING:
+    from cdsessions.ledger import Ledger
 
 __all__ = ["CLIENT_CLOSED", "ClientBase"]
 
@@ -57,7 +61,14 @@ class ClientBase(Generic[TransportT, ClockT]):
         retry: RetryPolicy | bool | None = None,
         observers: Iterable[Observer] = (),
         clock: ClockT | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
+        # The ledger (off unless given) is an observer: it sees every create, by any path.
+        if ledger is not None:
+            with contextlib.suppress(TypeError):  # not iterable: ClientCore refuses it, per call
+                observers = (*observers, ledger)
+        #: The :class:`~cdsessions.ledger.Ledger` this client records its creates in, or None.
+        self.ledger = ledger
         self._core = ClientCore(
             bearer,
             server=server,

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Failure, Result
+from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
 from cdsessions._core.clocks import AsyncClock
+from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
+from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode, is_gone
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive_async
 from cdsessions._core.timeouts import Timeout
@@ -40,14 +42,18 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    LogLine,
     Session,
 )
-from cdsessions.transports.base import AsyncTransport
+from cdsessions.transports._inline import cannot_stream
+from cdsessions.transports.base import AsyncStreamingTransport, AsyncTransport
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.leases import AsyncLease
 
 __all__ = ["AsyncSessionsClient"]
 
@@ -145,6 +151,63 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         lifetime; ``refresh=True`` fetches it again. See :meth:`SessionsClient.gpu_pricing`."""
         return await self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
+    # -- the session's log ------------------------------------------------------------------
+
+    async def logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> Result[builtins.list[LogLine], ApiError]:
+        """The session's log as it is now; see :meth:`SessionsClient.logs`."""
+        return await self._run(self._core.logs(session_id, level, timeout))
+
+    async def follow_logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> AsyncGenerator[Result[LogLine, ApiError], None]:
+        """The session's log lines as they come; see :meth:`SessionsClient.follow_logs`."""
+        fetch = self._core.log_stream(session_id, level, timeout, FOLLOW)
+        if not isinstance(fetch, Success):
+            yield Failure(fetch.failure())
+            return
+        async for line in self._read_logs(fetch.unwrap(), FOLLOW, self._closes, session_id):
+            yield line
+
+    async def _read_logs(
+        self, fetch: FetchLogs, mode: Mode, began: int, session_id: str = ""
+    ) -> AsyncIterator[Result[LogLine, ApiError]]:
+        """:meth:`SessionsClient._read_logs` for asyncio: the same :class:`LogReading`."""
+        request = fetch.request
+        refused = self._refused(request, began)
+        if refused is not None:
+            yield Failure(refused)
+            return
+        transport = self._transport_for_use()
+        if not isinstance(transport, AsyncStreamingTransport):
+            yield Failure(cannot_stream(request, transport))
+            return
+        reading = LogReading(request.operation, mode, fetch.key_forms)
+        pieces = transport.astream(request)
+        try:
+            async for piece in pieces:
+                for result in reading.take(piece):
+                    yield result
+                if reading.done:
+                    break
+            else:
+                for result in reading.end():
+                    yield result
+        finally:
+            await pieces.aclose()
+        if reading.stalled is not None:  # a follower's stall: over if the session is gone
+            for result in reading.after_check(is_gone(await self.get(session_id))):
+                yield result
+
+    async def _collect_logs(self, fetch: FetchLogs, began: int) -> object:
+        lines: builtins.list[LogLine] = []
+        async for result in self._read_logs(fetch, SNAPSHOT, began):
+            if not isinstance(result, Success):
+                return result
+            lines.append(result.unwrap())
+        return Success(lines)
+
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 
     async def wait_until_ready(
@@ -173,6 +236,8 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         ready_timeout: float = lifecycle.DEFAULT_READY_TIMEOUT,
         on_poll: lifecycle.OnPoll | None = None,
         max_cost: Decimal | int | str | float | None = None,
+        lease: int | None = None,
+        on_lease_end: OnLeaseEnd | None = None,
     ) -> AsyncSessionScope:
         """An async context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it: on exit, on an exception, and when the task is
@@ -184,7 +249,10 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         nobody saw; :meth:`aclose` waits for that.
 
         ``max_cost`` checks the create and every ``await scope.extend(minutes)`` against a
-        budget, as :meth:`SessionsClient.session` does."""
+        budget, as :meth:`SessionsClient.session` does.
+
+        ``lease`` and ``on_lease_end`` as for :meth:`SessionsClient.session`: the lease is a
+        task, stopped before the scope's cancel, so no extension follows it."""
         return AsyncSessionScope(
             self,
             body,
@@ -192,12 +260,39 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             ready_timeout=ready_timeout,
             on_poll=on_poll,
             max_cost=max_cost,
+            lease=lease,
+            on_lease_end=on_lease_end,
+        )
+
+    def lease(
+        self,
+        session_id: str,
+        minutes: int = DEFAULT_LEASE_MINUTES,
+        *,
+        max_cost: Decimal | int | str | float | None = None,
+        on_end: OnLeaseEnd | None = None,
+    ) -> AsyncLease:
+        """Hold a lease on a session that already exists: ``async with client.lease(session_id)
+        as leased`` gives ``Result[LeaseState, ApiError]`` and cancels the session when the
+        block ends. Meanwhile a task extends it whenever half of ``minutes`` is left,
+        back up to ``minutes``: never past 24 hours from its creation, nor (with ``max_cost``,
+        USD) past the budget, each extension checked before it is sent. A failing extension is
+        retried within the time left; if the lease cannot be kept, ``on_end(state)`` is told
+        and the session cancelled. If this process dies, the session ends by itself within
+        ``minutes``."""
+        from cdsessions._core.lease import LeaseRecord
+        from cdsessions.leases import AsyncLease
+
+        return AsyncLease(
+            self, LeaseRecord(minutes), on_end, session_id=session_id, max_cost=max_cost
         )
 
     # -- the shell -------------------------------------------------------------------------
 
     async def _run(
-        self, steps: Flow[HttpRequest, T], sleep: Callable[[float], Awaitable[None]] | None = None
+        self,
+        steps: Flow[HttpRequest | FetchLogs, T],
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> T:
         """Drive steps (a call's, or a flow of them) as :meth:`SessionsClient._run` does, with
         ``sleep`` (the clock's ``asleep``, or ``asyncio.sleep`` on the real time, unless given); a
@@ -207,7 +302,9 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             sleep = asyncio.sleep if self._clock is None else self._clock.asleep
         began = self._closes  # an aclose() meanwhile fails this call's later requests
 
-        async def send(request: HttpRequest) -> Outcome:
+        async def send(request: Any) -> object:  # HttpRequest | FetchLogs
+            if isinstance(request, FetchLogs):  # a snapshot of a log stream
+                return await self._collect_logs(request, began)
             return await self._send(request, began)
 
         return await drive_async(steps, send, sleep, self._finish)

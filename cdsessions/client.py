@@ -9,15 +9,25 @@ with :class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its tr
 from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from returns.result import Failure, Result
+from returns.result import Failure, Result, Success
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
 from cdsessions._core.clocks import Clock
+from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
+from cdsessions._core.logs import (
+    FOLLOW,
+    SNAPSHOT,
+    FetchLogs,
+    LogReading,
+    Mode,
+    collected,
+    is_gone,
+)
 from cdsessions._core.retry import Outcome, RetryPolicy
 from cdsessions._core.steps import Flow, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT, Timeout
@@ -28,15 +38,19 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    LogLine,
     Session,
 )
-from cdsessions.transports.base import Transport
+from cdsessions.transports._inline import cannot_stream
+from cdsessions.transports.base import StreamingTransport, Transport
 
 if TYPE_CHECKING:
     # Imported when a lifecycle method is first called: most programs never call one.
     from decimal import Decimal
 
+    from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.leases import Lease
     from cdsessions.lifecycle import OnPoll, SessionScope
 
 __all__ = ["API_KEY_ENV", "Bearer", "SessionsClient"]
@@ -157,6 +171,60 @@ class SessionsClient(ClientBase[Transport, Clock]):
         :class:`~cdsessions.costs.NoPrice` for a GPU the table does not list."""
         return self._run(self._core.gpu_pricing(refresh, timeout, retry))
 
+    # -- the session's log ------------------------------------------------------------------
+
+    def logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> Result[builtins.list[LogLine], ApiError]:
+        """The session's log as it is now (``GET /v2/stream-logs``): every line the server holds
+        (it keeps them about 10 minutes after a session ends), only ``level`` ones if given.
+        The server never ends the stream by itself, so the answer is what arrived before the
+        first 2 s pause (or ``timeout``'s total). 404 for a session the account never had."""
+        return self._run(self._core.logs(session_id, level, timeout))
+
+    def follow_logs(
+        self, session_id: str, *, level: str | None = None, timeout: Timeout | float | None = None
+    ) -> Generator[Result[LogLine, ApiError], None, None]:
+        """The session's log lines as they come, each ``Success(line)``. It ends by itself when
+        the stream ends (the server's end marker, or the connection closed between events);
+        anything else ends it with one ``Failure``, its last item: a stall longer than
+        ``timeout``'s read, its total (the deadline; ``timeout.total=None`` follows for as long
+        as the stream goes on), garbage, a line over 256 KiB, 1 GiB in all. A stall (or the
+        deadline) is a clean end when the session turns out to be gone (a get answers 404):
+        the server keeps an ended session's stream open and never ends it. Never raises; stop
+        iterating (or ``close()`` it) to drop the connection."""
+        fetch = self._core.log_stream(session_id, level, timeout, FOLLOW)
+        if not isinstance(fetch, Success):
+            yield Failure(fetch.failure())
+            return
+        yield from self._read_logs(fetch.unwrap(), FOLLOW, self._closes, session_id)
+
+    def _read_logs(
+        self, fetch: FetchLogs, mode: Mode, began: int, session_id: str = ""
+    ) -> Iterator[Result[LogLine, ApiError]]:
+        """The stream ``fetch`` asks for, through :class:`LogReading` (shared with asyncio)."""
+        request = fetch.request
+        transport = self._transport_for_use(lambda: self._refused(request, began))
+        if isinstance(transport, TransportFailed):
+            yield Failure(transport)
+            return
+        if not isinstance(transport, StreamingTransport):
+            yield Failure(cannot_stream(request, transport))
+            return
+        reading = LogReading(request.operation, mode, fetch.key_forms)
+        pieces = transport.stream(request)
+        try:
+            for piece in pieces:
+                yield from reading.take(piece)
+                if reading.done:
+                    break
+            else:
+                yield from reading.end()
+        finally:
+            pieces.close()  # the connection goes as soon as the reading stops
+        if reading.stalled is not None:  # a follower's stall: over if the session is gone
+            yield from reading.after_check(is_gone(self.get(session_id)))
+
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 
     def wait_until_ready(
@@ -188,6 +256,8 @@ class SessionsClient(ClientBase[Transport, Clock]):
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         on_poll: OnPoll | None = None,
         max_cost: Decimal | int | str | float | None = None,
+        lease: int | None = None,
+        on_lease_end: OnLeaseEnd | None = None,
     ) -> SessionScope:
         """A context manager that creates a session, waits until it is ready (unless
         ``wait=False``) and always cancels it on exit, exceptions and Ctrl-C included.
@@ -196,7 +266,12 @@ class SessionsClient(ClientBase[Transport, Clock]):
         With ``max_cost`` (USD, as for :meth:`create`) the create is checked against the budget
         first (nothing is created when it is over, or cannot be priced), and so is every
         ``scope.extend(minutes)`` inside the block: the session's new worst case, all its
-        minutes at its GPU's price, must stay within the budget."""
+        minutes at its GPU's price, must stay within the budget.
+
+        With ``lease`` (minutes, 1 to 60) the session is created with that timeout and kept
+        alive in small extensions by a background thread while this process lives (see
+        :meth:`lease`); ``scope.lease`` is its :class:`~cdsessions.leases.LeaseState`, and
+        ``on_lease_end(state)`` is called if the lease can no longer be kept."""
         from cdsessions import lifecycle
 
         return lifecycle.SessionScope(
@@ -206,18 +281,53 @@ class SessionsClient(ClientBase[Transport, Clock]):
             ready_timeout=ready_timeout,
             on_poll=on_poll,
             max_cost=max_cost,
+            lease=lease,
+            on_lease_end=on_lease_end,
         )
+
+    def lease(
+        self,
+        session_id: str,
+        minutes: int = DEFAULT_LEASE_MINUTES,
+        *,
+        max_cost: Decimal | int | str | float | None = None,
+        on_end: OnLeaseEnd | None = None,
+    ) -> Lease:
+        """Hold a lease on a session that already exists: ``with client.lease(session_id)
+        as leased`` gives ``Result[LeaseState, ApiError]`` and cancels the session when the
+        block ends. Meanwhile a background thread extends it whenever half of ``minutes`` is left,
+        back up to ``minutes``: never past 24 hours from its creation, nor (with ``max_cost``,
+        USD) past the budget, each extension checked before it is sent. A failing extension is
+        retried within the time left; if the lease cannot be kept, ``on_end(state)`` is told
+        and the session cancelled. If this process dies, the session ends by itself within
+        ``minutes``."""
+        from cdsessions._core.lease import LeaseRecord
+        from cdsessions.leases import Lease
+
+        return Lease(self, LeaseRecord(minutes), on_end, session_id=session_id, max_cost=max_cost)
 
     # -- the shell -------------------------------------------------------------------------
 
-    def _run(self, steps: Flow[HttpRequest, T], sleep: Callable[[float], None] | None = None) -> T:
+    def _run(
+        self, steps: Flow[HttpRequest | FetchLogs, T], sleep: Callable[[float], None] | None = None
+    ) -> T:
         """Drive steps (a call's, :mod:`cdsessions._core.calls`, or a flow of them,
         :mod:`cdsessions._core.session_steps`): send with the transport, wait with ``sleep``
         (the client's clock's ``sleep`` unless given). Everything else was decided in the
         steps. The lifecycle scopes and the reaper run their flows through here."""
         began = self._closes  # a close() from another thread fails this call's later requests
         wait = sleep or self._core.clock.sleep
-        return drive(steps, lambda request: self._send(request, began), wait)
+
+        def act(request: Any) -> object:  # HttpRequest | FetchLogs (mypy joins them to Struct)
+            return self._act(request, began)
+
+        return drive(steps, act, wait)
+
+    def _act(self, request: HttpRequest | FetchLogs, began: int) -> object:
+        """Perform one step's action: send a request, or read a snapshot of a log stream."""
+        if isinstance(request, FetchLogs):
+            return collected(self._read_logs(request, SNAPSHOT, began))
+        return self._send(request, began)
 
     def _send(self, request: HttpRequest, began: int) -> Outcome:
         transport = self._transport_for_use(lambda: self._refused(request, began))

@@ -50,6 +50,7 @@ ErrorCode: TypeAlias = Literal[
 InvalidReason: TypeAlias = Literal[
     "empty_key",  # no API key at all (field "bearer"): none given and none in the environment
     "insecure_http",  # plain http:// to a host that is not loopback (field "server")
+    "session_cap",  # an extension would pass the platform's 24-hour cap (field "minutes")
 ]
 
 #: The most characters of server text one ``str()`` or ``repr()`` field shows.
@@ -300,9 +301,14 @@ class SessionGone(ApiError, frozen=True):
 
     code: ClassVar[ErrorCode] = "session_gone"
     session_id: str
+    #: The session's last log lines, made safe to show (escaped, clipped, URLs and the key
+    #: masked), read after the failure when the log stream had them; usually the reason.
+    last_log: tuple[str, ...] = ()
 
     def reason(self) -> str:
-        return "the session ended before it became ready (404); nothing is running"
+        return "the session ended before it became ready (404); nothing is running" + _log_tail(
+            self.last_log
+        )
 
 
 class NotReady(ApiError, frozen=True):
@@ -314,16 +320,27 @@ class NotReady(ApiError, frozen=True):
     session_id: str
     waited: float
     polls: int
+    #: As :attr:`SessionGone.last_log`.
+    last_log: tuple[str, ...] = ()
     cancelled: bool = False
 
     def reason(self) -> str:
         waited = f"not ready after {self.waited:.0f} s ({self.polls} polls)"
         if self.cancelled:
-            return f"{waited}; the session was cancelled, so it is no longer billing"
+            cancelled = f"{waited}; the session was cancelled, so it is no longer billing"
+            return cancelled + _log_tail(self.last_log)
         return (
             f"{waited}; the session may still be starting and billing: "
             "cancel it if you no longer need it"
-        )
+        ) + _log_tail(self.last_log)
+
+
+def _log_tail(lines: tuple[str, ...]) -> str:
+    """The last log lines for a message, or nothing. Each is clipped again here: a value built
+    by hand must not make ``str()`` long or multi-line either."""
+    if not lines:
+        return ""
+    return "; last log: " + " | ".join(clip(line, DETAIL_LIMIT) for line in lines[-5:])
 
 
 __all__ = [

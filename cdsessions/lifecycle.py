@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
 
-from returns.result import Result
+from returns.result import Result, Success
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.session_steps import (
@@ -74,6 +74,8 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from decimal import Decimal
+
+    from cdsessions._core.lease import LeaseRecord, LeaseState, OnLeaseEnd
 
     # Named as strings in the scopes' bases below, which run before these could be imported.
     from cdsessions.async_client import AsyncSessionsClient  # noqa: F401
@@ -173,8 +175,12 @@ class _Scope(Generic[ClientT, SleepT]):
         sleep: SleepT | None = None,
         clock: Clock | None = None,
         max_cost: Decimal | int | str | float | None = None,
+        lease: int | None = None,
+        on_lease_end: OnLeaseEnd | None = None,
     ) -> None:
         self._client = client
+        self._on_lease_end = on_lease_end
+        self._lease: Any = None  # the shell's Lease or AsyncLease, once the session exists
         self._settings = ScopeSettings(
             body=body,
             wait=wait,
@@ -184,6 +190,8 @@ class _Scope(Generic[ClientT, SleepT]):
             # None: the client's clock, so a test clock given to the client times the scope too.
             clock=client._core.clock.monotonic if clock is None else clock,
             max_cost=max_cost,
+            lease=lease,
+            on_leased=self._leased,
         )
         #: None: the client's own (its clock's ``sleep`` or ``asleep``), looked up when used.
         self._sleep = sleep
@@ -199,6 +207,16 @@ class _Scope(Generic[ClientT, SleepT]):
     def closed(self) -> Result[str, ApiError] | None:
         """How the cancel ended; None while nothing was cancelled."""
         return self._record.closed
+
+    @property
+    def lease(self) -> LeaseState | None:
+        """The session's lease now (time left, extensions, spent so far, status, reason it
+        ended); None without ``lease=`` or before the session exists."""
+        return None if self._lease is None else self._lease.state
+
+    def _leased(self, record: LeaseRecord) -> None:
+        """Called by the scope's steps right after the create: start extending."""
+        raise NotImplementedError
 
     def _enter_once(self) -> None:
         # Once, whatever the first entry gave: a second entry after a failed create would
@@ -227,7 +245,14 @@ class SessionScope(_Scope["SessionsClient", Sleep]):
     def __enter__(self) -> Result[OpenSession, ApiError]:
         self._enter_once()
         steps = open_steps(self._client._core, self._settings, self._record)
-        return self._client._run(steps, self._sleep)
+        try:
+            opened = self._client._run(steps, self._sleep)
+        except BaseException:
+            self._stop_lease()
+            raise
+        if not isinstance(opened, Success):
+            self._stop_lease()  # the steps cancelled the session (if one was made)
+        return opened
 
     def __exit__(
         self,
@@ -235,7 +260,18 @@ class SessionScope(_Scope["SessionsClient", Sleep]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop_lease()  # before the cancel: no extension is sent after it
         self._client._run(close_steps(self._client._core, self._record), self._sleep)
+
+    def _leased(self, record: LeaseRecord) -> None:
+        from cdsessions.leases import Lease
+
+        self._lease = Lease(self._client, record, self._on_lease_end)
+        self._lease._start()
+
+    def _stop_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
 
     def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to the open session's timeout. In a scope with ``max_cost``, refused
@@ -255,7 +291,15 @@ class AsyncSessionScope(_Scope["AsyncSessionsClient", AsyncSleep]):
     async def __aenter__(self) -> Result[OpenSession, ApiError]:
         self._enter_once()
         steps = open_steps(self._client._core, self._settings, self._record)
-        return await self._client._run(steps, self._sleep)
+        try:
+            opened = await self._client._run(steps, self._sleep)
+        except BaseException:
+            if self._lease is not None:
+                self._lease._abandon()  # a cancelled task: stop it without awaiting
+            raise
+        if not isinstance(opened, Success) and self._lease is not None:
+            await self._lease.stop()
+        return opened
 
     async def __aexit__(
         self,
@@ -263,7 +307,20 @@ class AsyncSessionScope(_Scope["AsyncSessionsClient", AsyncSleep]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._lease is not None:
+            self._lease._abandon()  # at once, even if this task is cancelled again
+            try:
+                await self._lease.stop()
+            finally:
+                await self._client._run(close_steps(self._client._core, self._record), self._sleep)
+            return
         await self._client._run(close_steps(self._client._core, self._record), self._sleep)
+
+    def _leased(self, record: LeaseRecord) -> None:
+        from cdsessions.leases import AsyncLease
+
+        self._lease = AsyncLease(self._client, record, self._on_lease_end)
+        self._lease._start()
 
     async def extend(self, minutes: int) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to the open session's timeout, checked against the scope's budget

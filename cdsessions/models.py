@@ -27,6 +27,7 @@ __all__ = [
     "GPUEventModel",
     "GPUProviderType",
     "HTTPValidationError",
+    "LogLine",
     "MachineGPU",
     "Session",
     "ValidationError",
@@ -272,3 +273,24 @@ class ValidationError(msgspec.Struct, frozen=True, kw_only=True):
 
 class HTTPValidationError(msgspec.Struct, frozen=True, kw_only=True):
     detail: list[ValidationError] = msgspec.field(default_factory=list)
+
+
+class LogLine(msgspec.Struct, frozen=True, gc=False):
+    """One line of a session's log (``GET /v2/stream-logs``): when the server wrote it (UTC),
+    its level (``info``, ``error``... as the server names it) and its text, as sent but with the
+    API key masked. The text is the server's: escape it before showing it
+    (``cdsessions._core.text.escape`` is what the CLI uses). Its ``repr`` masks URLs (a
+    session's tunnel can appear in its log)."""
+
+    timestamp: datetime
+    level: str
+    message: str
+
+    def __repr__(self) -> str:
+        # A session's tunnel url can appear in its own log: never whole in a repr.
+        from cdsessions._core.text import mask_urls
+
+        return (
+            f"LogLine(timestamp={self.timestamp!r}, level={self.level!r}, "
+            f"message={mask_urls(self.message)!r})"
+        )

@@ -109,3 +109,21 @@ def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ledger_in_a_temporary_state_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """The command line records its creates in a ledger under ``XDG_STATE_HOME``: every
+    ``cdsessions`` the suite starts (they inherit this environment) writes there, in a
+    temporary folder, never into the ledger of whoever runs the tests."""
+    saved = {name: os.environ.get(name) for name in ("XDG_STATE_HOME", "CDSESSIONS_LEDGER")}
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    os.environ.pop("CDSESSIONS_LEDGER", None)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

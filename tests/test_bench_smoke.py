@@ -255,3 +255,12 @@ def test_per_call_work_is_counted_and_stays_near_the_floor(
     assert mine.own["client.py:get"] == 1
     assert sum(mine.own.values()) == pytest.approx(mine.by_place["cdsessions"])
     assert mine.per_call <= 1.25 * floor.per_call, (mine.per_call, floor.per_call)
+
+
+def test_following_logs_keeps_memory_flat_in_a_quick_run(tmp_path: Path) -> None:
+    from bench import logs
+
+    out = tmp_path / "logs.json"
+    assert logs.main(["--quick", "--out", str(out)]) == 0  # 0: the peak did not grow
+    small, large = json.loads(out.read_text())["follow_logs"]
+    assert (small["lines"], large["lines"]) == (1_000, 10_000)

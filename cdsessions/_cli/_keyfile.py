@@ -10,6 +10,7 @@ import stat
 from typing import Final
 
 from cdsessions._cli._failures import USAGE, Fail
+from cdsessions._cli._ledger import ledger_for
 from cdsessions.client import SessionsClient
 
 __all__ = ["MAX_KEY_FILE_BYTES", "client_for", "read_key_file"]
@@ -73,7 +74,10 @@ def read_key_file(path: str) -> str:
 
 
 def client_for(args: argparse.Namespace) -> SessionsClient:
-    """The client for the connection options ``args`` holds (``--server``, ``--api-key-file``)."""
+    """The client for the connection options ``args`` holds (``--server``, ``--api-key-file``),
+    recording its creates in the ledger when the command takes the ledger options."""
     if args.api_key_file is None:
-        return SessionsClient(server=args.server)  # reads COMFY_DEPLOY_API_KEY when called
-    return SessionsClient(read_key_file(args.api_key_file), server=args.server)
+        # Reads COMFY_DEPLOY_API_KEY when called.
+        return SessionsClient(server=args.server, ledger=ledger_for(args))
+    key = read_key_file(args.api_key_file)
+    return SessionsClient(key, server=args.server, ledger=ledger_for(args, (key,)))

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from cdsessions._cli._failures import OK, USAGE, Fail, Failed, ok, stopped
 from cdsessions._cli._keyfile import client_for
+from cdsessions._cli._ledger import add_label_option, add_ledger_options
 from cdsessions._cli._output import (
     PROG,
     columns,
@@ -78,6 +79,16 @@ def _reap_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument(
         "--cost-over", type=usd, metavar="USD", help="sessions that have cost more than USD"
     )
+    chosen.add_argument("--user-id", metavar="ID", help="sessions started by this user")
+    chosen.add_argument(
+        "--mine", action="store_true", help="sessions this machine's ledger recorded"
+    )
+    add_label_option(chosen, "sessions recorded in the ledger with this label")
+    chosen.add_argument(
+        "--owner-gone",
+        action="store_true",
+        help="sessions whose recorded owner process, on this host, no longer runs",
+    )
     chosen.add_argument(
         "--all", action="store_true", help="every session (needed when no selector is given)"
     )
@@ -85,6 +96,7 @@ def _reap_arguments(parser: argparse.ArgumentParser) -> None:
         "--yes", action="store_true", help="cancel them (without it: a dry run, nothing is sent)"
     )
     add_now_option(parser)
+    add_ledger_options(parser, label=False)
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -93,6 +105,10 @@ def _selection(args: argparse.Namespace) -> Selection:
         older_than=args.older_than,
         gpu=args.gpu,
         cost_over=args.cost_over,
+        user_id=args.user_id,
+        mine=args.mine,
+        label=args.label,
+        owner_gone=args.owner_gone,
         everything=args.all,
     )
 
@@ -193,13 +209,18 @@ def _reap(args: argparse.Namespace) -> int:
     selection = _selection(args)
     if not selection.has_selector and not selection.everything:
         err(
-            f"{PROG} reap: no selector given: use --machine-id, --older-than, --gpu or "
-            "--cost-over, or --all to select every session (nothing was sent)"
+            f"{PROG} reap: no selector given: use --machine-id, --older-than, --gpu, "
+            "--cost-over, --user-id, --mine, --label or --owner-gone, or --all to select "
+            "every session (nothing was sent)"
         )
         return USAGE
     seen: list[ReapProgress] = []
     try:
         with client_for(args) as client:
+            if selection.needs_ledger and client.ledger is None:
+                needs = "--mine, --label and --owner-gone need the ledger (no --no-ledger)"
+                err(f"{PROG} reap: {needs}")
+                return USAGE
             report: ReapReport = ok(
                 reap(client, selection, now(args), dry_run=not args.yes, on_progress=seen.append)
             )
@@ -227,7 +248,8 @@ REAP: Final = Command(
     _reap,
     _reap_arguments,
     "Selects live sessions by every selector given (--machine-id, --older-than, --gpu,\n"
-    "--cost-over) and prints what it would cancel and what that saves. --yes cancels\n"
+    "--cost-over, --user-id; --mine, --label, --owner-gone from the local ledger) and\n"
+    "prints what it would cancel and what that saves. --yes cancels\n"
     "them and reports each: cancelled, already gone, or failed (any failure: non-zero\n"
     "exit). Without any selector it refuses (exit 2) unless --all is given.",
     changes=True,

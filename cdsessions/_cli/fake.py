@@ -61,6 +61,11 @@ def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer in the seed document's shapes (3-field Session, GPUEventModel list)",
     )
+    parser.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help='the fake\'s time starts now and moves only by POST /_fake/clock {"advance": S}',
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
@@ -73,11 +78,17 @@ def _fake_server(args: argparse.Namespace) -> int:
     if not is_loopback_host(args.host):
         raise Fail(f"--host must be a loopback address, not {args.host!r}", USAGE)
     ready_after = args.ready_after_seconds
+    from datetime import UTC, datetime
+
+    from cdsessions.fake.clock import ManualClock, system_clock
+
+    clock = ManualClock(datetime.now(UTC)) if args.manual_clock else system_clock
     service = FakeService(
         machines=[DEFAULT_MACHINE_ID, *args.machine_id],
         ready_after_polls=args.ready_after_polls,
         ready_after=None if ready_after is None else timedelta(seconds=ready_after),
         seed_shapes=args.seed_shapes,
+        clock=clock,
     )
     try:
         server = make_server(service, args.host, args.port, log=None if args.quiet else err)
@@ -121,8 +132,8 @@ FAKE_SERVER: Final = Command(
     "It answers like the live API (same routes, statuses and error texts), accepts any\n"
     "non-empty API key (each key is its own account), and forgets everything on exit.\n"
     "Point a client at it with --server local, or --server http://127.0.0.1:PORT/api.\n"
-    "Script it while it runs with POST /_fake/script, /_fake/never-ready and\n"
-    '/_fake/sessions/ID/end (see the README\'s "Testing your own code").',
+    "Script it while it runs with POST /_fake/script, /_fake/never-ready,\n"
+    '/_fake/sessions/ID/end and /_fake/clock (see the README\'s "Testing your own code").',
     connects=False,
 )
 

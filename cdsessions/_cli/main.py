@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import completion, costs, fake, sessions
+from cdsessions._cli import completion, costs, fake, lease, logs, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     NO_OUTPUT,
@@ -51,6 +51,9 @@ COMMANDS: Final[tuple[Command, ...]] = (
     sessions.CANCEL,
     sessions.EXTEND,
     sessions.WAIT,
+    lease.WITH,
+    lease.HOLD,
+    logs.LOGS,
     fake.FAKE_SERVER,
     fake.DEMO,
     completion.COMPLETION,

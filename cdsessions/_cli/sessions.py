@@ -21,6 +21,7 @@ from cdsessions._cli._failures import (
     stopped,
 )
 from cdsessions._cli._keyfile import client_for
+from cdsessions._cli._ledger import add_label_option, add_ledger_options
 from cdsessions._cli._output import (
     PROG,
     columns,
@@ -57,11 +58,13 @@ from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions._core.session_steps import counts_as_closed
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
+from cdsessions.costs.reaper import known_from
 from cdsessions.errors import ApiError, SessionGone
+from cdsessions.ledger import Owned, ownership
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
-from cdsessions.models import CreateSessionBody, MachineGPU, Session
+from cdsessions.models import CreateSessionBody, CreateSessionResponse, MachineGPU, Session
 
-__all__ = ["CANCEL", "CREATE", "EXTEND", "GET", "LIST", "WAIT"]
+__all__ = ["CANCEL", "CREATE", "EXTEND", "GET", "LIST", "WAIT", "send_create", "wait_ready"]
 
 
 def _wait_options(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +80,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _wait(client: SessionsClient, session_id: str, args: argparse.Namespace) -> Session:
+def wait_ready(client: SessionsClient, session_id: str, args: argparse.Namespace) -> Session:
     try:
         waited = client.wait_until_ready(
             session_id, timeout=args.ready_timeout, on_poll=progress(session_id)
@@ -136,6 +139,7 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse (nothing is started) unless the worst case, the timeout's minutes (15 if "
         "unset) at the GPU's price, is at most USD; needs --gpu",
     )
+    add_ledger_options(parser, label=True)
 
 
 def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -160,14 +164,7 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
         timeout=args.timeout,
         wait_for_server=args.wait_for_server,
     )
-    try:
-        created = ok(client.create(body, max_cost=args.max_cost))
-    except KeyboardInterrupt as stop:
-        word, code = stopped(stop)
-        raise Fail(
-            f"{word} while creating a session; one may have started (see {hint(args, 'list')})",
-            code,
-        ) from None
+    created = send_create(client, args, body)
     session_id: str = created.session_id
     url: str | None = created.url
     usable = check_id(session_id, "session_id", "create session")
@@ -184,7 +181,7 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
         )
     if args.wait and url is None:
         try:
-            url = _wait(client, session_id, args).url
+            url = wait_ready(client, session_id, args).url
         except KeyboardInterrupt as stop:
             word, code = stopped(stop)
             raise Fail(f"{word}; {_after_interrupt(client, session_id, args)}", code) from None
@@ -268,6 +265,22 @@ CREATE: Final = Command(
 )
 
 
+def send_create(
+    client: SessionsClient, args: argparse.Namespace, body: CreateSessionBody
+) -> CreateSessionResponse:
+    """The one way the command line starts a session (``create`` and ``with`` both come
+    here): the budgeted create, and on Ctrl-C a line saying one may have started."""
+    try:
+        created: CreateSessionResponse = ok(client.create(body, max_cost=args.max_cost))
+    except KeyboardInterrupt as stop:
+        word, code = stopped(stop)
+        raise Fail(
+            f"{word} while creating a session; one may have started (see {hint(args, 'list')})",
+            code,
+        ) from None
+    return created
+
+
 # -- get ---------------------------------------------------------------------------------------
 
 
@@ -294,8 +307,46 @@ GET: Final = Command("get", "Show one session.", _get, _get_arguments)
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machine-id", type=machine_id, help="only sessions of this machine")
+    parser.add_argument(
+        "--mine",
+        action="store_true",
+        help="only sessions this machine's ledger recorded (and, marked as candidates, those "
+        "that may come from a create whose answer was lost)",
+    )
+    add_label_option(parser, "only sessions recorded with this label (and its candidates)")
     add_now_option(parser)
+    add_ledger_options(parser, label=False)
     _quiet_option(parser, "print only the sessions' ids, one a line")
+
+
+def _owned(
+    args: argparse.Namespace, client: SessionsClient, sessions: list[Session]
+) -> dict[str, Owned] | None:
+    """With --mine or --label: what the ledger knows of each listed session (None otherwise)."""
+    if not args.mine and args.label is None:
+        return None
+    if client.ledger is None:
+        raise Fail("--mine and --label need the ledger (no --no-ledger)", USAGE)
+    known = known_from(client.ledger)
+    return ownership(sessions, known.intents, known.gone)
+
+
+def _kept(owned: Owned | None, args: argparse.Namespace) -> bool:
+    return owned is not None and (args.label is None or owned.intent.label == args.label)
+
+
+def _owner_data(owned: Owned) -> dict[str, Any]:
+    return {
+        "recorded": owned.certain,
+        "label": owned.intent.label,
+        "owner_gone": owned.gone,
+        "requested_at": owned.intent.requested_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _owner_text(owned: Owned) -> str:
+    text = "yes" if owned.certain else "candidate?"
+    return text + (f" ({owned.intent.label})" if owned.intent.label else "")
 
 
 def _pricing_or_failure(client: SessionsClient) -> GpuPricing | ApiError:
@@ -310,11 +361,15 @@ def _list(args: argparse.Namespace) -> int:
     _refuse_quiet_json(args)
     with client_for(args) as client:
         sessions: list[Session] = ok(client.list(args.machine_id))
-        if args.quiet:  # ids only: no prices needed, and nothing but ids on stdout
-            for session in sessions:
-                out(session.session_id)
-            return OK
-        pricing = _pricing_or_failure(client)
+        owners = _owned(args, client, sessions)
+        # Ids only (-q): no prices needed, and nothing but ids on stdout.
+        pricing = NO_TABLE if args.quiet else _pricing_or_failure(client)
+    if owners is not None:
+        sessions = [s for s in sessions if _kept(owners.get(s.session_id), args)]
+    if args.quiet:
+        for session in sessions:
+            out(session.session_id)
+        return OK
     if isinstance(pricing, ApiError):
         err(f"{PROG}: warning: costs unknown: {pricing}")
         pricing = NO_TABLE
@@ -329,18 +384,23 @@ def _list(args: argparse.Namespace) -> int:
             "cost_so_far_usd": exact(total(so_far)),
             "unpriced": unknowns(so_far),
         }
+        listed = [costs_data(costs) for costs in figures]
+        if owners is not None:
+            for data, costs in zip(listed, figures, strict=True):
+                data["owner"] = _owner_data(owners[costs.session.session_id])
         document = {
             "now": moment.isoformat().replace("+00:00", "Z"),
-            "sessions": [costs_data(costs) for costs in figures],
+            "sessions": listed,
             "total": summary,
             "notes": notes(figures),
         }
         print_json(document)
         return OK
     if not figures:
-        out("no live sessions")
+        out("no live sessions" + ("" if owners is None else " of this machine's ledger"))
         return OK
-    rows = [("SESSION", "GPU", "READY", "AGE", "LEFT", "USD/H", "SO FAR", "MACHINE")]
+    mine = () if owners is None else ("MINE",)
+    rows = [("SESSION", "GPU", "READY", "AGE", "LEFT", "USD/H", "SO FAR", "MACHINE", *mine)]
     for costs in figures:
         session = costs.session
         rows.append(
@@ -353,16 +413,22 @@ def _list(args: argparse.Namespace) -> int:
                 money_text(costs.usd_per_hour),
                 money_text(costs.cost_so_far),
                 session.machine_id or "-",
+                *(() if owners is None else (_owner_text(owners[session.session_id]),)),
             )
         )
     count = f"{len(figures)} session" + ("s" if len(figures) != 1 else "")
     totals = (format_usd(total(per_hour)), format_usd(total(so_far)))
-    rows.append((f"total: {count}", "", "", "", "", *totals, ""))
+    rows.append((f"total: {count}", "", "", "", "", *totals, "", *("" for _ in mine)))
     # Too wide for the terminal: MACHINE, then AGE, then READY go; the session id never does.
     out(columns(rows, right=frozenset({3, 4, 5, 6}), optional=(7, 3, 2)))
     unpriced = unknowns(so_far)
     if unpriced:
         out(f"({unpriced} not in the total: " + "; ".join(notes(figures)) + ")")
+    if owners is not None and any(not owners[c.session.session_id].certain for c in figures):
+        out(
+            "(candidate?: created on that machine while a create of this machine's ledger lost "
+            "its answer; it may or may not be that create's session)"
+        )
     return OK
 
 
@@ -448,7 +514,7 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _wait_command(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        session = _wait(client, args.session_id, args)
+        session = wait_ready(client, args.session_id, args)
     if args.json:
         print_json(session_json(session, args.show_url))
     else:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core import builders, decoding, observe
+from cdsessions._core import builders, decoding, logs, observe
 from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
+from cdsessions._core.logs import FetchLogs, Mode
 from cdsessions._core.observe import AttemptFinished, AttemptStarted, Observer
 from cdsessions._core.retry import (
     DEFAULT_RETRY,
@@ -41,7 +42,13 @@ from cdsessions._core.retry import (
 from cdsessions._core.servers import refuse_plain_http, resolve_server
 from cdsessions._core.steps import Steps
 from cdsessions._core.timeouts import CREATE_AND_WAIT_READ, DEFAULT_TIMEOUT, Timeout, timeout_from
-from cdsessions._core.wire import DEFAULT_MAX_RESPONSE_BYTES, HttpRequest, HttpResponse, scrub
+from cdsessions._core.wire import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    HttpRequest,
+    HttpResponse,
+    key_forms,
+    scrub,
+)
 from cdsessions._version import __version__
 from cdsessions.errors import ApiError, InvalidReason, InvalidRequest
 from cdsessions.models import (
@@ -49,6 +56,7 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    LogLine,
     Session,
 )
 
@@ -74,6 +82,12 @@ Bearer: TypeAlias = str | Callable[[], str]
 #: Caps on a response body: one session is small; a list has no pagination.
 MAX_OBJECT_BYTES: Final = DEFAULT_MAX_RESPONSE_BYTES
 MAX_LIST_BYTES: Final = 256 * 1024 * 1024
+#: The cap on a log stream, over all of it (a followed stream included): 1 GiB.
+MAX_LOG_BYTES: Final = 1024 * 1024 * 1024
+#: A failure's log tail is read within this long (connect, a pause, in all).
+LOG_TAIL_TIMEOUT: Final = Timeout(connect=3.0, read=1.0, total=5.0)
+#: What reading a snapshot of the log gives.
+LogsAnswer: TypeAlias = "Result[list[LogLine], ApiError]"
 _Decoder: TypeAlias = Callable[[HttpResponse, str], Result[T, ApiError]]
 _Settings: TypeAlias = tuple[Timeout, RetryPolicy, int]
 
@@ -209,6 +223,48 @@ class ClientCore:
         if isinstance(fetched, Success):
             self._pricing = fetched.unwrap()
         return fetched
+
+    # -- the session's log stream (cdsessions._core.logs) ----------------------------------
+
+    def log_stream(
+        self, session_id: object, level: object, timeout: object, mode: Mode
+    ) -> Result[FetchLogs, InvalidRequest]:
+        """The log stream's request, authorized and bounded: the call's timeout (else the
+        client's), a snapshot's reads cut to :data:`~cdsessions._core.logs.QUIET_SECONDS`, and
+        the body cap :data:`MAX_LOG_BYTES` over the whole stream. Never retried: a stream that
+        failed midway would repeat its lines."""
+        built = logs.build_logs(session_id, level)
+        prepared = built.bind(self.prepare)
+        if not isinstance(prepared, Success):
+            return Failure(prepared.failure())
+        request = prepared.unwrap()
+        settings = self.settings(request.operation, timeout, None, MAX_LOG_BYTES)
+        if not isinstance(settings, Success):
+            return Failure(settings.failure())
+        chosen, _policy, limit = settings.unwrap()
+        if mode == logs.SNAPSHOT:
+            chosen = logs.snapshot_timeout(chosen)
+        request = msgspec.structs.replace(request, timeout=chosen, max_response_bytes=limit)
+        key = _key_sent(request)
+        return Success(FetchLogs(request, key_forms(key) if key else ()))
+
+    def logs(
+        self, session_id: object, level: object, timeout: object
+    ) -> Steps[FetchLogs, Result[builtins.list[LogLine], ApiError], LogsAnswer]:
+        """A snapshot of the session's log: the lines it holds now (see :mod:`.logs`)."""
+        fetch = self.log_stream(session_id, level, timeout, logs.SNAPSHOT)
+        if not isinstance(fetch, Success):
+            return Failure(fetch.failure())
+        got = yield fetch.unwrap()
+        assert got is not None, "the driver must send back what the stream gave"
+        return got
+
+    def log_tail(self, session_id: str) -> Steps[FetchLogs, LogsAnswer, tuple[str, ...]]:
+        """The last few lines of the session's log as safe text, for a failure's message; ()
+        when there are none or they cannot be read (the failure stays what it was). Bounded by
+        :data:`LOG_TAIL_TIMEOUT`, so a failure is never held up long by its explanation."""
+        got = yield from self.logs(session_id, None, LOG_TAIL_TIMEOUT)
+        return logs.tail_text(got.unwrap()) if isinstance(got, Success) else ()
 
     # -- the pure steps --------------------------------------------------------------------
 

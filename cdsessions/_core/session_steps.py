@@ -50,6 +50,7 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions._core.budget import Allowance
+    from cdsessions._core.lease import LeaseRecord
     from cdsessions._core.pricing import GpuPricing
 
 __all__ = [
@@ -150,6 +151,8 @@ class Calls(Protocol):
         self, refresh: bool, timeout: object, retry: object
     ) -> Steps[Any, Any, Result[GpuPricing, ApiError]]: ...
 
+    def log_tail(self, session_id: str) -> Steps[Any, Any, tuple[str, ...]]: ...
+
 
 def _backoff_problem(backoff: object) -> str | None:
     return backoff.problem() if isinstance(backoff, Backoff) else "must be a Backoff"
@@ -217,8 +220,11 @@ def ready_wait(
     on_poll: OnPoll | None = None,
     clock: Clock = time.monotonic,
 ) -> Flow[Any, Result[Session, ApiError]]:
-    """:func:`ready_steps` polling with ``core``'s ``get`` (the client's timeout and retry)."""
-    return ready_steps(
+    """:func:`ready_steps` polling with ``core``'s ``get`` (the client's timeout and retry).
+    When the wait fails with ``SessionGone`` or ``NotReady``, the session's last log lines are
+    read then (never on the way to success: no cost when all goes well) and carried in the
+    failure's ``last_log``: the server writes why a session failed there first."""
+    waited = yield from ready_steps(
         lambda polled: core.get(polled, None, None),
         session_id,
         timeout=timeout,
@@ -226,6 +232,18 @@ def ready_wait(
         on_poll=on_poll,
         clock=clock,
     )
+    if isinstance(waited, Success):
+        return waited
+    return Failure((yield from with_log_tail(core, waited.failure())))
+
+
+def with_log_tail(core: Calls, error: ApiError) -> Flow[Any, ApiError]:
+    """``error`` with the session's last log lines, if it is a ``SessionGone`` or ``NotReady``
+    and the log stream has any; else ``error`` as it is."""
+    if not isinstance(error, SessionGone | NotReady) or error.last_log:
+        return error
+    tail = yield from core.log_tail(error.session_id)
+    return msgspec.structs.replace(error, last_log=tail) if tail else error
 
 
 # -- the cancel until closed -------------------------------------------------------------------
@@ -359,6 +377,11 @@ class ScopeSettings(msgspec.Struct, frozen=True, kw_only=True):
     backoff: Backoff = DEFAULT_BACKOFF
     clock: Clock = time.monotonic
     max_cost: object = None
+    #: Lease the session (see :mod:`cdsessions._core.lease`): it is created with this many
+    #: minutes, and ``on_leased(record.lease)`` is called right after the create, before the
+    #: ready wait, for the shell to start extending it.
+    lease: int | None = None
+    on_leased: Callable[[LeaseRecord], None] | None = None
 
 
 class ScopeRecord:
@@ -366,12 +389,14 @@ class ScopeRecord:
     once created, what the budget still allows (None without one), how the cancel ended.
     Written by the steps only (a cancel finishing after its caller was cancelled included)."""
 
-    __slots__ = ("allowance", "closed", "session_id")
+    __slots__ = ("allowance", "closed", "lease", "session_id")
 
     def __init__(self) -> None:
         self.session_id: str | None = None
         self.allowance: Allowance | None = None
         self.closed: Result[str, ApiError] | None = None
+        #: The lease on the session, when the scope has one.
+        self.lease: LeaseRecord | None = None
 
 
 def _settings_problem(settings: ScopeSettings) -> InvalidRequest | None:
@@ -380,6 +405,12 @@ def _settings_problem(settings: ScopeSettings) -> InvalidRequest | None:
     seconds = ready_timeout_from(settings.ready_timeout)
     if not isinstance(seconds, Success):
         return InvalidRequest("start session", "ready_timeout", seconds.failure())
+    if settings.lease is not None:
+        from cdsessions._core.lease import lease_minutes_problem
+
+        problem = lease_minutes_problem(settings.lease)
+        if problem is not None:
+            return InvalidRequest("start session", "lease", problem)
     unusable = _backoff_problem(settings.backoff)
     return InvalidRequest("start session", "backoff", unusable) if unusable else None
 
@@ -394,18 +425,24 @@ def open_steps(
     problem = _settings_problem(settings)
     if problem is not None:
         return Failure(problem)
-    allowed = yield from budget_check(core, settings.body, settings.max_cost)
+    body = settings.body
+    if settings.lease is not None:  # a leased session starts with one lease of time
+        body = msgspec.structs.replace(body, timeout=settings.lease)
+    allowed = yield from budget_check(core, body, settings.max_cost)
     if not isinstance(allowed, Success):
         return Failure(allowed.failure())
     record.allowance = allowed.unwrap()
+    began = settings.clock()  # the server counts the session's time from later: a safe start
     created = yield Finish(
-        core.create(settings.body, None, None),
+        core.create(body, None, None),
         abandoned=lambda late: _close_created(core, record, late),
     )
     if not isinstance(created, Success):
         return Failure(created.failure())
     response: CreateSessionResponse = created.unwrap()
     session_id = record.session_id = response.session_id
+    if settings.lease is not None:
+        _leased(settings, record, session_id, settings.lease, began)
     if not settings.wait or response.url is not None:
         return Success(OpenSession(session_id, response.url))
     try:
@@ -429,9 +466,27 @@ def open_steps(
     return waited.map(lambda session: OpenSession(session_id, session.url, session))
 
 
+def _leased(
+    settings: ScopeSettings, record: ScopeRecord, session_id: str, minutes: int, began: float
+) -> None:
+    from cdsessions._core.lease import LeaseRecord
+
+    lease = record.lease = LeaseRecord(minutes)
+    lease.session_id = session_id
+    lease.created = began
+    lease.end = began + minutes * 60
+    lease.allowance = record.allowance
+    if settings.on_leased is not None:
+        settings.on_leased(lease)
+
+
 def close_steps(core: Calls, record: ScopeRecord) -> Flow[Any, None]:
     """Cancel the scope's session, if it has one not yet closed, as a region that finishes even
-    if its caller is interrupted; ``record.closed`` says how it ended."""
+    if its caller is interrupted; ``record.closed`` says how it ended. A lease on it is released
+    first, so it sends no extension from then on."""
+    lease = record.lease
+    if lease is not None and lease.status in ("held", "ending"):
+        lease.status = "released"
     if record.session_id is not None and record.closed is None:
         yield Finish(_cancelled(core, record, record.session_id))
 

@@ -14,7 +14,7 @@ be cancelled. Both run the same steps (:func:`reap_steps`, built from the client
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -29,6 +29,7 @@ from cdsessions._core.session_steps import counts_as_closed
 from cdsessions._core.steps import Flow
 from cdsessions.costs.figures import SessionCosts, Unknown, costs_of
 from cdsessions.errors import ApiError, InvalidRequest
+from cdsessions.ledger import Intent, Ledger, Owned, judge_owners, ownership
 from cdsessions.models import Session
 
 if TYPE_CHECKING:
@@ -38,10 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Fate",
+    "Known",
     "ReapProgress",
     "ReapReport",
     "Reaped",
     "Selection",
+    "known_from",
     "matches",
     "reap",
     "reap_async",
@@ -62,21 +65,36 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
 
     ``machine_id``: on this machine. ``older_than``: created longer ago than this.
     ``gpu``: on this GPU (exact name). ``cost_over``: cost so far above this many USD.
-    ``everything``: with no other selector, every session (never implied by an empty
-    selection)."""
+    ``user_id``: started by this user (the API's ``user_id``: with an org key, a member).
+    The owner selectors need the local ledger (:class:`~cdsessions.ledger.Ledger`) and match
+    only sessions it recorded with certainty, never an unresolved create's candidates:
+    ``mine``: recorded by this machine's ledger; ``label``: recorded with this label;
+    ``owner_gone``: recorded by a process of this host that no longer runs (a pid reused by
+    another process counts as gone). ``everything``: with no other selector, every session
+    (never implied by an empty selection)."""
 
     machine_id: str | None = None
     older_than: timedelta | None = None
     gpu: str | None = None
     cost_over: Decimal | None = None
+    user_id: str | None = None
+    mine: bool = False
+    label: str | None = None
+    owner_gone: bool = False
     everything: bool = False
 
     @property
     def has_selector(self) -> bool:
-        return any(
+        return self.needs_ledger or any(
             value is not None
-            for value in (self.machine_id, self.older_than, self.gpu, self.cost_over)
+            for value in (self.machine_id, self.older_than, self.gpu, self.cost_over, self.user_id)
         )
+
+    @property
+    def needs_ledger(self) -> bool:
+        """Whether a selector here is judged from the ledger (``mine``, ``label``,
+        ``owner_gone``)."""
+        return self.mine is True or self.owner_gone is True or self.label is not None
 
 
 def selection_problem(selection: object) -> tuple[str, str] | None:
@@ -112,12 +130,18 @@ def selection_problem(selection: object) -> tuple[str, str] | None:
         amount = money.usd_from(selection.cost_over)
         if not isinstance(amount, Success):
             return "cost_over", amount.failure()
-    if not isinstance(selection.everything, bool):
-        return "everything", f"must be True or False, not {type(selection.everything).__name__}"
+    for name in ("user_id", "label"):
+        value = getattr(selection, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            return name, "must be a non-blank string"
+    for name in ("mine", "owner_gone", "everything"):
+        value = getattr(selection, name)
+        if not isinstance(value, bool):
+            return name, f"must be True or False, not {type(value).__name__}"
     if not selection.has_selector and not selection.everything:
         return "selection", (
-            "no selector given (machine, age, GPU or cost); refusing to select every session "
-            "unless that is asked for explicitly"
+            "no selector given (machine, age, GPU, cost, user or owner); refusing to select "
+            "every session unless that is asked for explicitly"
         )
     return None
 
@@ -132,11 +156,22 @@ def _now_problem(now: object) -> str | None:
     return None
 
 
-def reap_problem(selection: object, now: object, dry_run: object) -> InvalidRequest | None:
-    """Why a reap with these inputs cannot go ahead, or None: checked before anything is sent."""
+def reap_problem(
+    selection: object, now: object, dry_run: object, known: object = None
+) -> InvalidRequest | None:
+    """Why a reap with these inputs cannot go ahead, or None: checked before anything is sent.
+    ``known``: what the ledger holds (:class:`Known`), needed by the owner selectors."""
     problem = selection_problem(selection)
     if problem is not None:
         return InvalidRequest(_OPERATION, *problem)
+    assert isinstance(selection, Selection)  # selection_problem says so
+    if selection.needs_ledger and not isinstance(known, Known):
+        return InvalidRequest(
+            _OPERATION,
+            "ledger",
+            "mine, label and owner_gone are judged from the local ledger: give the client "
+            "(or reap) a Ledger",
+        )
     why_not_now = _now_problem(now)
     if why_not_now is not None:
         return InvalidRequest(_OPERATION, "now", why_not_now)
@@ -145,11 +180,22 @@ def reap_problem(selection: object, now: object, dry_run: object) -> InvalidRequ
     return None
 
 
-def matches(costs: SessionCosts, selection: Selection) -> bool:
-    """Whether the session ``costs`` describes is selected (see the module docs)."""
+def matches(costs: SessionCosts, selection: Selection, owned: Owned | None = None) -> bool:
+    """Whether the session ``costs`` describes is selected (see the module docs); ``owned``:
+    what the ledger knows of it (see :func:`~cdsessions.ledger.ownership`)."""
     if not selection.has_selector:
         return selection.everything is True
     session = costs.session
+    if selection.user_id is not None and session.user_id != selection.user_id:
+        return False
+    if selection.needs_ledger:
+        # Only a session the ledger recorded for certain: a candidate is never reaped on a guess.
+        if owned is None or not owned.certain:
+            return False
+        if selection.label is not None and owned.intent.label != selection.label:
+            return False
+        if selection.owner_gone is True and owned.gone is not True:
+            return False
     if selection.machine_id is not None and session.machine_id != selection.machine_id:
         return False
     if selection.gpu is not None and session.gpu != selection.gpu:
@@ -164,12 +210,36 @@ def matches(costs: SessionCosts, selection: Selection) -> bool:
     )
 
 
+class Known(msgspec.Struct, frozen=True):
+    """What the ledger holds, read before a reap: its intents, and for each intent id whether
+    its owner process is gone (:func:`~cdsessions.ledger.owner_gone`; None: not judged here)."""
+
+    intents: tuple[Intent, ...] = ()
+    gone: Mapping[int, bool | None] = msgspec.field(default_factory=dict)
+
+
 def select(
-    sessions: Iterable[Session], selection: Selection, pricing: GpuPricing, now: datetime
+    sessions: Iterable[Session],
+    selection: Selection,
+    pricing: GpuPricing,
+    now: datetime,
+    known: Known | None = None,
 ) -> tuple[SessionCosts, ...]:
     """The selected sessions, in the order given, each with its figures at ``now``."""
-    figured = (costs_of(session, pricing, now) for session in sessions)
-    return tuple(costs for costs in figured if matches(costs, selection))
+    listed = tuple(sessions)
+    owners = ownership(listed, known.intents, known.gone) if known is not None else {}
+    figured = (costs_of(session, pricing, now) for session in listed)
+    return tuple(
+        costs
+        for costs in figured
+        if matches(costs, selection, owners.get(costs.session.session_id))
+    )
+
+
+def known_from(ledger: Ledger) -> Known:
+    """Read ``ledger`` and judge its owners (I/O: the file, and this host's processes)."""
+    intents = ledger.intents()
+    return Known(intents, judge_owners(intents))
 
 
 class Reaped(msgspec.Struct, frozen=True):
@@ -249,13 +319,14 @@ def reap_steps(
     *,
     dry_run: bool = False,
     on_progress: OnProgress | None = None,
+    known: Known | None = None,
 ) -> Flow[Any, Result[ReapReport, ApiError]]:
     """The steps of :func:`reap`, built from ``core``'s calls, for either client's driver.
 
     The price table is needed only to judge ``cost_over``; without it (the fetch failed) the
     other selectors still work and savings are reported as unknown, since stopping a forgotten
     session must not depend on the price endpoint."""
-    problem = reap_problem(selection, now, dry_run)
+    problem = reap_problem(selection, now, dry_run, known)
     if problem is not None:
         return Failure(problem)
     listed = yield from core.list(selection.machine_id, None, None)
@@ -271,7 +342,7 @@ def reap_steps(
         prices_failed = priced.failure()
         pricing = NO_TABLE
     sessions: list[Session] = listed.unwrap()
-    chosen = select(sessions, selection, pricing, now)
+    chosen = select(sessions, selection, pricing, now, known)
     reaped: list[Reaped] = []
     tell = on_progress if on_progress is not None else _ignore
     tell(ReapProgress(chosen, ()))
@@ -295,6 +366,15 @@ def _ignore(progress: ReapProgress) -> None:
     """No one is watching."""
 
 
+def _known(
+    client: SessionsClient | AsyncSessionsClient, selection: object, ledger: Ledger | None
+) -> Known | None:
+    chosen = ledger if ledger is not None else client.ledger
+    if chosen is None or not isinstance(selection, Selection) or not selection.needs_ledger:
+        return None
+    return known_from(chosen)
+
+
 def reap(
     client: SessionsClient,
     selection: Selection,
@@ -302,6 +382,7 @@ def reap(
     *,
     dry_run: bool = False,
     on_progress: OnProgress | None = None,
+    ledger: Ledger | None = None,
 ) -> Result[ReapReport, ApiError]:
     """List, select (see :func:`select`) and cancel. ``now`` judges ages and costs (pass
     ``datetime.now(UTC)``). A failed cancel is reported in its :class:`Reaped` and the others
@@ -309,9 +390,13 @@ def reap(
     input (an ``InvalidRequest`` naming the field: a selector of the wrong type or value, a
     naive ``now``; nothing is sent), the list failed, or ``cost_over`` was given and the prices
     could not be had (without ``cost_over`` the prices only fill the savings, which are then
-    unknown, and ``report.prices_failed`` says why).
+    unknown, and ``report.prices_failed`` says why). The owner selectors read ``ledger`` (by
+    default the client's); without one they are an ``InvalidRequest`` (field ``ledger``).
     ``on_progress`` (see :class:`ReapProgress`) is told after the selection and each cancel."""
-    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    known = _known(client, selection, ledger)
+    steps = reap_steps(
+        client._core, selection, now, dry_run=dry_run, known=known, on_progress=on_progress
+    )
     return client._run(steps)
 
 
@@ -322,7 +407,11 @@ async def reap_async(
     *,
     dry_run: bool = False,
     on_progress: OnProgress | None = None,
+    ledger: Ledger | None = None,
 ) -> Result[ReapReport, ApiError]:
     """:func:`reap` for the :class:`~cdsessions.AsyncSessionsClient` (cancels one at a time)."""
-    steps = reap_steps(client._core, selection, now, dry_run=dry_run, on_progress=on_progress)
+    known = _known(client, selection, ledger)
+    steps = reap_steps(
+        client._core, selection, now, dry_run=dry_run, known=known, on_progress=on_progress
+    )
     return await client._run(steps)

@@ -34,7 +34,10 @@ like the server itself:
   {...}, "times": 1}`` or ``{"match": "get", "fault": "timeout"}``: :meth:`answer_next` /
   :meth:`fail_next`;
 * ``POST /_fake/never-ready``: :meth:`FakeService.never_ready`;
-* ``POST /_fake/sessions/{id}/end``: :meth:`FakeService.end_session` (404 if none).
+* ``POST /_fake/sessions/{id}/end``: :meth:`FakeService.end_session` (404 if none);
+* ``POST /_fake/clock`` with ``{"advance": SECONDS}``: :meth:`FakeService.advance_clock`
+  (409 unless the fake runs on a :class:`~cdsessions.fake.ManualClock`, as
+  ``cdsessions fake-server --manual-clock`` does).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Final, TypeAlias, cast
 from urllib.parse import parse_qsl, unquote
+
+import msgspec
 
 from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.text import clip
@@ -209,14 +214,18 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         self.fake.begin_answer(self.connection)
         path, _, query = self.path.partition("?")
-        status: int | str = ""
         try:
             response = self._answer(path, query)
+            # Logged before a byte of the answer is sent: a client that has its answer can
+            # stop the server at once, and the line must already be out.
+            elapsed = (time.perf_counter() - started) * 1000
+            outcome = (
+                f"{response.kind} (scripted)" if isinstance(response, Fault) else response.status
+            )
+            self.fake.log_request(self.command, path, outcome, elapsed)
             if isinstance(response, Fault):
-                status = f"{response.kind} (scripted)"
                 self._fail(response)
                 return
-            status = response.status
             self.send_response(response.status)
             for name, value in response.headers:
                 self.send_header(name, value)
@@ -227,9 +236,6 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if self.fake.end_answer(self.connection):
                 self.close_connection = True
-            if status:  # logged even when the client left before reading it all
-                elapsed = (time.perf_counter() - started) * 1000
-                self.fake.log_request(self.command, path, status, elapsed)
 
     def _fail(self, fault: Fault) -> None:
         """Fail on the wire as scripted: never answer (until the client leaves), or reset."""
@@ -256,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/never-ready":
             service.never_ready()
             return _json_reply(200, b'{"never_ready":true}')
+        if route == "/clock":
+            return _advanced(service, body or b"")
         if route == "/script":
             rule = parse_control(body or b"")
             if isinstance(rule, str):
@@ -302,6 +310,26 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         # http.server's own lines would print the request line (query included); ours suffice.
         return
+
+
+class _Advance(msgspec.Struct, forbid_unknown_fields=True):
+    advance: float
+
+
+def _advanced(service: FakeService, body: bytes) -> HttpResponse:
+    """``POST /_fake/clock``: move a manual clock on by ``advance`` seconds (finite, >= 0)."""
+    try:
+        seconds = msgspec.json.decode(body, type=_Advance).advance
+    except msgspec.DecodeError as error:
+        return detail_response(400, f'expected {{"advance": SECONDS}}: {clip(str(error), 200)}')
+    if not 0 <= seconds < float("inf"):
+        return detail_response(400, "advance must be a finite number of seconds, at least 0")
+    now = service.advance_clock(seconds)
+    if now is None:
+        return detail_response(
+            409, "this fake runs on the real time (start it with --manual-clock)"
+        )
+    return json_response(200, {"now": now.isoformat().replace("+00:00", "Z")})
 
 
 def make_server(

@@ -38,7 +38,9 @@ What it models, and the live behaviour each rule copies:
 For tests: :meth:`FakeService.answer_next` and :meth:`FakeService.fail_next` script what the
 next matching request gets (a status and body; a timeout, a reset, or "sent, no answer"),
 :meth:`FakeService.never_ready` keeps sessions from ever getting their url, and
-:meth:`FakeService.end_session` ends one now, as a server-side timeout would;
+:meth:`FakeService.end_session` ends one now, as a server-side timeout would, and
+:meth:`FakeService.advance_clock` moves a :class:`ManualClock` on (sessions end at their
+``timeout_end`` exactly, and an extension moves it: a lease can be tested in test time);
 :attr:`FakeService.requests_seen` lists the ``(method, path)`` of every request
 handled, and ``intercept`` (a function of each authenticated request, returning a response or
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
@@ -86,6 +88,7 @@ from cdsessions.fake._validation import (
     validate_extend,
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.fake.logs import FakeLogs
 from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
 from cdsessions.transports._fork import register as register_for_fork
 
@@ -228,6 +231,7 @@ class FakeService:
         self._seen: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG_SIZE)
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
+        self._logs = FakeLogs()  # each session's log lines (cdsessions/fake/logs.py)
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -279,6 +283,41 @@ class FakeService:
         cancel and extend answer 404. False when there was no such live session."""
         with self._lock:
             return self._sessions.pop(session_id, None) is not None
+
+    def advance_clock(self, seconds: float) -> datetime | None:
+        """Move the fake's clock on by ``seconds`` when it is a :class:`ManualClock` (sessions
+        whose ``timeout_end`` it reaches end then, exactly); the new time, or None for a clock
+        the fake cannot move (the real time)."""
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            return None
+        with self._lock:
+            now = clock.advance(seconds)
+            self._expire(now)
+            return now
+
+    def log(self, session_id: str, level: str, message: str) -> bool:
+        """Write a line to a session's log stream, as the server does (``GET /v2/stream-logs``
+        serves it). False when the fake never had the session. Lines outlive the session."""
+        with self._lock:
+            return self._logs.write(session_id, level, message, self._clock())
+
+    def fail_start(
+        self, session_id: str, reason: str = "Modal function failed with status: failure"
+    ) -> bool:
+        """Make a session fail as the server fails one: its ``reason`` is logged at ``error``,
+        then it ends (get answers 404, a ready wait ends in ``SessionGone``). False when there
+        was no such live session."""
+        with self._lock:
+            if session_id not in self._sessions:
+                return False
+            self._logs.write(session_id, "error", reason, self._clock())
+            return self.end_session(session_id)
+
+    def log_lines(self, session_id: str) -> tuple[tuple[datetime, str, str], ...]:
+        """The lines the fake holds for a session: (timestamp, level, message)."""
+        with self._lock:
+            return tuple((x.timestamp, x.level, x.message) for x in self._logs.lines(session_id))
 
     def respond(self, request: HttpRequest) -> HttpResponse | Fault:
         """What the transports and the HTTP server ask: a scripted answer or fault for
@@ -382,6 +421,12 @@ class FakeService:
             if method == "GET":
                 return HttpResponse(200, (("content-type", "application/json"),), self._prices_body)
             return detail_response(405, "Method Not Allowed")
+        if path == "/v2/stream-logs":
+            if method == "GET":
+                wanted = query.get("session_id")
+                live = wanted in self._sessions
+                return self._logs.stream(wanted, query.get("log_level"), account, live=live)
+            return detail_response(405, "Method Not Allowed")
         if path == "/sessions":
             if method == "GET":
                 return self._list(query, account, now)
@@ -470,6 +515,7 @@ class FakeService:
             url=f"https://fake-{label}.r5.modal.localhost",
         )
         self._sessions[session.session_id] = session
+        self._logs.opened(session.session_id, account, now)
         url = session.url if session.ready else None
         return json_response(200, {"session_id": session.session_id, "url": url})
 

@@ -13,13 +13,16 @@ starts sessions without a network or an API key::
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from returns.result import Failure, Result
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake.script import Fault
 from cdsessions.fake.service import FakeService
-from cdsessions.transports._cap import capped
+from cdsessions.transports._cap import capped, pieces_of
 from cdsessions.transports._inline import InlineTransport
 
 __all__ = ["AsyncFakeTransport", "FakeTransport", "fault_failure"]
@@ -51,6 +54,14 @@ class FakeTransport:
         if isinstance(answer, Fault):
             return Failure(fault_failure(request.operation, answer))
         return capped(request, answer)
+
+    def stream(self, request: HttpRequest) -> Generator[Piece, None, None]:
+        """The answer as a stream (see :func:`pieces_of`); a scripted fault is its failure."""
+        answer = self.service.respond(request)
+        if isinstance(answer, Fault):
+            yield Failure(fault_failure(request.operation, answer))
+            return
+        yield from pieces_of(request, answer)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cdsessions.transports.base import AsyncTransport, Transport
+from cdsessions.transports.base import (
+    AsyncStreamingTransport,
+    AsyncTransport,
+    StreamingTransport,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from cdsessions.transports._cassette import CassetteError, CassetteTransport
@@ -22,10 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncCassetteTransport",
+    "AsyncStreamingTransport",
     "AsyncTransport",
     "CassetteError",
     "CassetteTransport",
     "InlineTransport",
+    "StreamingTransport",
     "ThreadedTransport",
     "Transport",
     "Urllib3Transport",

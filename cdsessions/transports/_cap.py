@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Final
 
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.wire import Headers, HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 
@@ -29,6 +30,7 @@ __all__ = [
     "content_codings",
     "decode_content",
     "decoded_size",
+    "pieces_of",
     "too_large",
 ]
 
@@ -53,6 +55,24 @@ def capped(request: HttpRequest, response: HttpResponse) -> Result[HttpResponse,
     if len(response.body) > request.max_response_bytes:
         return Failure(too_large(request))
     return Success(response)
+
+
+#: How much of a body one streamed piece holds (the network would cut it somewhere too).
+STREAM_PIECE: Final = 16 * 1024
+
+
+def pieces_of(request: HttpRequest, response: HttpResponse) -> Generator[Piece, None, None]:
+    """A whole response as a stream: the head, then the body in pieces, under the request's
+    size cap (as :meth:`Urllib3Transport.stream` reads one)."""
+    yield Success(msgspec.structs.replace(response, body=b""))
+    body, size = response.body, 0
+    for start in range(0, len(body), STREAM_PIECE):
+        piece = body[start : start + STREAM_PIECE]
+        size += len(piece)
+        if size > request.max_response_bytes:
+            yield Failure(too_large(request))
+            return
+        yield Success(piece)
 
 
 class Undecodable(msgspec.Struct, frozen=True):

@@ -43,7 +43,7 @@ from __future__ import annotations
 import difflib
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgspec
 from returns.result import Failure, Result, Success
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.servers import API_PREFIX
 from cdsessions._core.wire import Headers, HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
@@ -61,6 +62,7 @@ from cdsessions.transports._cap import (
     content_codings,
     decode_content,
     decoded_size,
+    pieces_of,
 )
 from cdsessions.transports._fork import register as register_for_fork
 
@@ -302,6 +304,16 @@ class CassetteTransport:
             missed = TransportFailed(request.operation, "unmatched", self._miss(wanted), sent=False)
             return Failure(missed)
         return capped(request, self._interactions[index].response)
+
+    def stream(self, request: HttpRequest) -> Generator[Piece, None, None]:
+        """A recorded answer replayed as a stream (a recorded log stream is one body): the
+        head, then the body in pieces, under the request's size cap; or the failure
+        :meth:`send` gives."""
+        answer = self.send(request)
+        if not isinstance(answer, Success):
+            yield Failure(answer.failure())
+            return
+        yield from pieces_of(request, answer.unwrap())
 
     def _pick(self, wanted: _Wanted) -> int | None:
         matching = [

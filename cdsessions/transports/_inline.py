@@ -11,21 +11,29 @@ A transport that does block (real HTTP) belongs in a
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from returns.result import Result
+from returns.result import Failure, Result
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.servers import API_PREFIX
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports._cap import DEFAULT_MAX_DECODED_BYTES
-from cdsessions.transports.base import Transport
+from cdsessions.transports.base import StreamingTransport, Transport
 
 if TYPE_CHECKING:
     from cdsessions.transports._cassette import CassetteError, CassetteTransport
 
-__all__ = ["AsyncCassetteTransport", "InlineTransport"]
+__all__ = ["AsyncCassetteTransport", "InlineTransport", "cannot_stream"]
+
+
+def cannot_stream(request: HttpRequest, transport: object) -> TransportFailed:
+    """The failure for a stream asked of a transport that has no ``stream``: nothing sent."""
+    problem = f"{type(transport).__name__} cannot stream a response (it has no stream())"
+    return TransportFailed(request.operation, "broken", problem, sent=False)
 
 
 class InlineTransport:
@@ -36,6 +44,20 @@ class InlineTransport:
 
     async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         return self.transport.send(request)
+
+    async def astream(self, request: HttpRequest) -> AsyncGenerator[Piece, None]:
+        """The wrapped transport's stream (it answers from memory, so reading it blocks
+        nothing), or a failure when it cannot stream."""
+        transport = self.transport
+        if not isinstance(transport, StreamingTransport):
+            yield Failure(cannot_stream(request, transport))
+            return
+        pieces = transport.stream(request)
+        try:
+            for piece in pieces:
+                yield piece
+        finally:
+            pieces.close()
 
     async def aclose(self) -> None:
         self.transport.close()

@@ -17,17 +17,20 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 import msgspec
 from returns.result import Failure, Result
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.retry import attempt_timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.transports._fork import register as register_for_fork
-from cdsessions.transports.base import Transport
+from cdsessions.transports._inline import cannot_stream
+from cdsessions.transports.base import StreamingTransport, Transport
 
 __all__ = ["ThreadedTransport"]
 
@@ -127,6 +130,29 @@ class ThreadedTransport:
     def _forget(self, job: Future[Result[HttpResponse, TransportFailed]]) -> None:
         with self._lock:
             self._running.discard(job)
+
+    async def astream(self, request: HttpRequest) -> AsyncGenerator[Piece, None]:
+        """The wrapped transport's stream, each read in a thread of the stream's own (a
+        followed stream may last for hours: it must not hold one of the pool's workers). One
+        read at a time, so nothing piles up however slowly the caller takes the pieces; the
+        stream ends by its own deadline even if the caller goes away mid-read."""
+        transport = self.transport
+        if not isinstance(transport, StreamingTransport):
+            yield Failure(cannot_stream(request, transport))
+            return
+        pieces = transport.stream(request)
+        reader = ThreadPoolExecutor(1, thread_name_prefix="cdsessions-stream")
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                piece = await loop.run_in_executor(reader, next, pieces, None)
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            # Closed in its thread, after any read under way: never two at once on one socket.
+            reader.submit(pieces.close)
+            reader.shutdown(wait=False)
 
     async def aclose(self) -> None:
         """Wait for running attempts, stop the worker threads, close the transport. The

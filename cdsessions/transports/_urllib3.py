@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from queue import Full
 from typing import Any, Final, TypeVar, cast
@@ -57,6 +57,7 @@ from urllib3.exceptions import (
 )
 from urllib3.response import BaseHTTPResponse, HTTPResponse
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed, TransportFailureKind
 from cdsessions.transports import _urllib3_internals as internals
@@ -654,6 +655,56 @@ def _declared_length(response: BaseHTTPResponse) -> int | None:
     return int(length)
 
 
+def _fired(watchdog: _Watchdog, token: int | None) -> bool:
+    """Whether the watchdog cut the stream ``token`` watches off at its deadline."""
+    return token is not None and watchdog.release(token)
+
+
+def _pieces(
+    response: BaseHTTPResponse, request: HttpRequest, cut_off: Callable[[], bool]
+) -> Generator[Piece, None, None]:
+    """A streamed response's head, then its body as it arrives (see ``Urllib3Transport.stream``).
+    Nothing here may raise: every way it ends is a value. The connection is closed at the end,
+    also when the reader stops early (the generator is closed)."""
+    operation, limit = request.operation, request.max_response_bytes
+    size = 0
+    # The bytes as sent: a compressed stream is refused by its reader, never inflated here. Set
+    # on the response, not passed to read1: vcrpy's replayed read1 takes no decode_content.
+    response.decode_content = False
+    try:
+        yield Success(
+            HttpResponse(
+                status=response.status,
+                headers=tuple(response.headers.iteritems()),
+                reason=response.reason or "",
+            )
+        )
+        while True:
+            try:
+                chunk = response.read1(_CHUNK)
+            except (HTTPError, OSError, http.client.HTTPException) as error:
+                if cut_off():
+                    yield Failure(TransportFailed(operation, "timeout", _DEADLINE_PASSED, True))
+                else:
+                    yield Failure(_sent_failure(operation, error))
+                return
+            if not chunk:
+                if cut_off():  # the watchdog shut the socket: an end that is not one
+                    yield Failure(TransportFailed(operation, "timeout", _DEADLINE_PASSED, True))
+                return
+            size += len(chunk)
+            if size > limit:
+                yield Failure(too_large(request))
+                return
+            yield Success(chunk)
+    except Exception as error:  # the boundary: not an error the HTTP stack is known to raise
+        problem = f"unexpected {type(error).__name__} in the HTTP stack"
+        yield Failure(TransportFailed(operation, "broken", problem, sent=True))
+    finally:
+        response.close()  # never pooled: a stream's connection may have bytes left on it
+        response.release_conn()
+
+
 class Urllib3Transport:
     """Sends requests over a pooled, thread-safe urllib3 ``PoolManager``.
 
@@ -750,6 +801,59 @@ class Urllib3Transport:
             _current.watchdog = _current.deadline = _current.token = None
             if token is not None:
                 watchdog.release(token)
+
+    def stream(self, request: HttpRequest) -> Generator[Piece, None, None]:
+        """The response as it arrives: its head, then its body a piece at a time (whatever is
+        there, up to 64 KiB), or a failure that ends it. The same bounds as :meth:`send`: the
+        whole stream ends by ``timeout.total`` (the watchdog shuts its socket), each wait for
+        more bytes by ``timeout.read``, and more than ``max_response_bytes`` in all is
+        ``too_large``. A compressed body is handed on as it is (the reader refuses it). The
+        connection is closed, never pooled, when the stream ends or is abandoned."""
+        total = request.timeout.total
+        deadline = None if total is None else time.monotonic() + total
+        watchdog = self._watchdog
+        _current.watchdog, _current.deadline, _current.token = watchdog, deadline, None
+        _current.sent = False
+        try:
+            opened = self._open(request, deadline)
+        except Exception as error:  # the boundary, as in send()
+            problem = f"unexpected {type(error).__name__} in the HTTP stack"
+            opened = Failure(TransportFailed(request.operation, "broken", problem, _current.sent))
+        # The watch token is this stream's from now on: the thread-local is only for urlopen.
+        token: int | None = _current.token
+        _current.watchdog = _current.deadline = _current.token = None
+        try:
+            if not isinstance(opened, Success):
+                yield Failure(opened.failure())
+                return
+            yield from _pieces(opened.unwrap(), request, lambda: _fired(watchdog, token))
+        finally:
+            if token is not None:
+                watchdog.release(token)
+
+    def _open(
+        self, request: HttpRequest, deadline: float | None
+    ) -> Result[BaseHTTPResponse, TransportFailed]:
+        """The response with its head read and its body not, or why not."""
+        try:
+            pool, base_path = self._pool_for(request.base_url)
+            return Success(
+                pool.urlopen(
+                    request.method,
+                    base_path + request.target,
+                    body=request.body,
+                    headers=dict(request.headers),
+                    timeout=_urllib3_timeout(request.timeout.connect, request.timeout.read),
+                    retries=_NO_RETRY,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=False,
+                    release_conn=False,
+                    pool_timeout=None if deadline is None else deadline - time.monotonic(),  # type: ignore[arg-type]
+                )
+            )
+        except (HTTPError, OSError, ValueError, http.client.HTTPException) as error:
+            return Failure(self._explain(request.operation, error))
 
     def _send(
         self, request: HttpRequest, deadline: float | None

@@ -3,14 +3,16 @@ response or a failure."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncGenerator, Generator
+from typing import Protocol, runtime_checkable
 
 from returns.result import Result
 
+from cdsessions._core.logs import Piece
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 
-__all__ = ["AsyncTransport", "Transport"]
+__all__ = ["AsyncStreamingTransport", "AsyncTransport", "StreamingTransport", "Transport"]
 
 
 class Transport(Protocol):
@@ -39,3 +41,23 @@ class AsyncTransport(Protocol):
 
     async def aclose(self) -> None:
         """Release connections (and threads). Idempotent."""
+
+
+@runtime_checkable
+class StreamingTransport(Transport, Protocol):
+    """A :class:`Transport` that can also hand a response over as it arrives (the log stream).
+
+    ``stream(request)`` yields the head first (an :class:`HttpResponse` with an empty body), then
+    the body's bytes piece by piece, or a :class:`TransportFailed` as its last item. The bounds
+    are those of :meth:`Transport.send`, over the whole stream: it ends by ``timeout.total``,
+    each wait for more bytes by ``timeout.read``, and more than ``max_response_bytes`` in all is
+    ``too_large``. It never raises; closing the iterator early releases the connection."""
+
+    def stream(self, request: HttpRequest) -> Generator[Piece, None, None]: ...
+
+
+@runtime_checkable
+class AsyncStreamingTransport(AsyncTransport, Protocol):
+    """:class:`StreamingTransport` for asyncio."""
+
+    def astream(self, request: HttpRequest) -> AsyncGenerator[Piece, None]: ...

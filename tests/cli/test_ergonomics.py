@@ -150,8 +150,9 @@ def test_an_unknown_gpu_is_passed_on_as_given() -> None:
         ("create", "--machine-id", "{bad}"),
         ("list", "--machine-id", "{bad}"),
         ("reap", "--machine-id", "{bad}", "--yes"),
+        ("with", "--machine-id", "{bad}", "--", "true"),
     ],
-    ids=["create", "list", "reap"],
+    ids=["create", "list", "reap", "with"],
 )
 @pytest.mark.parametrize(
     "bad",

@@ -86,6 +86,11 @@ class Scripted:
     ) -> Generator[Any, Any, Any]:
         return self._ask("gpu_pricing")
 
+    def log_tail(self, session_id: str) -> Generator[Any, Any, tuple[str, ...]]:
+        """No log here: the flows' own log reading is tested in tests/core/test_logs.py."""
+        return ()
+        yield  # a generator that asks nothing
+
 
 class Script:
     """Answers each call by name, in order, and records every call and wait; a clock that only

@@ -93,6 +93,16 @@ _NAIVE: Final = datetime(2025, 11, 2, 12, 30)  # naive, on purpose
         (Selection(everything="yes"), T0, False, "everything"),  # type: ignore[arg-type]
         (Selection(everything=1), T0, False, "everything"),  # type: ignore[arg-type]
         (Selection(gpu="A10G", everything=None), T0, False, "everything"),  # type: ignore[arg-type]
+        (Selection(user_id=""), T0, False, "user_id"),
+        (Selection(user_id=5), T0, False, "user_id"),  # type: ignore[arg-type]
+        (Selection(label="  "), T0, False, "label"),
+        (Selection(label=b"x"), T0, False, "label"),  # type: ignore[arg-type]
+        (Selection(mine="yes"), T0, False, "mine"),  # type: ignore[arg-type]
+        (Selection(owner_gone=1), T0, False, "owner_gone"),  # type: ignore[arg-type]
+        # The owner selectors are judged from a ledger: without one, refused up front.
+        (Selection(mine=True), T0, False, "ledger"),
+        (Selection(label="nightly"), T0, True, "ledger"),
+        (Selection(owner_gone=True, gpu="A10G"), T0, False, "ledger"),
         (Selection(), T0, False, "selection"),
         (None, T0, False, "selection"),
         ({"machine_id": DEFAULT_MACHINE_ID}, T0, False, "selection"),

@@ -121,3 +121,40 @@ def test_a_mistaken_control_request_is_a_400_and_scripts_nothing(
         assert isinstance(answer, dict)
         assert problem in answer["detail"]
     assert fake.script.pending == 0
+
+
+def test_a_manual_clock_moved_over_http_ends_a_session_at_its_timeout_end_exactly() -> None:
+    """A fake in another process (``fake-server --manual-clock``) whose clock only
+    ``POST /_fake/clock`` moves: the session ends at its ``timeout_end`` to the microsecond,
+    and an extension moves that end (issue 19 item 5: a lease tested in test time)."""
+    from tests.support.cli import start_fake_server
+
+    process, base_url = start_fake_server("--manual-clock", "--quiet")
+    try:
+        with SessionsClient("key", server=base_url) as client:
+            created = expect_success(
+                client.create(
+                    CreateSessionBody(machine_id=FakeService.DEFAULT_MACHINE_ID, timeout=2)
+                )
+            )
+            sid = created.session_id
+            status, moved = _post(base_url, "/_fake/clock", {"advance": 119.999999})
+            assert status == 200
+            assert isinstance(moved, dict)
+            assert "now" in moved
+            expect_success(client.get(sid))  # a microsecond before its end
+            expect_success(client.extend(sid, 1))
+            assert _post(base_url, "/_fake/clock", {"advance": 60})[0] == 200
+            expect_success(client.get(sid))  # the extension moved the end by a minute
+            assert _post(base_url, "/_fake/clock", {"advance": 0.000001})[0] == 200
+            assert expect_failure(client.get(sid), HttpError).status == 404  # ended, exactly
+            assert _post(base_url, "/_fake/clock", {"advance": -1})[0] == 400
+            assert _post(base_url, "/_fake/clock", {"ahead": 1})[0] == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_clock_route_refuses_a_fake_on_the_real_time() -> None:
+    with serve_in_thread(FakeService()) as base_url:
+        assert _post(base_url, "/_fake/clock", {"advance": 60})[0] == 409

@@ -107,7 +107,7 @@ def test_backoff_and_clock_shape_the_wait_in_both_forms(form: str) -> None:
     assert (error.polls, error.waited) == (4, 5.0)
     assert pauses == [2.0, 2.0, 1.0]  # the last pause is cut to the deadline
     assert closed == Success("cancelled")
-    assert requests == 1 + 4 + 1  # create, four polls, the cancel
+    assert requests == 1 + 4 + 1 + 1  # create, four polls, the log read for why, the cancel
     assert service.live_sessions() == ()
 
 

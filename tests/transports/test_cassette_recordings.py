@@ -44,6 +44,7 @@ from returns.result import Failure, Result, Success
 
 from cdsessions import SessionsClient
 from cdsessions._core.decoding import SESSION, decode
+from cdsessions._core.logs import collected
 from cdsessions._core.servers import LOCAL_PORT
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed, HttpError, TransportFailed
@@ -144,6 +145,19 @@ def _extend_not_found(make: MakeClient, machine_id: str) -> list[Outcome]:
     return [make(RECORDING_KEY).extend(UNKNOWN_SESSION, 5)]
 
 
+def _logs_ok(make: MakeClient, machine_id: str) -> list[Outcome]:
+    # A recorded log stream (an SSE body) replays as a stream: a snapshot and a follower.
+    return _with_session(
+        make,
+        machine_id,
+        lambda client, sid: [client.logs(sid), collected(client.follow_logs(sid))],
+    )
+
+
+def _logs_not_found(make: MakeClient, machine_id: str) -> list[Outcome]:
+    return [make(RECORDING_KEY).logs(UNKNOWN_SESSION)]
+
+
 def _unauthorized(make: MakeClient, machine_id: str) -> list[Outcome]:
     client = make("not-a-valid-key")
     return [client.get(UNKNOWN_SESSION), client.list()]
@@ -169,6 +183,8 @@ SCENARIOS: Final[Mapping[str, Scenario]] = {
     "extend_ok": Scenario(_extend_ok, ("ok", "ok", "ok")),
     "extend_not_found": Scenario(_extend_not_found, (404,)),
     "unauthorized": Scenario(_unauthorized, (401, 401)),
+    "logs_ok": Scenario(_logs_ok, ("ok", "ok", "ok", "ok")),
+    "logs_not_found": Scenario(_logs_not_found, (404,)),
 }
 
 
@@ -344,6 +360,7 @@ def test_every_operation_is_recorded_succeeding_and_failing() -> None:
         ("GET", r"/api/sessions"): "list",
         ("DELETE", r"/api/session/[^/]+"): "cancel",
         ("POST", r"/api/session/[^/]+/increase-timeout"): "extend",
+        ("GET", r"/api/v2/stream-logs"): "logs",
     }
     seen: set[tuple[str, bool]] = set()
     for _, interaction in _interactions():
