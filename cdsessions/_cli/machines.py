@@ -12,7 +12,7 @@ import msgspec
 from cdsessions._cli._failures import OK, ok
 from cdsessions._cli._keyfile import client_for
 from cdsessions._cli._output import columns, out, print_json
-from cdsessions._cli._parser import Command
+from cdsessions._cli._parser import Command, machine_id
 from cdsessions.models import Machine
 
 __all__ = ["MACHINE", "MACHINES"]
@@ -37,7 +37,7 @@ def machine_text(machine: Machine) -> str:
 
 
 def _machine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("machine_id", metavar="MACHINE_ID")
+    parser.add_argument("machine_id", metavar="MACHINE_ID", type=machine_id, help="a UUID")
 
 
 def _machine(args: argparse.Namespace) -> int:

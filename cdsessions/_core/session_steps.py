@@ -482,6 +482,10 @@ def open_steps(
         raise
     if not isinstance(waited, Success):
         yield from close_steps(core, record)  # the block cannot use it: stop the billing now
+        failure = waited.failure()
+        if isinstance(failure, NotReady) and isinstance(record.closed, Success):
+            # Said once the cancel is confirmed: its text must not advise what was just done.
+            return Failure(msgspec.structs.replace(failure, cancelled=True))
     return waited.map(lambda session: OpenSession(session_id, session.url, session))
 
 

@@ -60,7 +60,7 @@ def test_an_unknown_or_malformed_machine_is_one_line_with_its_code(server: str) 
     assert unknown.returncode == 3, unknown.stderr
     assert "Machine not found (404)" in unknown.stderr
     malformed = run_cli("machine", "not-a-uuid", "--server", server, key=KEY)
-    assert malformed.returncode != 0
+    assert malformed.returncode == 2  # refused before sending: not a UUID
     assert len(malformed.stderr.splitlines()) == 1
     assert "Traceback" not in malformed.stderr
 
