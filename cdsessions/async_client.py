@@ -43,6 +43,7 @@ from cdsessions.models import (
     DeleteSessionResponse,
     ExtendSessionResponse,
     LogLine,
+    Machine,
     Session,
 )
 from cdsessions.transports._inline import cannot_stream
@@ -136,9 +137,15 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        check_cap: bool = True,
     ) -> Result[ExtendSessionResponse, ApiError]:
-        """Add ``minutes`` to a live session's timeout (live server only)."""
-        return await self._run(self._core.extend(session_id, minutes, timeout, retry))
+        """Add ``minutes`` to a live session's timeout (live server only); one past the
+        24-hour cap is refused before sending, as :meth:`SessionsClient.extend` says."""
+        return await self._run(
+            session_steps.capped_extend(
+                self._core, session_id, minutes, timeout, retry, check_cap=check_cap
+            )
+        )
 
     async def gpu_pricing(
         self,
@@ -207,6 +214,27 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
                 return result
             lines.append(result.unwrap())
         return Success(lines)
+
+    async def machine(
+        self,
+        machine_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[Machine, ApiError]:
+        """One machine, its default ``gpu`` included, never its ``auth_token``; see
+        :meth:`SessionsClient.machine`."""
+        return await self._run(self._core.machine(machine_id, timeout, retry))
+
+    async def machines(
+        self,
+        search: str | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[builtins.list[Machine], ApiError]:
+        """The account's machines, filtered by name when ``search`` is given."""
+        return await self._run(self._core.machines(search, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 

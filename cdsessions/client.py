@@ -39,6 +39,7 @@ from cdsessions.models import (
     DeleteSessionResponse,
     ExtendSessionResponse,
     LogLine,
+    Machine,
     Session,
 )
 from cdsessions.transports._inline import cannot_stream
@@ -134,8 +135,10 @@ class SessionsClient(ClientBase[Transport, Clock]):
 
         ``max_cost`` (USD: Decimal, int or str, parsed exactly; a float is read through its
         repr, so ``2.5`` means 2.50) is a budget: the worst case, the requested minutes (15
-        when unset or 0) x 60 x the GPU's price per second, must not exceed it. Over budget, or
-        no way to price it (no ``gpu`` given, or a GPU missing from the price table), is an
+        when unset or 0) x 60 x the GPU's price per second, must not exceed it. Without ``gpu``
+        the machine's default GPU is priced (one ``GET /machine/{id}`` first; its failure is
+        returned and no create is sent). Over budget, or no way to price it (a machine with no
+        default GPU, or a GPU missing from the price table), is an
         :class:`~cdsessions._core.budget.OverBudget` (an ``InvalidRequest``) and no create is sent.
         The price table is fetched first if this client has none yet; if that fails, that
         failure is returned and no create is sent."""
@@ -152,10 +155,21 @@ class SessionsClient(ClientBase[Transport, Clock]):
         *,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | bool | None = None,
+        check_cap: bool = True,
     ) -> Result[ExtendSessionResponse, ApiError]:
         """Add ``minutes`` to a live session's timeout (live server only). Repeated, like
-        create, only when the request surely never reached the server or got a 429."""
-        return self._run(self._core.extend(session_id, minutes, timeout, retry))
+        create, only when the request surely never reached the server or got a 429.
+
+        The session is read first (one ``get``): an extension that would take it past the
+        platform's 24-hour cap, counted from its creation, is an ``InvalidRequest`` (field
+        ``minutes``, why ``"session_cap"``) and nothing is sent (the server would accept it, but
+        the container stops at 24 hours anyway). ``check_cap=False`` skips that read and sends
+        the extension alone."""
+        from cdsessions._core.session_steps import capped_extend
+
+        return self._run(
+            capped_extend(self._core, session_id, minutes, timeout, retry, check_cap=check_cap)
+        )
 
     def gpu_pricing(
         self,
@@ -224,6 +238,29 @@ class SessionsClient(ClientBase[Transport, Clock]):
             pieces.close()  # the connection goes as soon as the reading stops
         if reading.stalled is not None:  # a follower's stall: over if the session is gone
             yield from reading.after_check(is_gone(self.get(session_id)))
+
+    def machine(
+        self,
+        machine_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[Machine, ApiError]:
+        """One machine, ``GET /machine/{id}`` (live server only): its name, status and default
+        ``gpu``. The server's ``auth_token`` is never kept (:class:`Machine` has no field for it).
+        A non-UUID id is the server's 422, an unknown one a 404. Retried like :meth:`get`."""
+        return self._run(self._core.machine(machine_id, timeout, retry))
+
+    def machines(
+        self,
+        search: str | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | bool | None = None,
+    ) -> Result[builtins.list[Machine], ApiError]:
+        """The account's machines, ``GET /machines`` (live server only), only those whose name
+        contains ``search`` when given (the server decides how it matches)."""
+        return self._run(self._core.machines(search, timeout, retry))
 
     # -- lifecycle (see cdsessions.lifecycle) ----------------------------------------------
 

@@ -50,7 +50,7 @@ ErrorCode: TypeAlias = Literal[
 InvalidReason: TypeAlias = Literal[
     "empty_key",  # no API key at all (field "bearer"): none given and none in the environment
     "insecure_http",  # plain http:// to a host that is not loopback (field "server")
-    "session_cap",  # an extension would pass the platform's 24-hour cap (field "minutes")
+    "session_cap",  # an extension past the platform's 24-hour session cap (field "minutes")
 ]
 
 #: The most characters of server text one ``str()`` or ``repr()`` field shows.
@@ -313,7 +313,8 @@ class SessionGone(ApiError, frozen=True):
 
 class NotReady(ApiError, frozen=True):
     """The deadline passed with the session still starting. It may still be running (and
-    billing): cancel it unless you mean to wait more."""
+    billing): cancel it unless you mean to wait more. ``cancelled``: the scope that started it
+    has already cancelled it (so the text does not tell you to)."""
 
     code: ClassVar[ErrorCode] = "not_ready"
     session_id: str
@@ -321,11 +322,16 @@ class NotReady(ApiError, frozen=True):
     polls: int
     #: As :attr:`SessionGone.last_log`.
     last_log: tuple[str, ...] = ()
+    cancelled: bool = False
 
     def reason(self) -> str:
+        waited = f"not ready after {self.waited:.0f} s ({self.polls} polls)"
+        if self.cancelled:
+            cancelled = f"{waited}; the session was cancelled, so it is no longer billing"
+            return cancelled + _log_tail(self.last_log)
         return (
-            f"not ready after {self.waited:.0f} s ({self.polls} polls); the session may still "
-            "be starting and billing: cancel it if you no longer need it"
+            f"{waited}; the session may still be starting and billing: "
+            "cancel it if you no longer need it"
         ) + _log_tail(self.last_log)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "GPUProviderType",
     "HTTPValidationError",
     "LogLine",
+    "Machine",
     "MachineGPU",
     "Session",
     "ValidationError",
@@ -131,6 +132,23 @@ class ExtendSessionResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False)
     """The live ``POST /session/{id}/increase-timeout`` answer (not in the seed)."""
 
     message: str | None = None
+
+
+class Machine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A machine, as ``GET /machine/{id}`` and ``GET /machines`` return it (live server only).
+
+    ``gpu`` is its default GPU, the one a create that names none gets. The server's answer also
+    carries ``auth_token``, a secret the machine's runners use: this model has no field for it,
+    so decoding drops it and it can never reach a repr, a log line or an error.
+    """
+
+    id: str
+    name: str | None = None
+    type: str | None = None
+    gpu: str | None = None
+    status: str | None = None
+    machine_builder_version: str | None = None
+    machine_version_id: str | None = None
 
 
 class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -15,11 +15,12 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import msgspec
 
@@ -46,12 +47,14 @@ __all__ = [
     "money_text",
     "notes",
     "out",
+    "out_verbatim",
     "print_json",
     "progress",
     "reset_output",
     "session_json",
     "session_text",
     "span_text",
+    "terminal_width",
     "total",
     "unknowns",
     "when",
@@ -131,6 +134,13 @@ def out(text: str = "") -> None:
         _stdout.unwritten.append(line)
 
 
+def out_verbatim(text: str) -> None:
+    """Text of this program's own making (a completion script) on stdout as it is: never
+    text from a server, which must go through :func:`out`."""
+    if not _write_out(text):
+        _stdout.unwritten.append(text)
+
+
 def err(text: str) -> None:
     """A line on stderr, or nowhere: never on stdout, even when stderr is closed (``print``
     would fall back to stdout for a missing stderr)."""
@@ -166,7 +176,10 @@ def json_text(value: object) -> str:
 
 
 def print_json(value: Any) -> None:
-    out(json_text(value))
+    """``value`` as JSON on stdout: indented for a person at a terminal, one line for a
+    program (a pipe, a file). Indented after escaping, which keeps strings as they are."""
+    text = json_text(value)
+    out(msgspec.json.format(text, indent=2) if _is_terminal(sys.stdout) else text)
 
 
 # -- hints -----------------------------------------------------------------------------------------
@@ -211,8 +224,10 @@ def _shell_word(word: str) -> str:
 
 
 def hint(args: argparse.Namespace, command: str, *words: str) -> str:
-    """A command to run next, with the ``--server`` and ``--api-key-file`` this one used."""
-    server: str = getattr(args, "server", DEFAULT_SERVER)
+    """A command to run next, with the ``--server`` and ``--api-key-file`` this one used (not
+    a server from ``COMFY_DEPLOY_SERVER``: the shell following the hint has it too)."""
+    given = getattr(args, "server_given", True)
+    server: str = getattr(args, "server", DEFAULT_SERVER) if given else DEFAULT_SERVER
     key_file: str | None = getattr(args, "api_key_file", None)
     return command_hint(command, *words, server=server, api_key_file=key_file)
 
@@ -283,15 +298,41 @@ def end_progress() -> None:
         _write_progress("\n")
 
 
-def columns(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
-    """Aligned columns, those in ``right`` right-aligned (escaped when printed, by :func:`out`)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def terminal_width() -> int | None:
+    """The width tables must fit: the terminal's (``COLUMNS`` first, as shells set it), or None
+    (no limit) when stdout is not a terminal, so that a pipe or a file gets whole rows."""
+    if not _is_terminal(sys.stdout):
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def columns(
+    rows: Sequence[Sequence[str]],
+    right: frozenset[int] = frozenset(),
+    *,
+    optional: Sequence[int] = (),
+    width: int | Literal["terminal"] | None = "terminal",
+) -> str:
+    """Aligned columns, those in ``right`` right-aligned, escaped. Widths are measured on the
+    escaped cells (a ``\\x1b`` in a GPU name takes four columns on screen, not one). A table
+    wider than ``width`` (the terminal's, unless given) drops the ``optional`` columns, in that
+    order, until it fits; the others are never cut, since ids are copied from them."""
+    limit = terminal_width() if width == "terminal" else width
+    cells = [[escape(cell) for cell in row] for row in rows]
+    shown = list(range(len(cells[0])))
+    widths = [max(len(row[i]) for row in cells) for i in shown]
+    dropping = list(optional)
+
+    def span() -> int:
+        return sum(widths[i] for i in shown) + 2 * (len(shown) - 1)
+
+    while limit is not None and dropping and span() > limit:
+        shown.remove(dropping.pop(0))
     return "\n".join(
         "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i]) for i in shown
         ).rstrip()
-        for row in rows
+        for row in cells
     )
 
 

@@ -8,9 +8,10 @@ and a usage error is one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -25,23 +26,31 @@ from cdsessions._core.servers import SERVERS, refuse_plain_http, resolve_server
 from cdsessions._core.text import clip, escape
 from cdsessions._version import __version__
 from cdsessions.client import API_KEY_ENV
+from cdsessions.models import MachineGPU
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 __all__ = [
+    "SERVER_ENV",
     "Command",
     "add_now_option",
     "build_parser",
     "duration",
+    "gpu",
+    "machine_id",
     "moment",
     "non_negative_int",
     "now",
+    "parse_arguments",
     "port",
     "positive_int",
     "seconds",
     "usd",
 ]
+
+#: The environment variable naming the server when ``--server`` is not given.
+SERVER_ENV: Final = "COMFY_DEPLOY_SERVER"
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,6 +191,37 @@ def _server(text: str) -> str:
     return text
 
 
+#: Known GPU names by their lowercase spelling: ``--gpu a10g`` means A10G.
+_KNOWN_GPUS: Final = {known.value.lower(): known.value for known in MachineGPU}
+
+
+def gpu(text: str) -> str:
+    """An argparse ``type`` for ``--gpu``: a known GPU in any case becomes its own spelling
+    (the server answers 422 to ``a10g``); another name is passed on as given, as the library
+    does, since the server's list grows before the client's does."""
+    name = text.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("a GPU name must not be blank")
+    return _KNOWN_GPUS.get(name.lower(), name)
+
+
+# 8-4-4-4-12 hex digits: the live server's machine ids. Anything else costs a round trip that
+# ends in a bare 500 (create) or 422 (machine routes), so it is refused before sending.
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", re.ASCII)
+
+
+def machine_id(text: str) -> str:
+    """An argparse ``type`` for every ``--machine-id`` of an API command: a UUID, or exit 2
+    with nothing sent. The one place the CLI checks the shape (the library sends any safe id,
+    since the server, not the client, owns the id format)."""
+    if _UUID.fullmatch(text.strip()) is None:
+        raise argparse.ArgumentTypeError(  # clipped: ids are not secret, but may be anything
+            f"'{clip(text, 40)}' is not a machine id: a machine id is a UUID "
+            "(8-4-4-4-12 hex digits, as the dashboard shows it)"
+        )
+    return text.strip()
+
+
 # -- the parser -------------------------------------------------------------------------------
 
 
@@ -229,27 +269,42 @@ exit codes:
 """
 
 
-def _connection_options() -> _Parser:
-    common = _Parser(add_help=False, allow_abbrev=False)
-    group = common.add_argument_group("connection")
+#: The global options' names in the namespace, and what each is when not given.
+_GLOBAL_DEFAULTS: Final = {"api_key_file": None, "json": False}
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to the API. They are added both to the main
+    parser and to each such command, with no default (``SUPPRESS``): so they may come before
+    or after the command's name, and one given in both places is read as a repeated option
+    is, the last one wins (``--server a list --server b`` is ``b``), whichever side it is on.
+    Defaults are filled in by :func:`parse_arguments`."""
+    group = parser.add_argument_group("connection (before or after the command)")
     group.add_argument(
         "--server",
-        default=DEFAULT_SERVER,
+        default=argparse.SUPPRESS,
         type=_server,
         metavar="NAME|URL",
-        help=f"production (default), staging, local ({SERVERS['local']}) or a base URL",
+        help=f"production (default), staging, local ({SERVERS['local']}) or a base URL; "
+        f"default: the {SERVER_ENV} variable, else production",
     )
     group.add_argument(
         "--api-key-file",
+        default=argparse.SUPPRESS,
         metavar="PATH",
         help=f"read the API key from this file (default: the {API_KEY_ENV} variable)",
     )
-    group.add_argument("--json", action="store_true", help="print JSON instead of text")
-    return common
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON instead of text (indented on a terminal, one line otherwise)",
+    )
 
 
 def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
-    """The parser of ``cdsessions``; parsed arguments hold the chosen command's ``run``."""
+    """The parser of ``cdsessions``; parsed arguments hold the chosen command's ``run``. Use
+    :func:`parse_arguments`, which also fills in the connection options' defaults."""
     parser = _Parser(
         prog=PROG,
         description="Start, inspect and stop ComfyDeploy GPU sessions.\n"
@@ -259,8 +314,10 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_connection_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    connection = _connection_options()
+    connection = _Parser(add_help=False, allow_abbrev=False)
+    _add_connection_options(connection)
     for command in commands:
         details = f"\n\n{command.details}" if command.details else ""
         sub = subparsers.add_parser(
@@ -272,5 +329,38 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
             allow_abbrev=False,
         )
         command.arguments(sub)
-        sub.set_defaults(run=command.run)
+        sub.set_defaults(run=command.run, connects=command.connects)
     return parser
+
+
+def parse_arguments(
+    commands: Sequence[Command],
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> argparse.Namespace:
+    """Parse ``argv``, then fill in the connection options not given: ``--server`` from
+    ``COMFY_DEPLOY_SERVER`` (checked like ``--server``; an empty one counts as unset), else
+    production. ``server_given``: it was typed, so hints repeat it (one from the environment
+    is left out, like the default: the shell that follows the hint has it too). Exits 2, as
+    argparse does, on a usage error."""
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    given = [name for name in ("server", *_GLOBAL_DEFAULTS) if name in vars(args)]
+    if not args.connects:
+        if given:  # `cdsessions --json demo`: said, so it must mean something or be refused
+            option = "--" + given[0].replace("_", "-")
+            parser.error(f"{option} applies only to commands that talk to the API")
+        return args
+    for name, default in _GLOBAL_DEFAULTS.items():
+        if name not in given:
+            setattr(args, name, default)
+    args.server_given = "server" in given
+    if not args.server_given:
+        args.server = DEFAULT_SERVER
+        chosen = environ.get(SERVER_ENV, "")
+        if chosen:
+            try:
+                args.server = _server(chosen)
+            except argparse.ArgumentTypeError as refused:
+                parser.error(f"{SERVER_ENV}: {refused}")
+    return args

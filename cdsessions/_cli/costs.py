@@ -25,7 +25,7 @@ from cdsessions._cli._output import (
     print_json,
     span_text,
 )
-from cdsessions._cli._parser import Command, add_now_option, duration, now, usd
+from cdsessions._cli._parser import Command, add_now_option, duration, gpu, machine_id, now, usd
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import GpuPricing
 from cdsessions.costs.reaper import Reaped, ReapProgress, ReapReport, Selection, reap
@@ -69,11 +69,13 @@ PRICES: Final = Command(
 
 def _reap_arguments(parser: argparse.ArgumentParser) -> None:
     chosen = parser.add_argument_group("which sessions (all given must match)")
-    chosen.add_argument("--machine-id", help="sessions on this machine")
+    chosen.add_argument("--machine-id", type=machine_id, help="sessions on this machine")
     chosen.add_argument(
         "--older-than", type=duration, metavar="DURATION", help="created longer ago (30m, 2h)"
     )
-    chosen.add_argument("--gpu", metavar="GPU", help="sessions on this GPU (exact name)")
+    chosen.add_argument(
+        "--gpu", type=gpu, metavar="GPU", help="sessions on this GPU (known names in any case)"
+    )
     chosen.add_argument(
         "--cost-over", type=usd, metavar="USD", help="sessions that have cost more than USD"
     )
@@ -157,7 +159,7 @@ def _dry_run_text(report: ReapReport) -> str:
             )
         )
     return (
-        f"{head}:\n{columns(rows, right=frozenset({2, 3, 4}))}\n"
+        f"{head}:\n{columns(rows, right=frozenset({2, 3, 4}), optional=(5,))}\n"
         f"would save {_saves_text(report)} (their cost from now to their timeouts); "
         "run again with --yes to cancel them"
     )

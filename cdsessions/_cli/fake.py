@@ -66,6 +66,13 @@ def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='the fake\'s time starts now and moves only by POST /_fake/clock {"advance": S}',
     )
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="K",
+        help="accept only this API key (repeatable, one account each; default: any key)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
@@ -89,6 +96,8 @@ def _fake_server(args: argparse.Namespace) -> int:
         ready_after=None if ready_after is None else timedelta(seconds=ready_after),
         seed_shapes=args.seed_shapes,
         clock=clock,
+        # Named by position, never by the key itself: account names show up in answers.
+        keys={key: f"user_key{n}" for n, key in enumerate(args.key, 1)} if args.key else None,
     )
     try:
         server = make_server(service, args.host, args.port, log=None if args.quiet else err)
@@ -106,7 +115,8 @@ def _fake_server(args: argparse.Namespace) -> int:
         raise Fail(f"cannot listen on {where}:{args.port}: {why}", UNREACHABLE) from None
     out(server.base_url)
     err(
-        f"fake ComfyDeploy serving on {server.base_url} (any non-empty API key; "
+        f"fake ComfyDeploy serving on {server.base_url} "
+        f"({f'{len(args.key)} API key(s)' if args.key else 'any non-empty API key'}; "
         f"machines: {', '.join(service.machine_ids)}). Ctrl-C to stop."
     )
     if args.never_ready:

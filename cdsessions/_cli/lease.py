@@ -18,7 +18,7 @@ from typing import Final
 from cdsessions._cli._failures import OK, USAGE, Fail, Failed, ok
 from cdsessions._cli._keyfile import client_for
 from cdsessions._cli._output import PROG, err
-from cdsessions._cli._parser import Command, duration, seconds, usd
+from cdsessions._cli._parser import Command, duration, gpu, machine_id, seconds, usd
 from cdsessions._cli.sessions import send_create, wait_ready
 from cdsessions._core.lease import DEFAULT_LEASE_MINUTES, MAX_LEASE_MINUTES, LeaseState
 from cdsessions._core.text import escape
@@ -80,11 +80,15 @@ def _told(state: LeaseState) -> None:
 
 
 def _with_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--machine-id", required=True, help="the machine to run on")
+    parser.add_argument(
+        "--machine-id", required=True, type=machine_id, help="the machine to run on (a UUID)"
+    )
     parser.add_argument(
         "--gpu",
+        type=gpu,
         metavar="GPU",
-        help=f"GPU type ({', '.join(g.value for g in MachineGPU)}; default: the machine's)",
+        help=f"GPU type, in any case ({', '.join(g.value for g in MachineGPU)}; "
+        "default: the machine's)",
     )
     _lease_options(parser)
     parser.add_argument(
@@ -105,8 +109,8 @@ def _with(args: argparse.Namespace) -> int:
     if not command:
         raise Fail("with: no command given (cdsessions with [options] -- COMMAND ARGS...)", USAGE)
     args.max_cost = getattr(args, "max_cost", None)
-    gpu = MachineGPU(args.gpu) if args.gpu else None
-    body = CreateSessionBody(machine_id=args.machine_id, gpu=gpu, timeout=args.lease)
+    chosen = MachineGPU(args.gpu) if args.gpu else None
+    body = CreateSessionBody(machine_id=args.machine_id, gpu=chosen, timeout=args.lease)
     with client_for(args) as client:
         created = send_create(client, args, body)  # the one create path of the command line
         with client.lease(

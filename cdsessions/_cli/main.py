@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import costs, fake, lease, logs, sessions
+from cdsessions._cli import completion, costs, fake, lease, logs, machines, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     NO_OUTPUT,
@@ -36,7 +36,7 @@ from cdsessions._cli._failures import (
     stopped,
 )
 from cdsessions._cli._output import PROG, err, lost_output, reset_output
-from cdsessions._cli._parser import Command, build_parser
+from cdsessions._cli._parser import Command, parse_arguments
 from cdsessions._core.text import escape
 
 __all__ = ["COMMANDS", "main"]
@@ -54,8 +54,11 @@ COMMANDS: Final[tuple[Command, ...]] = (
     lease.WITH,
     lease.HOLD,
     logs.LOGS,
+    machines.MACHINES,
+    machines.MACHINE,
     fake.FAKE_SERVER,
     fake.DEMO,
+    completion.COMPLETION,
 )
 _COMMAND: Final = {command.name: command for command in COMMANDS}
 
@@ -90,7 +93,7 @@ def _run(argv: Sequence[str] | None) -> tuple[int, argparse.Namespace | None]:
     """Parse and run: the command's own exit code, and the parsed arguments (None when parsing
     ended the command: a usage error, ``--help``)."""
     try:
-        args = build_parser(COMMANDS).parse_args(argv)
+        args = parse_arguments(COMMANDS, argv)
     except SystemExit as ended:  # argparse's way of ending: usage error (2), --help (0)
         return (ended.code if isinstance(ended.code, int) else USAGE), None
     except KeyboardInterrupt as stop:

@@ -9,6 +9,7 @@ from typing import Any, Final
 from returns.result import Success
 
 from cdsessions._cli._failures import (
+    NOT_FOUND,
     OK,
     STRANDED,
     USAGE,
@@ -43,6 +44,8 @@ from cdsessions._cli._output import (
 from cdsessions._cli._parser import (
     Command,
     add_now_option,
+    gpu,
+    machine_id,
     non_negative_int,
     now,
     positive_int,
@@ -52,10 +55,11 @@ from cdsessions._cli._parser import (
 from cdsessions._core.builders import check_id, describe_id
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
+from cdsessions._core.session_steps import counts_as_closed
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
 from cdsessions.costs.reaper import known_from
-from cdsessions.errors import ApiError
+from cdsessions.errors import ApiError, SessionGone
 from cdsessions.ledger import Owned, ownership
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
 from cdsessions.models import CreateSessionBody, CreateSessionResponse, MachineGPU, Session
@@ -93,11 +97,15 @@ def wait_ready(client: SessionsClient, session_id: str, args: argparse.Namespace
 
 
 def _create_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--machine-id", required=True, help="the machine to run on")
+    parser.add_argument(
+        "--machine-id", required=True, type=machine_id, help="the machine to run on (a UUID)"
+    )
     parser.add_argument(
         "--gpu",
+        type=gpu,
         metavar="GPU",
-        help=f"GPU type ({', '.join(g.value for g in MachineGPU)}; default: the machine's)",
+        help=f"GPU type, in any case ({', '.join(g.value for g in MachineGPU)}; "
+        "default: the machine's)",
     )
     parser.add_argument(
         "--timeout",
@@ -107,7 +115,10 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
     )
     how = parser.add_mutually_exclusive_group()
     how.add_argument(
-        "--wait", action="store_true", help="poll until the session is ready before returning"
+        "--wait",
+        action="store_true",
+        help="poll until the session is ready before returning; Ctrl-C or SIGTERM then "
+        "cancels the session (unless --keep)",
     )
     how.add_argument(
         "--wait-for-server",
@@ -115,6 +126,12 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
         help="ask the server to answer only once ComfyUI is up (can take 10 minutes)",
     )
     _wait_options(parser)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="with --wait: leave the session running if interrupted (it stays billed)",
+    )
+    _quiet_option(parser, "print only the new session's id")
     parser.add_argument(
         "--max-cost",
         type=usd,
@@ -125,16 +142,25 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
     add_ledger_options(parser, label=True)
 
 
+def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what + " (not with --json)")
+
+
+def _refuse_quiet_json(args: argparse.Namespace) -> None:
+    if args.quiet and args.json:  # two answers to "what shape is the output"
+        raise Fail(f"{PROG} {args.command}: -q/--quiet and --json do not go together", USAGE)
+
+
 def _create(args: argparse.Namespace) -> int:
+    _refuse_quiet_json(args)
     with client_for(args) as client:
         return _create_with(client, args)
 
 
 def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
-    gpu = MachineGPU(args.gpu) if args.gpu else None
     body = CreateSessionBody(
         machine_id=args.machine_id,
-        gpu=gpu,
+        gpu=MachineGPU(args.gpu) if args.gpu else None,
         timeout=args.timeout,
         wait_for_server=args.wait_for_server,
     )
@@ -153,28 +179,65 @@ def _create_with(client: SessionsClient, args: argparse.Namespace) -> int:
             "it: stop it from the ComfyDeploy dashboard, or it ends at its timeout",
             STRANDED,
         )
-    cancel = hint(args, "cancel", session_id)
     if args.wait and url is None:
         try:
             url = wait_ready(client, session_id, args).url
         except KeyboardInterrupt as stop:
             word, code = stopped(stop)
-            raise Fail(
-                f"{word}; session {session_id} is still running (cancel it with {cancel})", code
-            ) from None
+            raise Fail(f"{word}; {_after_interrupt(client, session_id, args)}", code) from None
         except Failed as failure:
             raise Fail(
-                f"{describe(failure.error, args, waiting=failure.waiting)}; session {session_id} "
-                f"may still be running (cancel it with {cancel})",
-                exit_code_for(failure.error, args.command),
+                _wait_failed(failure, session_id, args), exit_code_for(failure.error, "create")
             ) from None
     _print_created(args, session_id, url, waitable=True)
     return OK
 
 
+def _wait_failed(failure: Failed, session_id: str, args: argparse.Namespace) -> str:
+    """Why ``create --wait`` gave up, with a cancel hint only where one is due: a session that
+    ended (404 while waiting: nothing is running) needs none."""
+    said = describe(failure.error, args, waiting=failure.waiting)
+    if isinstance(failure.error, SessionGone):
+        return said
+    cancel = hint(args, "cancel", session_id)
+    return f"{said}; session {session_id} may still be running (cancel it with {cancel})"
+
+
+def _after_interrupt(client: SessionsClient, session_id: str, args: argparse.Namespace) -> str:
+    """What became of the session a ``create --wait`` started when it was stopped: cancelled
+    (unless ``--keep``), and said so; or still running, with the command that stops it. Never
+    advice to cancel what was cancelled, nor a claim of a cancel that failed."""
+    cancel = hint(args, "cancel", session_id)
+    if args.keep:
+        return f"session {session_id} is still running, as --keep asked (stop it with {cancel})"
+    try:
+        cancelled = client.cancel(session_id)
+    except KeyboardInterrupt:  # stopped again while cancelling: the cancel may not have landed
+        return (
+            f"stopped again while cancelling session {session_id}; it may still be running "
+            f"(cancel it with {cancel})"
+        )
+    done = f"cancelled session {session_id}, which this command started (--keep keeps it)"
+    if isinstance(cancelled, Success):
+        return done
+    failure = cancelled.failure()
+    if exit_code_for(failure, "cancel") == NOT_FOUND:
+        return f"session {session_id}, which this command started, has already ended"
+    if counts_as_closed(failure):  # the live server's 400 for a cancel in the first moments
+        return done
+    why = describe(failure, args)
+    return (
+        f"could not cancel session {session_id} ({why}): it may still be running "
+        f"(cancel it with {cancel})"
+    )
+
+
 def _print_created(
     args: argparse.Namespace, session_id: str, url: str | None, *, waitable: bool
 ) -> None:
+    if args.quiet:
+        out(session_id)
+        return
     if args.json:
         data: dict[str, Any] = {"session_id": session_id, "ready": url is not None}
         if args.show_url:
@@ -243,7 +306,7 @@ GET: Final = Command("get", "Show one session.", _get, _get_arguments)
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--machine-id", help="only sessions of this machine")
+    parser.add_argument("--machine-id", type=machine_id, help="only sessions of this machine")
     parser.add_argument(
         "--mine",
         action="store_true",
@@ -253,6 +316,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     add_label_option(parser, "only sessions recorded with this label (and its candidates)")
     add_now_option(parser)
     add_ledger_options(parser, label=False)
+    _quiet_option(parser, "print only the sessions' ids, one a line")
 
 
 def _owned(
@@ -294,12 +358,18 @@ def _list(args: argparse.Namespace) -> int:
     """Live sessions with GPU, age, time left, USD/h and cost so far, and a total. If the prices
     cannot be had, the sessions are still listed (costs unknown) and a warning goes to stderr:
     knowing what runs matters more than what it costs."""
+    _refuse_quiet_json(args)
     with client_for(args) as client:
         sessions: list[Session] = ok(client.list(args.machine_id))
         owners = _owned(args, client, sessions)
-        pricing = _pricing_or_failure(client)
+        # Ids only (-q): no prices needed, and nothing but ids on stdout.
+        pricing = NO_TABLE if args.quiet else _pricing_or_failure(client)
     if owners is not None:
         sessions = [s for s in sessions if _kept(owners.get(s.session_id), args)]
+    if args.quiet:
+        for session in sessions:
+            out(session.session_id)
+        return OK
     if isinstance(pricing, ApiError):
         err(f"{PROG}: warning: costs unknown: {pricing}")
         pricing = NO_TABLE
@@ -349,7 +419,8 @@ def _list(args: argparse.Namespace) -> int:
     count = f"{len(figures)} session" + ("s" if len(figures) != 1 else "")
     totals = (format_usd(total(per_hour)), format_usd(total(so_far)))
     rows.append((f"total: {count}", "", "", "", "", *totals, "", *("" for _ in mine)))
-    out(columns(rows, right=frozenset({3, 4, 5, 6})))
+    # Too wide for the terminal: MACHINE, then AGE, then READY go; the session id never does.
+    out(columns(rows, right=frozenset({3, 4, 5, 6}), optional=(7, 3, 2)))
     unpriced = unknowns(so_far)
     if unpriced:
         out(f"({unpriced} not in the total: " + "; ".join(notes(figures)) + ")")
@@ -380,11 +451,25 @@ def _cancel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait-for-shutdown", action="store_true", help="return once the machine has stopped"
     )
+    parser.add_argument(
+        "--ignore-not-found",
+        action="store_true",
+        help="a session that is already gone (unknown, ended) is not a failure: exit 0",
+    )
 
 
 def _cancel(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        answer = ok(client.cancel(args.session_id, args.wait_for_shutdown))
+        cancelled = client.cancel(args.session_id, args.wait_for_shutdown)
+    if not isinstance(cancelled, Success):
+        failure = cancelled.failure()
+        if not (args.ignore_not_found and exit_code_for(failure, "cancel") == NOT_FOUND):
+            raise Failed(failure)
+        err(f"{PROG}: note: {describe(failure, args)}; nothing to cancel (--ignore-not-found)")
+        if args.json:
+            print_json({"session_id": args.session_id, "success": False, "not_found": True})
+        return OK
+    answer = cancelled.unwrap()
     if args.json:
         print_json({"session_id": args.session_id, "success": answer.success})
     else:
@@ -417,7 +502,7 @@ EXTEND: Final = Command(
     "Add minutes to a running session's timeout.",
     _extend,
     _extend_arguments,
-    "The server refuses to leave more than 60 minutes on the clock.",
+    "Refused before sending if it would run past 24 h from creation (the platform's cap).",
     changes=True,
 )
 

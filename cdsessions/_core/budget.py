@@ -96,7 +96,7 @@ def check_create(
     found = pricing.price_per_second(body.gpu)
     if isinstance(found, NoPrice):
         why = (
-            "no GPU given (the machine's default GPU cannot be priced; name the GPU)"
+            "no GPU given and the machine names no default GPU (name the GPU)"
             if found.gpu is None
             else f"GPU {_name(found.gpu)} cannot be priced ({found.reason})"
         )

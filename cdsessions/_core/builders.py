@@ -27,6 +27,8 @@ __all__ = [
     "build_get",
     "build_gpu_pricing",
     "build_list",
+    "build_machine",
+    "build_machines",
     "check_id",
     "describe_id",
 ]
@@ -170,6 +172,28 @@ def build_extend(session_id: str, minutes: int) -> Result[HttpRequest, InvalidRe
             operation=operation,
         )
     )
+
+
+def build_machine(machine_id: str) -> Result[HttpRequest, InvalidRequest]:
+    """``GET /machine/{machine_id}`` (live server only): the machine, its default GPU included."""
+    shown = describe_id(machine_id) if isinstance(machine_id, str) else "<invalid id>"
+    operation = f"get machine {shown}"
+    return check_id(machine_id, "machine_id", operation).map(
+        lambda mid: HttpRequest("GET", f"/machine/{quote(mid, safe='')}", operation=operation)
+    )
+
+
+def build_machines(search: str | None = None) -> Result[HttpRequest, InvalidRequest]:
+    """``GET /machines`` (live server only), filtered by name when ``search`` is given."""
+    operation = "list machines"
+    if search is None:
+        return Success(HttpRequest("GET", "/machines", operation=operation))
+    if not isinstance(search, str):
+        return Failure(InvalidRequest(operation, "search", "must be a string"))
+    if any(unicodedata.category(char) == "Cs" for char in search):
+        # It could not be percent-encoded as UTF-8: refused here rather than raised later.
+        return Failure(InvalidRequest(operation, "search", "contains a lone surrogate"))
+    return Success(HttpRequest("GET", "/machines", (("search", search),), operation=operation))
 
 
 def build_gpu_pricing() -> HttpRequest:

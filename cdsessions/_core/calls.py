@@ -48,6 +48,7 @@ from cdsessions._core.wire import (
     HttpResponse,
     key_forms,
     scrub,
+    without_secret_fields,
 )
 from cdsessions._version import __version__
 from cdsessions.errors import ApiError, InvalidReason, InvalidRequest
@@ -57,6 +58,7 @@ from cdsessions.models import (
     DeleteSessionResponse,
     ExtendSessionResponse,
     LogLine,
+    Machine,
     Session,
 )
 
@@ -205,6 +207,22 @@ class ClientCore:
     ) -> CallSteps[ExtendSessionResponse]:
         built = builders.build_extend(session_id, minutes)
         return self.call(built, _DECODE_EXTENDED, timeout, kind="extend", retry=retry)
+
+    def machine(self, machine_id: str, timeout: object, retry: object) -> CallSteps[Machine]:
+        built = builders.build_machine(machine_id)
+        return self.call(built, _DECODE_MACHINE, timeout, kind="get", retry=retry)
+
+    def machines(
+        self, search: str | None, timeout: object, retry: object
+    ) -> CallSteps[builtins.list[Machine]]:
+        return self.call(
+            builders.build_machines(search),
+            _DECODE_MACHINES,
+            timeout,
+            max_bytes=MAX_LIST_BYTES,
+            kind="get",  # a read: retried like get and list
+            retry=retry,
+        )
 
     def gpu_pricing(self, refresh: bool, timeout: object, retry: object) -> CallSteps[GpuPricing]:
         """The price table: the one already fetched, unless ``refresh`` (or none yet)."""
@@ -391,9 +409,13 @@ class ClientCore:
                 outcome = yield request
                 assert outcome is not None, "the driver must send back what the transport gave"
                 elapsed = self.clock.monotonic() - started
-                if key is not None and isinstance(outcome, Success):
+                if isinstance(outcome, Success):
+                    # Secrets out before anything reads the answer: the key a proxy echoed,
+                    # and a machine's auth_token (no model keeps it, but observers and
+                    # errors see the body).
                     answer = outcome.unwrap()
-                    scrubbed = scrub(answer, key)
+                    scrubbed = without_secret_fields(answer)
+                    scrubbed = scrub(scrubbed, key) if key is not None else scrubbed
                     outcome = outcome if scrubbed is answer else Success(scrubbed)
                 step = steps.send(outcome)
                 retry_in = step.seconds if isinstance(step, Wait) else None
@@ -502,3 +524,5 @@ _DECODE_SESSION: Final = _decode_with(decoding.SESSION)
 _DECODE_DELETED: Final = _decode_with(decoding.DELETED)
 _DECODE_CREATED: Final = _decode_with(decoding.CREATED)
 _DECODE_EXTENDED: Final = _decode_with(decoding.EXTENDED)
+_DECODE_MACHINE: Final = _decode_with(decoding.MACHINE)
+_DECODE_MACHINES: Final = _decode_with(decoding.MACHINES)

@@ -27,6 +27,7 @@ from cdsessions.models import (
     DeleteSessionResponse,
     ExtendSessionResponse,
     HTTPValidationError,
+    Machine,
     SeedListItem,
     Session,
     session_from_seed,
@@ -36,6 +37,8 @@ __all__ = [
     "CREATED",
     "DELETED",
     "EXTENDED",
+    "MACHINE",
+    "MACHINES",
     "SESSION",
     "decode",
     "decode_session_list",
@@ -49,6 +52,8 @@ SESSION: Final = msgspec.json.Decoder(Session)
 CREATED: Final = msgspec.json.Decoder(CreateSessionResponse)
 DELETED: Final = msgspec.json.Decoder(DeleteSessionResponse)
 EXTENDED: Final = msgspec.json.Decoder(ExtendSessionResponse)
+MACHINE: Final = msgspec.json.Decoder(Machine)
+MACHINES: Final = msgspec.json.Decoder(list[Machine])
 _SESSIONS: Final = msgspec.json.Decoder(list[Session])
 _SEED_ITEMS: Final = msgspec.json.Decoder(list[SeedListItem])
 _VALIDATION: Final = msgspec.json.Decoder(HTTPValidationError)

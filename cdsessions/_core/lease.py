@@ -35,7 +35,7 @@ from cdsessions._core.builders import describe_id
 from cdsessions._core.money import usd_text, within
 from cdsessions._core.pricing import Price
 from cdsessions._core.retry import Wait
-from cdsessions._core.session_steps import Backoff, Calls, cancel_steps
+from cdsessions._core.session_steps import SESSION_CAP, Backoff, Calls, cancel_steps
 from cdsessions._core.steps import Finish, Flow
 from cdsessions.errors import ApiError, HttpError, InvalidRequest, SessionGone
 from cdsessions.models import DeleteSessionResponse, Session
@@ -62,8 +62,9 @@ __all__ = [
 DEFAULT_LEASE_MINUTES: Final = 5
 #: The live server refuses an extension that leaves more than 60 minutes on the clock.
 MAX_LEASE_MINUTES: Final = 60
-#: The platform stops every container 24 hours after it started, extended or not.
-SESSION_CAP_SECONDS: Final = 24 * 60 * 60
+#: The platform's cap (:data:`~cdsessions._core.session_steps.SESSION_CAP`) in seconds: the
+#: lease judges it on its own clock, from the creation it recorded.
+SESSION_CAP_SECONDS: Final = SESSION_CAP.total_seconds()
 #: Under this many seconds left, a failing extension is given up and the session cancelled.
 GIVE_UP_SECONDS: Final = 5.0
 #: The pauses between tries of a failing extension (always within the time left).

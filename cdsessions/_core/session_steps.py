@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Never, Protocol, TypeVar
 
 import msgspec
@@ -45,6 +46,8 @@ from cdsessions.models import (
     CreateSessionResponse,
     DeleteSessionResponse,
     ExtendSessionResponse,
+    Machine,
+    MachineGPU,
     Session,
 )
 
@@ -68,6 +71,8 @@ __all__ = [
     "budget_check",
     "budgeted_create",
     "cancel_steps",
+    "cap_problem",
+    "capped_extend",
     "close_steps",
     "counts_as_closed",
     "extend_steps",
@@ -76,6 +81,10 @@ __all__ = [
     "ready_wait",
     "report_unclosed",
 ]
+
+#: The platform stops every session's container 24 hours after it starts, whatever its
+#: timeout says; the server accepts extensions past that (api-facts.md, increase-timeout).
+SESSION_CAP: Final = timedelta(hours=24)
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -152,6 +161,10 @@ class Calls(Protocol):
     ) -> Steps[Any, Any, Result[GpuPricing, ApiError]]: ...
 
     def log_tail(self, session_id: str) -> Steps[Any, Any, tuple[str, ...]]: ...
+
+    def machine(
+        self, machine_id: str, timeout: object, retry: object
+    ) -> Steps[Any, Any, Result[Machine, ApiError]]: ...
 
 
 def _backoff_problem(backoff: object) -> str | None:
@@ -316,7 +329,9 @@ def budget_check(
     """Whether ``body`` may be created within ``max_cost`` USD (see
     :mod:`cdsessions._core.budget`): None without a budget, else what the budget allows (kept
     for extensions), or why the create must not be sent. The price table is fetched (once per
-    client) only when there is a budget and the body could be sent."""
+    client) only when there is a budget and the body could be sent; a body without ``gpu`` is
+    priced at its machine's default GPU, read with one ``GET /machine/{id}`` (whose failure
+    refuses the create: nothing is sent)."""
     if max_cost is None:
         return Success(None)
     from cdsessions._core import budget  # only budgeted creates load decimal arithmetic
@@ -331,8 +346,16 @@ def budget_check(
     pricing = yield from core.gpu_pricing(False, None, None)
     if not isinstance(pricing, Success):
         return Failure(pricing.failure())
-    checked = budget.check_create(body, pricing.unwrap(), limit.unwrap(), operation)
-    return checked
+    priced = body
+    if body.gpu is None:  # the server will use the machine's default GPU: price that one
+        machine = yield from core.machine(body.machine_id, None, None)
+        if not isinstance(machine, Success):
+            why = f"{operation}: its machine's default GPU could not be read"
+            return Failure(msgspec.structs.replace(machine.failure(), operation=why))
+        default = machine.unwrap().gpu
+        if default is not None and default.strip():
+            priced = msgspec.structs.replace(body, gpu=MachineGPU(default))
+    return budget.check_create(priced, pricing.unwrap(), limit.unwrap(), operation)
 
 
 def budgeted_create(
@@ -459,6 +482,10 @@ def open_steps(
         raise
     if not isinstance(waited, Success):
         yield from close_steps(core, record)  # the block cannot use it: stop the billing now
+        failure = waited.failure()
+        if isinstance(failure, NotReady) and isinstance(record.closed, Success):
+            # Said once the cancel is confirmed: its text must not advise what was just done.
+            return Failure(msgspec.structs.replace(failure, cancelled=True))
     return waited.map(lambda session: OpenSession(session_id, session.url, session))
 
 
@@ -531,7 +558,68 @@ def extend_steps(
         if not isinstance(checked, Success):
             return Failure(checked.failure())
         allowance = checked.unwrap()
-    answer = yield from core.extend(session_id, minutes, None, None)
+    answer = yield from capped_extend(core, session_id, minutes, None, None)
     if isinstance(answer, Success) and allowance is not None:
         record.allowance = allowance
     return answer
+
+
+# -- extending within the platform's cap -------------------------------------------------------
+
+
+def cap_problem(session: Session, minutes: int) -> str | None:
+    """Why adding ``minutes`` to ``session`` would take it past :data:`SESSION_CAP` counted from
+    its creation (the server answers 200 but the container stops at the cap anyway, so the
+    caller would pay for, and count on, minutes that never come), or None. A session whose
+    answer lacks ``created_at`` or ``timeout_end`` (the seed's shape) cannot be judged: None."""
+    created, end = session.created_at, session.timeout_end
+    if created is None or end is None:
+        return None
+    cap = created + SESSION_CAP
+    try:
+        wanted = end + timedelta(minutes=minutes)
+    except OverflowError:
+        wanted = datetime.max.replace(tzinfo=UTC)
+    if wanted <= cap:
+        return None
+    left = max(0, int((cap - end).total_seconds() // 60))
+    return (
+        f"{minutes} more minutes would end the session at {_moment(wanted)}, past the "
+        f"platform's 24-hour cap ({_moment(cap)}, 24 h after it was created at "
+        f"{_moment(created)}); its container stops then whatever the timeout says, so at most "
+        f"{left} more minutes can take effect"
+    )
+
+
+def _moment(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def capped_extend(
+    core: Calls,
+    session_id: str,
+    minutes: int,
+    timeout: object,
+    retry: object,
+    *,
+    check_cap: bool = True,
+) -> Flow[Any, Result[ExtendSessionResponse, ApiError]]:
+    """``extend``, only if it keeps the session within :data:`SESSION_CAP`: the session is read
+    first (one ``get``), and an extension past the cap is an ``InvalidRequest`` (field
+    ``minutes``, why ``"session_cap"``) with nothing sent. A bad input is refused before the
+    ``get``; a failed ``get`` is returned as it came (a 404 means the session is gone), and no
+    extension is sent either (the failure is named for the extension). ``check_cap=False``
+    sends the extension alone (one request)."""
+    if check_cap is False:
+        return (yield from core.extend(session_id, minutes, timeout, retry))
+    built = builders.build_extend(session_id, minutes)
+    if not isinstance(built, Success):
+        return Failure(built.failure())
+    operation = built.unwrap().operation
+    read = yield from core.get(session_id, timeout, retry)
+    if not isinstance(read, Success):  # named for what the caller asked: the extension
+        return Failure(msgspec.structs.replace(read.failure(), operation=operation))
+    problem = cap_problem(read.unwrap(), minutes)
+    if problem is not None:
+        return Failure(InvalidRequest(operation, "minutes", problem, "session_cap"))
+    return (yield from core.extend(session_id, minutes, timeout, retry))

@@ -8,6 +8,7 @@ echoed it.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import quote, quote_plus, urlencode
 
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "MIN_SCRUBBED_KEY",
     "REDACTED",
+    "SECRET_FIELDS",
     "SECRET_HEADERS",
     "Headers",
     "HttpRequest",
@@ -27,7 +29,9 @@ __all__ = [
     "key_forms",
     "mask_key",
     "mask_key_bytes",
+    "mask_secret_fields",
     "scrub",
+    "without_secret_fields",
 ]
 
 #: Header names whose values are never shown (compared lowercase). A redirect's Location can
@@ -159,6 +163,30 @@ def mask_key_bytes(data: bytes, forms: tuple[str, ...]) -> bytes:
         if secret.encode() in data:
             data = data.replace(secret.encode(), REDACTED.encode())
     return data
+
+
+#: JSON fields whose string value is a secret wherever a server sends it: a machine's
+#: ``auth_token`` (the key its runners use). No model has a field for them.
+SECRET_FIELDS: Final = ("auth_token",)
+_NAMES: Final = b"|".join(re.escape(field.encode()) for field in SECRET_FIELDS)
+#: ``"name"``, spaces, ``:``, spaces, then a JSON string (escapes included).
+_SECRET_FIELD: Final = re.compile(rb'("(?:' + _NAMES + rb')"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_SECRET_MARKS: Final = tuple(f'"{field}"'.encode() for field in SECRET_FIELDS)
+
+
+def mask_secret_fields(data: bytes) -> bytes:
+    """``data`` with the string value of every :data:`SECRET_FIELDS` field replaced by
+    :data:`REDACTED`, wherever it sits in the JSON (or in text that only looks like JSON); the
+    same object when there is none (one scan per field name)."""
+    if not any(mark in data for mark in _SECRET_MARKS):
+        return data
+    return _SECRET_FIELD.sub(rb'\1"' + REDACTED.encode() + b'"', data)
+
+
+def without_secret_fields(response: HttpResponse) -> HttpResponse:
+    """``response`` with :func:`mask_secret_fields` applied to its body."""
+    body = mask_secret_fields(response.body)
+    return response if body is response.body else msgspec.structs.replace(response, body=body)
 
 
 def scrub(response: HttpResponse, key: str) -> HttpResponse:

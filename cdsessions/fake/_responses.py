@@ -31,6 +31,15 @@ def detail_response(status: int, detail: str) -> HttpResponse:
     return json_response(status, {"detail": detail})
 
 
+def not_allowed(*methods: str) -> HttpResponse:
+    """Starlette's 405 for a known path: ``{"detail": "Method Not Allowed"}`` with ``Allow``
+    naming the route's methods (HEAD with GET, which Starlette adds to every GET route). Any
+    method not served gets it: OPTIONS and TRACE too, as the server declares neither."""
+    allowed = sorted({*methods, *(("HEAD",) if "GET" in methods else ())})
+    answer = detail_response(405, "Method Not Allowed")
+    return HttpResponse(405, (*answer.headers, ("allow", ", ".join(allowed))), answer.body)
+
+
 def server_error() -> HttpResponse:
     # An unhandled exception in the live server: Starlette's plain-text 500.
     return HttpResponse(

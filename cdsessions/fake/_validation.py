@@ -166,3 +166,10 @@ def validate_extend(body: bytes | None) -> tuple[int | None, list[dict[str, _Jso
         return None, [error_item("missing", ["body", "minutes"], "Field required", obj)]
     minutes, problem = lax_int(obj["minutes"], ["body", "minutes"])
     return minutes, [problem] if problem else []
+
+
+def uuid_error(loc: list[str | int], value: str) -> dict[str, _Json]:
+    """pydantic's ``uuid_parsing`` item for a path parameter that is not a UUID. The ``msg``
+    names the first problem pydantic-core reports in its own words; the fake's wording is a
+    shortened form (contracts/differences.json lists it)."""
+    return error_item("uuid_parsing", loc, "Input should be a valid UUID", value)

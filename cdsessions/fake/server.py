@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Final, TypeAlias, cast
+from typing import Any, Final, TypeAlias, cast
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -306,6 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self.fake.service.respond(request)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (OPTIONS, TRACE, or one nobody defined) reaches the service, which
+        # answers as the live server does (405 with Allow), not http.server's 501 HTML page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: object) -> None:
         # http.server's own lines would print the request line (query included); ours suffice.

@@ -20,20 +20,28 @@ What it models, and the live behaviour each rule copies:
   ``"Machine not found"``; a machine id that is not a UUID (and not configured) gives the live
   server's ``text/plain`` 500, since Postgres fails to compare it with a UUID column.
 * **Create** answers ``{"session_id", "url": null}`` at once; ``timeout`` null or 0 becomes 15
-  minutes; at most 5 live sessions per machine and account (400 with the server's text);
-  ``wait_for_server=true`` answers with the url already set.
+  minutes, and is not range-checked (a negative one ends the session at once); at most 5 live
+  sessions per machine and account (400 with the server's text); ``wait_for_server=true``
+  answers with the url already set.
 * **Readiness.** ``url`` stays null for the first ``ready_after_polls`` ``get`` calls on the
   session, or until ``ready_after`` has passed on the clock, whichever comes first.
 * **Expiry.** A session ends at its ``timeout_end`` (creation + timeout, moved by
-  ``increase-timeout``), judged by the injectable ``clock``.
+  ``increase-timeout``), or 24 hours after its creation (the platform's cap), whichever comes
+  first, judged by the injectable ``clock``.
 * **Cancel** answers ``{"success": true}``; the session is gone at once (get → 404, a second
   cancel → 404). With ``early_cancel_fails=True`` a session cancelled before it was ready
   answers 400 ``"Modal function id not found"`` and is closed anyway, as live does when the
   Modal call had not been spawned yet.
-* **Prices.** ``GET /platform/gpu-pricing`` answers the price table (USD per second per GPU):
-  by default :data:`DEFAULT_GPU_PRICES`, the live values of 2025-11; pass ``prices`` to change it.
+* **Prices.** ``GET /platform/gpu-pricing`` answers the price table (USD per second per GPU),
+  with any key or none (the server's auth skips it): by default :data:`DEFAULT_GPU_PRICES`, the
+  live values of 2025-11, byte for byte as the server writes them; pass ``prices`` to change it.
 * **increase-timeout** adds minutes to ``timeout_end`` (``timeout`` stays the initial value,
-  as live); more than 60 minutes left afterwards is the live 400.
+  as live); a session not yet ready is 400 ``"Session has not started yet"``, a cancelled one
+  404 ``"Timeout end not found for session"``.
+* **Machines.** ``GET /machine/{id}`` (422 for a non-UUID, 404 ``"Machine not found"``) and
+  ``GET /machines?search=&limit=&offset=``, with an ``auth_token`` as the server sends one.
+* **Methods.** A method a path does not serve (OPTIONS, TRACE and unknown ones included) is
+  405 with ``Allow``; HEAD is answered as GET (the HTTP server sends no body).
 
 For tests: :meth:`FakeService.answer_next` and :meth:`FakeService.fail_next` script what the
 next matching request gets (a status and body; a timeout, a reset, or "sent, no answer"),
@@ -46,7 +54,8 @@ handled, and ``intercept`` (a function of each authenticated request, returning 
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
 
 Not modelled: plans and balances (free-plan 400s, 403), the moment after a cancel when the live
-server may still answer 200, and real ComfyUI behind the url.
+server may still answer 200, and real ComfyUI behind the url; ``contracts/differences.json``
+(``fake``) lists every difference left, with its reason.
 
 Session urls look like the live tunnel urls, ``https://fake-<label>.r5.modal.localhost``, but
 under the reserved ``.localhost`` name (RFC 6761): it can only resolve to the local machine, so
@@ -60,9 +69,9 @@ import hashlib
 import re
 import threading
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote
 
@@ -76,6 +85,7 @@ from cdsessions.fake._responses import (
     is_uuid,
     json_response,
     naive_utc,
+    not_allowed,
     price_table,
     server_error,
     utc_z,
@@ -84,6 +94,8 @@ from cdsessions.fake._validation import (
     Unparsable,
     error_item,
     lax_bool,
+    lax_int,
+    uuid_error,
     validate_create,
     validate_extend,
 )
@@ -95,6 +107,7 @@ from cdsessions.transports._fork import register as register_for_fork
 __all__ = [
     "DEFAULT_GPU_PRICES",
     "DEFAULT_MACHINE_ID",
+    "FAKE_AUTH_TOKEN_PREFIX",
     "MAX_LIVE_SESSIONS_PER_MACHINE",
     "Clock",
     "FakeMachine",
@@ -108,11 +121,12 @@ __all__ = [
 DEFAULT_MACHINE_ID: Final = "fa4e0000-0000-4000-8000-000000000001"
 MAX_LIVE_SESSIONS_PER_MACHINE: Final = 5
 DEFAULT_TIMEOUT_MINUTES: Final = 15
-#: increase-timeout refuses to leave more than this many minutes on the clock.
-MAX_REMAINING_MINUTES: Final = 60
-#: Larger timeouts are refused as the live server's failing Modal call would (500): they also
-#: keep every date representable.
-MAX_TIMEOUT_MINUTES: Final = 7 * 24 * 60
+#: The platform stops every session's container this long after it started, whatever its
+#: timeout says (api-facts.md): the fake ends it then, though its ``timeout_end`` says later.
+SESSION_CAP: Final = timedelta(hours=24)
+#: How many cancelled sessions the fake remembers (extend on one is the server's 404
+#: "Timeout end not found for session", not "GPU event not found").
+CLOSED_MEMORY: Final = 10_000
 
 #: ``GET /platform/gpu-pricing`` of the live server (api-facts.md, 2025-11): USD per second,
 #: written as the server writes them.
@@ -126,34 +140,41 @@ DEFAULT_GPU_PRICES: Final[Mapping[str, str]] = {
     "H100": "0.002338",
     "H200": "0.001891",
     "B200": "0.002604",
-    "CPU": "0.000042",
+    "CPU": "4.2e-05",  # Python's json writes floats under 1e-4 in exponent form
 }
+#: ``GET /machines`` answers at most this many when no ``limit`` is given.
+MACHINES_PAGE: Final = 100
+#: Every machine's ``auth_token`` in the fake starts with this (a test can look for it).
+FAKE_AUTH_TOKEN_PREFIX: Final = "fake-machine-token-"  # noqa: S105 - a marker, not a credential
 #: How many requests :attr:`FakeService.requests_seen` remembers (the oldest are dropped).
 REQUEST_LOG_SIZE: Final = 10_000
 
-#: Sees each authenticated request first; a response it returns is the answer.
+#: Sees each authenticated request (and every price-table request, which needs no key) first;
+#: a response it returns is the answer.
 Intercept: TypeAlias = Callable[[HttpRequest], HttpResponse | None]
 _Json: TypeAlias = Any
 
 _NAMESPACE: Final = uuid.UUID("6f1d7c2e-3a58-4c0e-9a39-fa4e5e551011")
 _SESSION_ROUTE: Final = re.compile(r"/session/([^/]+)")
 _EXTEND_ROUTE: Final = re.compile(r"/session/([^/]+)/increase-timeout")
+_MACHINE_ROUTE: Final = re.compile(r"/machine/([^/]+)")
 _TOO_MANY: Final = (
     "You have reached the maximum number of concurrent sessions. "
     "Please close some sessions and try again."
 )
-_TOO_LONG: Final = (
-    "You can't have more than 1 hour of time remaining. \n"
-    "If you want to keep the session running, you can turn on 'Auto Expand Session' in the "
-    "Menu (Top right hand corner) > Configuration."
-)
+_NO_TIMEOUT_END: Final = "Timeout end not found for session"
+_NOT_STARTED: Final = "Session has not started yet"
+#: The latest moment a datetime holds (a timeout of 2**62 minutes ends there, not in a crash).
+_FAR: Final = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 
 
 class FakeMachine(msgspec.Struct, frozen=True):
-    """A machine sessions can be started on; ``gpu`` is used when create names none."""
+    """A machine sessions can be started on; ``gpu`` is used when create names none (and is the
+    ``gpu`` ``GET /machine/{id}`` answers); ``name`` is what ``GET /machines?search=`` matches."""
 
     id: str
     gpu: str = "A10G"
+    name: str = "fake-machine"
 
 
 class FakeSession(msgspec.Struct, frozen=True):
@@ -176,6 +197,14 @@ class FakeSession(msgspec.Struct, frozen=True):
         # ``url`` is treated as a secret, as a real session's is: never in a repr.
         names = (name for name in self.__struct_fields__ if name != "url")
         return f"FakeSession({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
+
+
+def _moved(moment: datetime, minutes: int) -> datetime:
+    """``moment`` plus ``minutes`` (negative too), held inside what a datetime can hold."""
+    try:
+        return moment + timedelta(minutes=minutes)
+    except OverflowError:
+        return _FAR if minutes > 0 else datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 
 
 # -- the service ----------------------------------------------------------------------------
@@ -223,6 +252,8 @@ class FakeService:
         self._seed = seed
         self._accounts: dict[str, str] = {}
         self._sessions: dict[str, FakeSession] = {}
+        #: Cancelled sessions, by id: the account that owned them (oldest forgotten first).
+        self._closed: OrderedDict[str, str] = OrderedDict()
         self._created = 0
         self._handled = 0
         self._lock = threading.RLock()
@@ -373,9 +404,13 @@ class FakeService:
             self._note(request)
             now = self._clock()
             self._expire(now)
-            account, refusal = self._authenticate(request)
-            if refusal is not None:
-                return refusal
+            if unquote(request.path) == "/platform/gpu-pricing":
+                # The server's auth middleware skips this route: any key, or none, gets it.
+                account: str | None = ""
+            else:
+                account, refusal = self._authenticate(request)
+                if refusal is not None:
+                    return refusal
             assert account is not None  # _authenticate gives one or the other
             if self._intercept is not None:
                 answer = self._intercept(request)
@@ -412,43 +447,58 @@ class FakeService:
     def _route(self, request: HttpRequest, account: str, now: datetime) -> HttpResponse:
         path = unquote(request.path)
         method = request.method.upper()
+        # Starlette serves HEAD on every GET route, as the GET (the HTTP server drops the body).
+        method = "GET" if method == "HEAD" else method
         query = dict(request.query)  # the last value of a repeated name wins, as in Starlette
         if path == "/session":
             if method == "POST":
                 return self._create(request.body, account, now)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("POST")
         if path == "/platform/gpu-pricing":
             if method == "GET":
                 return HttpResponse(200, (("content-type", "application/json"),), self._prices_body)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("GET")
         if path == "/v2/stream-logs":
             if method == "GET":
                 wanted = query.get("session_id")
                 live = wanted in self._sessions
                 return self._logs.stream(wanted, query.get("log_level"), account, live=live)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("GET")
         if path == "/sessions":
             if method == "GET":
                 return self._list(query, account, now)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("GET")
+        if path == "/machines":
+            if method == "GET":
+                return self._machines_list(query)
+            return not_allowed("GET")
+        machine = _MACHINE_ROUTE.fullmatch(path)
+        if machine:
+            if method == "GET":
+                return self._machine(machine.group(1))
+            return not_allowed("GET")
         extend = _EXTEND_ROUTE.fullmatch(path)
         if extend:
             if method == "POST":
                 return self._extend(extend.group(1), request.body, account, now)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("POST")
         single = _SESSION_ROUTE.fullmatch(path)
         if single:
             if method == "GET":
                 return self._get(single.group(1), account, now)
             if method == "DELETE":
                 return self._cancel(single.group(1), query, account)
-            return detail_response(405, "Method Not Allowed")
+            return not_allowed("GET", "DELETE")
         return detail_response(404, "Not Found")
 
     # -- state -----------------------------------------------------------------------------
 
     def _expire(self, now: datetime) -> None:
-        ended = [sid for sid, s in self._sessions.items() if now >= s.timeout_end]
+        ended = [
+            sid
+            for sid, s in self._sessions.items()
+            if now >= s.timeout_end or now - s.created_at >= SESSION_CAP
+        ]
         for sid in ended:
             del self._sessions[sid]
 
@@ -493,9 +543,9 @@ class FakeService:
         machine = self._machines.get(machine_id)
         if machine is None:
             return detail_response(404, "Machine not found")
+        # Not range-checked by the server: a negative timeout ends the session at once, a huge
+        # one is cut by the 24-hour cap (see _expire).
         timeout = parsed.timeout or DEFAULT_TIMEOUT_MINUTES
-        if not 0 < timeout <= MAX_TIMEOUT_MINUTES:
-            return detail_response(500, "Session creation failed")
         self._created += 1
         number = self._created
         label = hashlib.sha256(f"{self._seed}/url/{number}".encode()).hexdigest()[:12]
@@ -508,7 +558,7 @@ class FakeService:
             gpu=parsed.gpu or machine.gpu,
             created_at=now,
             timeout=timeout,
-            timeout_end=now + timedelta(minutes=timeout),
+            timeout_end=_moved(now, timeout),
             # The seed contract's Session.url is a required string, so in seed shapes a
             # session is ready (has its url) from the start.
             ready=parsed.wait_for_server or self.seed_shapes,
@@ -559,6 +609,9 @@ class FakeService:
             closed = f"GPUEvent not found session_id: {session_id}"
             return detail_response(404, closed + ", the event might be already closed")
         del self._sessions[session_id]
+        self._closed[session_id] = account
+        if len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
         if self._early_cancel_fails and not found.ready:
             return detail_response(400, "Modal function id not found")
         return json_response(200, {"success": True})
@@ -571,16 +624,59 @@ class FakeService:
             return invalid_response(errors)
         found = self._owned(session_id, account)
         if found is None:
+            if self._closed.get(session_id) == account:  # cancelled: its end time is cleared
+                return detail_response(404, _NO_TIMEOUT_END)
             return detail_response(404, "GPU event not found")
-        try:
-            new_end = found.timeout_end + timedelta(minutes=minutes)
-        except OverflowError:
-            return server_error()
-        if (new_end - now).total_seconds() / 60 > MAX_REMAINING_MINUTES:
-            return detail_response(400, _TOO_LONG)
+        if not self._is_ready(found, now):  # no container yet: nothing to extend
+            return detail_response(400, _NOT_STARTED)
+        # Not range-checked, and not held to the 24-hour cap, as on the server (the container
+        # still stops at the cap: see _expire). The free plan's 30-minute total is not modelled.
+        new_end = _moved(found.timeout_end, minutes)
         self._sessions[session_id] = replace(found, timeout_end=new_end)
         self._expire(now)  # a negative extension may end it at once
         return json_response(200, {"message": "Timeout increased successfully"})
+
+    def _machine(self, machine_id: str) -> HttpResponse:
+        found = self._machines.get(machine_id)
+        if found is not None:
+            return json_response(200, self._machine_shape(found))
+        if not is_uuid(machine_id):  # the route's parameter is a UUID: FastAPI's 422
+            return invalid_response([uuid_error(["path", "machine_id"], machine_id)])
+        return detail_response(404, "Machine not found")
+
+    def _machines_list(self, query: dict[str, str]) -> HttpResponse:
+        errors: list[dict[str, _Json]] = []
+        paging: dict[str, int] = {}
+        for name, default in (("limit", MACHINES_PAGE), ("offset", 0)):
+            value, problem = (
+                (default, None) if name not in query else lax_int(query[name], ["query", name])
+            )
+            if problem is not None:
+                errors.append(problem)
+            elif value is not None:
+                paging[name] = value
+        if errors:
+            return invalid_response(errors)
+        search = query.get("search", "").casefold()
+        found = [m for m in self._machines.values() if search in m.name.casefold()]
+        start = max(0, paging["offset"])
+        chosen = found[start : start + max(0, paging["limit"])]
+        return json_response(200, [self._machine_shape(machine) for machine in chosen])
+
+    def _machine_shape(self, machine: FakeMachine) -> dict[str, _Json]:
+        # auth_token is a secret the live answer carries: the fake sends one (derived, never a
+        # real credential) so that tests can check the client never keeps or shows it.
+        token = hashlib.sha256(f"{self._seed}/auth-token/{machine.id}".encode()).hexdigest()
+        return {
+            "id": machine.id,
+            "name": machine.name,
+            "type": "comfy-deploy-serverless",
+            "gpu": machine.gpu,
+            "status": "ready",
+            "machine_builder_version": "4",
+            "machine_version_id": self._derive(f"version/{machine.id}", 1),
+            "auth_token": f"{FAKE_AUTH_TOKEN_PREFIX}{token[:32]}",
+        }
 
     # -- shapes ----------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The key is masked out of every cassette vcrpy records: request headers, URIs and bodies,
-response bodies, headers and status messages.
+response bodies, headers and status messages; so is a machine's ``auth_token`` in a response body
+(:func:`~cdsessions._core.wire.mask_secret_fields`).
 
 ``filter_headers=["authorization"]`` drops the request's header, but a server or proxy that
 echoes it (into a ``detail``, a header, the reason phrase) still has the key written in the
@@ -23,7 +24,13 @@ from typing import Any, Final
 
 from returns.result import Success
 
-from cdsessions._core.wire import DEFAULT_MAX_RESPONSE_BYTES, key_forms, mask_key, mask_key_bytes
+from cdsessions._core.wire import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    key_forms,
+    mask_key,
+    mask_key_bytes,
+    mask_secret_fields,
+)
 from cdsessions.transports._cap import content_codings, decode_content
 
 __all__ = ["mask_keys_when_recording", "masked", "tokens"]
@@ -68,7 +75,9 @@ def _masked_response(response: Any, forms: tuple[str, ...]) -> Any:
     if not isinstance(response, Mapping):
         return masked(response, forms)
     before = _body(response)
-    response = masked(_decoded_if_it_holds_a_key(dict(response), forms), forms)
+    response = _without_secret_fields(
+        masked(_decoded_if_it_holds_a_key(dict(response), forms), forms)
+    )
     after = _body(response)
     headers = response.get("headers")
     if after is None or after == before or not isinstance(headers, Mapping):
@@ -78,6 +87,24 @@ def _masked_response(response: Any, forms: tuple[str, ...]) -> Any:
         for name, values in headers.items()
     }
     return {**response, "headers": fixed}
+
+
+def _without_secret_fields(response: Any) -> Any:
+    """The response with a machine's ``auth_token`` (see
+    :data:`~cdsessions._core.wire.SECRET_FIELDS`) masked in its body, whatever key it came with."""
+    body = response.get("body") if isinstance(response, Mapping) else None
+    stored = body.get("string") if isinstance(body, Mapping) else None
+    if isinstance(stored, bytes):
+        cleaned: bytes | str = mask_secret_fields(stored)
+    elif isinstance(stored, str):
+        raw = stored.encode("utf-8", errors="surrogatepass")
+        cleaned = mask_secret_fields(raw).decode("utf-8", errors="surrogatepass")
+    else:
+        return response
+    if cleaned == stored:
+        return response
+    assert isinstance(body, Mapping)
+    return {**response, "body": {**body, "string": cleaned}}
 
 
 def _body(response: Mapping[str, Any]) -> bytes | None:
@@ -107,8 +134,8 @@ def _decoded_if_it_holds_a_key(response: dict[str, Any], forms: tuple[str, ...])
     if not isinstance(decoded, Success) or decoded.unwrap() == stored:
         return response  # corrupt, too large, or stored already decoded: masked as it is
     plain: bytes = decoded.unwrap()
-    if mask_key_bytes(plain, forms) == plain:
-        return response  # no key inside: kept byte for byte, compressed
+    if mask_key_bytes(plain, forms) == plain and mask_secret_fields(plain) == plain:
+        return response  # no secret inside: kept byte for byte, compressed
     kept = {
         name: values for name, values in headers.items() if str(name).lower() != "content-encoding"
     }

@@ -240,7 +240,8 @@ def test_create_over_budget_sends_no_create(
     over = cdsessions(
         *args, "--gpu", "H100", "--timeout", "60", "--max-cost", "8.41", server=cdsessions_fake_url
     )
-    no_gpu = cdsessions(*args, "--max-cost", "100", server=cdsessions_fake_url)
+    # No --gpu: priced at the machine's default (A10G), 15 min = $0.3033.
+    no_gpu = cdsessions(*args, "--max-cost", "0.30", server=cdsessions_fake_url)
     assert CREATE not in cdsessions_fake.requests_seen
     within = cdsessions(*args, "--gpu", "A10G", "--max-cost", "$0.31", server=cdsessions_fake_url)
     assert cdsessions_fake.requests_seen.count(CREATE) == 1
@@ -249,7 +250,7 @@ def test_create_over_budget_sends_no_create(
     assert "8.4168" in line
     assert "8.41 USD" in line
     assert "(not sent)" in line
-    assert "no GPU given" in _one_line_failure(no_gpu, 2)
+    assert "(A10G)" in _one_line_failure(no_gpu, 2)
     assert within.returncode == 0, within.stderr  # 15 min of A10G: $0.3033
     assert bad.returncode == 2
     assert len(cdsessions_fake.live_sessions()) == 1

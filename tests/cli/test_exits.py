@@ -169,7 +169,13 @@ def test_a_paid_create_whose_reader_is_gone_names_its_session_on_stderr(
 ) -> None:
     """`cdsessions create ... | head -0`: not a failure, but the running session's id is not
     lost with the output."""
-    code, err = _with_reader_gone("create", "--machine-id", "m", "--server", account.base_url)
+    code, err = _with_reader_gone(
+        "create",
+        "--machine-id",
+        "0a0a0a0a-0000-4000-8000-00000000000a",
+        "--server",
+        account.base_url,
+    )
     assert code == 0
     assert err == (
         "cdsessions: the output's reader left before it was all written; what it did:\n"
@@ -218,7 +224,13 @@ def test_a_cancel_on_a_full_disk_says_on_stderr_that_it_was_done(
 def test_a_paid_create_on_a_full_disk_names_its_session_on_stderr(
     account: LoopbackServer,
 ) -> None:
-    code, err = _to_dev_full("create", "--machine-id", "m", "--server", account.base_url)
+    code, err = _to_dev_full(
+        "create",
+        "--machine-id",
+        "0a0a0a0a-0000-4000-8000-00000000000a",
+        "--server",
+        account.base_url,
+    )
     assert code == STRANDED
     assert err == (
         "cdsessions: could not write the output (No space left on device); what it did:\n"
@@ -324,13 +336,20 @@ def test_a_created_session_whose_id_is_unusable_is_exit_10_and_says_it_is_billin
     """It said "nothing was sent" (exit 2) after a paid create, with a cancel hint that could
     not work."""
     with serve(_account(created_id)) as server:
-        args = ["create", "--machine-id", "m", "--server", server.base_url]
+        args = [
+            "create",
+            "--machine-id",
+            "0a0a0a0a-0000-4000-8000-00000000000a",
+            "--server",
+            server.base_url,
+        ]
         code, out, err = _run(*args, *(["--wait"] if wait else []))
         assert [r.method for r in server.received] == ["POST"]  # nothing after the create
     assert code == STRANDED
     assert out.decode() == f"created session {printed} (starting)\n"  # no hint that cannot work
     assert err.decode() == (
-        "cdsessions: create session on machine m: a session was started and is billing, but the "
+        "cdsessions: create session on machine 0a0a0a0a-0000-4000-8000-00000000000a: "
+        "a session was started and is billing, but the "
         f"id the server gave it ({shown}) {problem}, so no cdsessions command can wait for it or "
         "cancel it: stop it from the ComfyDeploy dashboard, or it ends at its timeout\n"
     )
@@ -353,7 +372,14 @@ def _never_ready(created_id: str) -> Callable[[Received], Reply]:
 
 def test_a_cancel_hint_for_an_id_starting_with_a_dash_works_as_typed() -> None:
     with serve(_never_ready("-x")) as server:
-        args = ["create", "--machine-id", "m", "--wait", "--ready-timeout", "0"]
+        args = [
+            "create",
+            "--machine-id",
+            "0a0a0a0a-0000-4000-8000-00000000000a",
+            "--wait",
+            "--ready-timeout",
+            "0",
+        ]
         code, _, err = _run(*args, "--server", server.base_url)
         assert code == 7, err
         hint = err.decode().split("(cancel it with `")[1].split("`")[0]
@@ -374,7 +400,14 @@ def test_a_hint_for_an_id_a_terminal_sees_escaped_names_that_very_id_in_bash(
 ) -> None:
     """Shown escaped (``\\u202e``) yet quoted plainly, the hint would name another session."""
     with serve(_never_ready(created_id)) as server:
-        args = ["create", "--machine-id", "m", "--wait", "--ready-timeout", "0"]
+        args = [
+            "create",
+            "--machine-id",
+            "0a0a0a0a-0000-4000-8000-00000000000a",
+            "--wait",
+            "--ready-timeout",
+            "0",
+        ]
         code, _, err = _run(*args, "--server", server.base_url)
         assert code == 7, err
         line = err.decode()
@@ -410,11 +443,11 @@ def test_every_command_taking_an_id_reads_it_after_a_double_dash(
     extra = ["5"] if args[0] == "extend" else []
     code, _, err = _run(*args, "--server", account.base_url, "--", "-x", *extra)
     assert code == 0, err
-    (received,) = account.received
-    assert (received.method, received.target.split("?")[0].removesuffix("/increase-timeout")) == (
-        method,
-        "/api/session/-x",
-    )
+    *before, received = account.received  # extend reads the session first (the 24-hour cap)
+    assert [r.method for r in before] == (["GET"] if args[0] == "extend" else [])
+    for each in account.received:
+        assert each.target.split("?")[0].removesuffix("/increase-timeout") == "/api/session/-x"
+    assert received.method == method
 
 
 # -- an interrupted reap says what it did ------------------------------------------------------
@@ -504,9 +537,9 @@ def test_a_now_out_of_range_is_not_a_traceback_in_a_shell() -> None:
         ["reap", "--all", "--older-than", "99999999999999999999d"],
         ["reap", "--all", "--older-than", "1" * 5000 + "s"],
         ["reap", "--all", "--cost-over", "1e999999"],
-        ["create", "--machine-id", "m", "--max-cost", "nan"],
-        ["create", "--machine-id", "m", "--timeout", "1" * 5000],
-        ["create", "--machine-id", "m", "--timeout", "-1"],
+        ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--max-cost", "nan"],
+        ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--timeout", "1" * 5000],
+        ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--timeout", "-1"],
         ["wait", "s", "--ready-timeout", "1e999"],
         ["extend", "s", "0"],
         ["fake-server", "--port", "99999999999999999999"],

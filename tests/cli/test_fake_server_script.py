@@ -25,7 +25,7 @@ BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
 
 def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=10)
+    _, stderr = process.communicate(timeout=30)
     return process.returncode, stderr
 
 

@@ -170,7 +170,7 @@ _COMMANDS = [
     pytest.param(["get", "sid"], id="get"),
     pytest.param(["get", "sid", "--show-url"], id="get-url"),
     pytest.param(["list"], id="list"),
-    pytest.param(["create", "--machine-id", "m"], id="create"),
+    pytest.param(["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a"], id="create"),
     pytest.param(["extend", "sid", "5"], id="extend"),
     pytest.param(["cancel", "sid"], id="cancel"),
     pytest.param(["wait", "sid", "--show-url"], id="wait"),
@@ -247,7 +247,14 @@ def test_the_progress_line_on_a_terminal_is_escaped() -> None:
     controller, terminal = pty.openpty()
     try:
         with serve(never_ready) as server:
-            args = ("create", "--machine-id", "m", "--wait", "--ready-timeout", "1.5")
+            args = (
+                "create",
+                "--machine-id",
+                "0a0a0a0a-0000-4000-8000-00000000000a",
+                "--wait",
+                "--ready-timeout",
+                "1.5",
+            )
             result = subprocess.run(
                 _argv(*args, "--server", server.base_url),
                 stdout=subprocess.PIPE,
@@ -356,6 +363,8 @@ def test_a_key_file_of_exactly_the_limit_is_read(fake: str, tmp_path: Path) -> N
 def _never_ready(request: Received) -> Reply:
     if request.method == "POST":
         return _json(200, {"session_id": "sid-1", "url": None})
+    if request.method == "DELETE":
+        return _json(200, {"success": True})
     return _json(200, _session("sid-1", None, "A10G"))
 
 
@@ -390,18 +399,80 @@ def _signal_once(
     [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
     ids=["SIGTERM", "SIGINT"],
 )
-def test_a_signal_during_create_wait_names_the_running_session(
+def test_a_signal_during_create_wait_cancels_the_session_and_says_so(
     signum: int, code: int, word: str
 ) -> None:
     with serve(_never_ready) as server:
-        args = ["create", "--machine-id", "m", "--wait"]
+        args = ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--wait"]
         returncode, stderr = _signal_once(server, args, signum, "GET /api/session/sid-1")
         assert returncode == code
         assert stderr == (
-            f"cdsessions: {word}; session sid-1 is still running "
-            f"(cancel it with `cdsessions cancel --server {server.base_url} -- sid-1`)\n"
+            f"cdsessions: {word}; cancelled session sid-1, which this command started "
+            "(--keep keeps it)\n"
         )
+        assert [r.target for r in server.received if r.method == "DELETE"] == ["/api/session/sid-1"]
         assert EXIT_CODES[code].startswith(word)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_signal_during_create_wait_with_keep_names_the_running_session(
+    signum: int, code: int, word: str
+) -> None:
+    with serve(_never_ready) as server:
+        args = [
+            "create",
+            "--machine-id",
+            "0a0a0a0a-0000-4000-8000-00000000000a",
+            "--wait",
+            "--keep",
+        ]
+        returncode, stderr = _signal_once(server, args, signum, "GET /api/session/sid-1")
+        assert returncode == code
+        assert stderr == (
+            f"cdsessions: {word}; session sid-1 is still running, as --keep asked "
+            f"(stop it with `cdsessions cancel --server {server.base_url} -- sid-1`)\n"
+        )
+        assert not [r for r in server.received if r.method == "DELETE"]
+
+
+def test_an_early_cancel_400_after_a_signal_counts_as_cancelled() -> None:
+    """The live server answers a cancel in a session's first moments with 400 "Modal function
+    id not found", and closes it anyway: no "may still be running" then."""
+
+    def early(request: Received) -> Reply:
+        if request.method == "DELETE":
+            return _json(400, {"detail": "Modal function id not found"})
+        return _never_ready(request)
+
+    with serve(early) as server:
+        args = ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--wait"]
+        returncode, stderr = _signal_once(server, args, signal.SIGINT, "GET /api/session/sid-1")
+    assert returncode == 130
+    assert stderr == (
+        "cdsessions: interrupted; cancelled session sid-1, which this command started "
+        "(--keep keeps it)\n"
+    )
+
+
+def test_a_failed_cancel_after_a_signal_says_the_session_may_still_run() -> None:
+    def no_cancel(request: Received) -> Reply:
+        if request.method == "DELETE":
+            return _json(500, {"detail": "Internal Server Error"})
+        return _never_ready(request)
+
+    with serve(no_cancel) as server:
+        args = ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--wait"]
+        returncode, stderr = _signal_once(server, args, signal.SIGINT, "GET /api/session/sid-1")
+    assert returncode == 130
+    assert stderr.startswith("cdsessions: interrupted; could not cancel session sid-1 (")
+    assert stderr.endswith(
+        f"it may still be running (cancel it with `cdsessions cancel --server {server.base_url}"
+        " -- sid-1`)\n"
+    )
 
 
 def test_sigterm_during_wait_is_exit_143() -> None:
@@ -417,7 +488,7 @@ def test_sigterm_while_the_create_is_in_flight_says_a_session_may_exist() -> Non
         return Reply(200, b'{"session_id": "sid-1", "url": null}', delay=5)
 
     with serve(slow) as server:
-        args = ["create", "--machine-id", "m"]
+        args = ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a"]
         returncode, stderr = _signal_once(server, args, signal.SIGTERM, "POST /api/session")
         assert returncode == 143
         assert stderr == (
@@ -466,7 +537,7 @@ def test_the_default_server_is_not_repeated() -> None:
             f"import cdsessions._core.servers as s; s.SERVERS['production'] = {server.base_url!r}\n"
         )
         process = subprocess.Popen(
-            _argv("create", "--machine-id", "m", patch=patch),
+            _argv("create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", patch=patch),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -482,9 +553,32 @@ def test_the_default_server_is_not_repeated() -> None:
     assert "(see `cdsessions list`)" in stderr
 
 
+def test_a_create_wait_whose_session_ended_gives_no_cancel_hint() -> None:
+    """404 while waiting: nothing is running, so "may still be running (cancel it …)" would
+    contradict the line's own first half."""
+
+    def ended(request: Received) -> Reply:
+        if request.method == "POST":
+            return _json(200, {"session_id": "sid-1", "url": None})
+        return _json(404, {"detail": "GPUEvent not found"})
+
+    with serve(ended) as server:
+        args = ("create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a", "--wait")
+        line = _one_line(run(*args, "--server", server.base_url), 3)
+    assert "nothing is running" in line
+    assert "cancel" not in line
+
+
 def test_a_failed_create_wait_names_the_session_with_the_server() -> None:
     with serve(_never_ready) as server:
-        args = ("create", "--machine-id", "m", "--wait", "--ready-timeout", "0")
+        args = (
+            "create",
+            "--machine-id",
+            "0a0a0a0a-0000-4000-8000-00000000000a",
+            "--wait",
+            "--ready-timeout",
+            "0",
+        )
         line = _one_line(run(*args, "--server", server.base_url), 7)
     assert line.endswith(
         "; session sid-1 may still be running "
@@ -625,7 +719,11 @@ def test_401_and_403_are_exit_4(
     key_file.write_text(KEY)
     options = ["--api-key-file", str(key_file)] if source == "file" else []
     with serve(lambda _: _json(status, {"detail": detail})) as server:
-        for args in (["list"], ["get", "sid"], ["create", "--machine-id", "m"]):
+        for args in (
+            ["list"],
+            ["get", "sid"],
+            ["create", "--machine-id", "0a0a0a0a-0000-4000-8000-00000000000a"],
+        ):
             result = run(*args, "--server", server.base_url, *options)
             line = _one_line(result, 4)
             assert f"{detail} ({status})" in line
@@ -648,7 +746,13 @@ def test_an_internal_error_shows_only_the_exception_type(fake: str) -> None:
 
 def test_a_terminal_that_cannot_show_a_character_gets_an_escape() -> None:
     env = {**cli_env(KEY), "PYTHONIOENCODING": "ascii"}
-    with serve(lambda _: _json(200, {"message": "caf\u00e9 \u2713"})) as server:
+
+    def answer(request: Received) -> Reply:
+        if request.method == "GET":  # extend reads the session first (the 24-hour cap)
+            return _json(200, {"session_id": "sid", "gpu_event_id": "e"})
+        return _json(200, {"message": "caf\u00e9 \u2713"})
+
+    with serve(answer) as server:
         result = subprocess.run(
             _argv("extend", "sid", "5", "--server", server.base_url),
             capture_output=True,

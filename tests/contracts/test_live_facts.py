@@ -111,10 +111,11 @@ def test_extend_answers() -> None:
     session_id = _created(service)
     path = f"/session/{session_id}/increase-timeout"
     minutes = json.dumps({"minutes": 5}).encode()
+    _send(service, "GET", f"/session/{session_id}")  # started: its one poll has seen its url
     _assert_answers(_send(service, "POST", path, minutes), live_facts.answer("extend", "success"))
-    _send(service, "DELETE", f"/session/{session_id}")
     gone = live_facts.answer("extend", "session gone")
-    _assert_answers(_send(service, "POST", path, minutes), gone)
+    unknown = f"/session/{UNKNOWN_ID}/increase-timeout"
+    _assert_answers(_send(service, "POST", unknown, minutes), gone)
 
 
 @pytest.mark.parametrize("key", [None, ""])
@@ -147,17 +148,38 @@ def test_the_default_timeout() -> None:
         assert session.timeout == live_facts.limit("default_timeout_minutes")
 
 
-def test_an_extension_may_leave_at_most_the_listed_minutes() -> None:
-    cap = live_facts.limit("max_remaining_minutes_after_extension")
-    default = live_facts.limit("default_timeout_minutes")
-    service = FakeService(clock=ManualClock())
+def test_extend_of_a_cancelled_or_unstarted_session() -> None:
+    service = FakeService(clock=ManualClock(), ready_after_polls=1)
+    minutes = json.dumps({"minutes": 5}).encode()
     session_id = _created(service)
     path = f"/session/{session_id}/increase-timeout"
-    exactly = json.dumps({"minutes": cap - default}).encode()
-    assert _send(service, "POST", path, exactly).status == 200  # leaves exactly the cap
-    status, body = live_facts.limit_answer("max_remaining_minutes_after_extension")
-    one_more = _send(service, "POST", path, json.dumps({"minutes": 1}).encode())
-    assert (one_more.status, json.loads(one_more.body)) == (status, json.loads(body))
+    _assert_answers(
+        _send(service, "POST", path, minutes), live_facts.answer("extend", "not started yet")
+    )
+    assert _send(service, "GET", f"/session/{session_id}").status == 200  # the one poll
+    assert _send(service, "POST", path, minutes).status == 200
+    assert _send(service, "DELETE", f"/session/{session_id}").status == 200
+    _assert_answers(
+        _send(service, "POST", path, minutes),
+        live_facts.answer("extend", "cancelled (no end time)"),
+    )
+    # another account's cancelled session is not theirs to learn about
+    other = _send(service, "POST", path, minutes, key="another-key-0123")
+    _assert_answers(other, live_facts.answer("extend", "session gone"))
+
+
+def test_the_price_table_is_the_servers_bytes_with_or_without_a_key() -> None:
+    expected = live_facts.answer("gpu_pricing", "success, with or without a key")
+    for key in (KEY, None, ""):
+        answer = _send(FakeService(), "GET", "/platform/gpu-pricing", key=key)
+        assert answer.status == expected.status
+        assert expected.body is not None
+        assert answer.body == expected.body.encode()  # byte for byte: 4.2e-05, not 0.000042
+
+
+def test_an_unknown_machine() -> None:
+    answer = _send(FakeService(), "GET", f"/machine/{UNKNOWN_ID}")
+    _assert_answers(answer, live_facts.answer("machine", "unknown machine"))
 
 
 def test_the_fakes_constants_are_the_listed_limits() -> None:
@@ -165,10 +187,7 @@ def test_the_fakes_constants_are_the_listed_limits() -> None:
         live_facts.limit("live_sessions_per_machine") == fake_service.MAX_LIVE_SESSIONS_PER_MACHINE
     )
     assert live_facts.limit("default_timeout_minutes") == fake_service.DEFAULT_TIMEOUT_MINUTES
-    assert (
-        live_facts.limit("max_remaining_minutes_after_extension")
-        == fake_service.MAX_REMAINING_MINUTES
-    )
+    assert timedelta(hours=live_facts.limit("session_cap_hours")) == fake_service.SESSION_CAP
     # The client's create-and-wait read timeout outlasts the server's own limit.
     from cdsessions._core.timeouts import CREATE_AND_WAIT_READ
 

@@ -108,7 +108,7 @@ def test_a_failed_price_fetch_is_a_value_and_is_not_kept() -> None:
         (_body("A10G", 30), "0.6065", "0.6066"),  # one hundredth of a cent over
         (_body("H100", 0), 2, "15 min"),  # 0 minutes means the server's 15: 2.1042 USD
         (_body("H100", None), Decimal("2.10"), "2.1042"),
-        (_body(None, 5), 1000, "no GPU given"),  # the machine's default GPU: unpriceable
+        (_body(None, 5), "0.1", "(A10G)"),  # priced at the machine's default GPU: 0.1011 USD
         (_body("T4", 5), 1000, "GPU T4 cannot be priced"),  # not in this fake's table
     ],
 )

@@ -36,7 +36,7 @@ def _setup(
     minutes: int = 4, *, allowance_budget: Decimal | None = None
 ) -> tuple[FakeService, ManualClock, SessionsClient, LeaseRecord]:
     clock = ManualClock()
-    service = FakeService(clock=clock)
+    service = FakeService(clock=clock, ready_after_polls=0)  # started: extensions are taken
     client = SessionsClient(KEY, transport=FakeTransport(service), clock=clock)
     created = client.create(
         CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, gpu=None, timeout=minutes)
@@ -158,7 +158,7 @@ def test_extension_minutes(lease: int, left: float, cap_left: float, expected: i
 
 def test_leasing_an_existing_session_learns_its_times_from_the_server() -> None:
     clock = ManualClock()
-    service = FakeService(clock=clock)
+    service = FakeService(clock=clock, ready_after_polls=0)  # started: extensions are taken
     client = SessionsClient(KEY, transport=FakeTransport(service), clock=clock)
     created = client.create(CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=10))
     assert isinstance(created, Success)
@@ -176,7 +176,7 @@ def test_leasing_an_existing_session_learns_its_times_from_the_server() -> None:
 
 def test_leasing_an_existing_session_over_budget_is_refused_before_any_extension() -> None:
     clock = ManualClock()
-    service = FakeService(clock=clock)
+    service = FakeService(clock=clock, ready_after_polls=0)  # started: extensions are taken
     client = SessionsClient(KEY, transport=FakeTransport(service), clock=clock)
     body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=60)
     created = client.create(body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Coroutine, Generator, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,8 @@ from cdsessions._core.session_steps import (
     ScopeRecord,
     ScopeSettings,
     budgeted_create,
+    cap_problem,
+    capped_extend,
     close_steps,
     extend_steps,
     open_steps,
@@ -38,6 +41,7 @@ from cdsessions.models import (
     CreateSessionBody,
     CreateSessionResponse,
     DeleteSessionResponse,
+    Machine,
     MachineGPU,
     Session,
 )
@@ -90,6 +94,9 @@ class Scripted:
         """No log here: the flows' own log reading is tested in tests/core/test_logs.py."""
         return ()
         yield  # a generator that asks nothing
+
+    def machine(self, machine_id: str, timeout: object, retry: object) -> Generator[Any, Any, Any]:
+        return self._ask("machine", machine_id)
 
 
 class Script:
@@ -333,17 +340,55 @@ def test_a_budgeted_create_is_sent_only_within_the_budget(max_cost: str, asked: 
     assert script.names == asked
 
 
+NO_GPU = CreateSessionBody(machine_id="m-1", timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("machine", "asked", "outcome"),
+    [
+        (Success(Machine(id="m-1", gpu="A10G")), ["gpu_pricing", "machine", "create"], Success),
+        (Success(Machine(id="m-1", gpu="H100")), ["gpu_pricing", "machine"], OverBudget),
+        (Success(Machine(id="m-1")), ["gpu_pricing", "machine"], OverBudget),
+        (
+            Failure(HttpError("get machine m-1", 404, "Machine not found")),
+            ["gpu_pricing", "machine"],
+            HttpError,
+        ),
+    ],
+    ids=["default-a10g-fits", "default-h100-over", "no-default-gpu", "machine-unreadable"],
+)
+def test_a_budgeted_create_without_gpu_reads_the_machines_default_gpu_first(
+    machine: Any, asked: list[str], outcome: type
+) -> None:
+    prices = GpuPricing.from_table({"A10G": "0.000337", "H100": "0.002338"})
+    script = Script(gpu_pricing=[Success(prices)], machine=[machine], create=[CREATED])
+    answer = script.run(budgeted_create(Scripted(), NO_GPU, "1", None, None))
+    assert script.names == asked
+    found = answer.unwrap() if isinstance(answer, Success) else answer.failure()
+    assert isinstance(answer, Success) if outcome is Success else isinstance(found, outcome)
+    if outcome is HttpError:
+        assert "default GPU could not be read" in str(found)
+
+
+def test_a_budgeted_create_that_names_its_gpu_reads_no_machine() -> None:
+    script = Script(gpu_pricing=[Success(PRICES)], create=[CREATED])
+    script.run(budgeted_create(Scripted(), BODY, "1", None, None))
+    assert script.names == ["gpu_pricing", "create"]
+
+
 def _extend(script: Script, record: ScopeRecord, minutes: int) -> Any:
     return script.run(extend_steps(Scripted(), record, minutes))
 
 
 def test_extending_checks_the_whole_session_against_the_budget() -> None:
-    script = Script(gpu_pricing=[Success(PRICES)], create=[CREATED], extend=[Success(None)] * 3)
+    script = Script(
+        gpu_pricing=[Success(PRICES)], create=[CREATED], get=[STARTING], extend=[Success(None)] * 3
+    )
     record = ScopeRecord()
     _open(script, record, max_cost=1, wait=False)
     assert isinstance(_extend(script, record, 19), Success)  # 49 min: 0.99078
     assert isinstance(_extend(script, record, 1).failure(), OverBudget)  # 50 min: 1.011
-    assert script.names == ["gpu_pricing", "create", "extend"]
+    assert script.names == ["gpu_pricing", "create", "get", "extend"]
     assert record.allowance is not None
     assert record.allowance.minutes == 49
 
@@ -358,12 +403,88 @@ def test_extending_a_scope_with_no_open_session_sends_nothing() -> None:
 
 def test_a_failed_extension_leaves_the_allowance_as_it_was() -> None:
     refused = Failure(HttpError("extend", 500, None))
-    script = Script(gpu_pricing=[Success(PRICES)], create=[CREATED], extend=[refused])
+    script = Script(
+        gpu_pricing=[Success(PRICES)], create=[CREATED], get=[STARTING], extend=[refused]
+    )
     record = ScopeRecord()
     _open(script, record, max_cost=1, wait=False)
     assert _extend(script, record, 10) == refused
     assert record.allowance is not None
     assert record.allowance.minutes == 30
+
+
+# -- extending within the 24-hour cap ----------------------------------------------------------
+
+MADE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def _live(ends_after: timedelta) -> Session:
+    return Session(session_id=SID, gpu_event_id="e", created_at=MADE, timeout_end=MADE + ends_after)
+
+
+@pytest.mark.parametrize(
+    ("ends_after", "minutes", "refused"),
+    [
+        (timedelta(hours=23), 60, False),  # exactly at the cap: allowed
+        (timedelta(hours=23), 61, True),
+        (timedelta(minutes=15), 24 * 60, True),
+        (timedelta(hours=24, minutes=5), 1, True),  # already past it (moved by hand)
+    ],
+    ids=["up-to-the-cap", "one-minute-past", "a-day-more", "already-past"],
+)
+def test_an_extension_past_24_hours_from_creation_is_refused_before_sending(
+    ends_after: timedelta, minutes: int, refused: bool
+) -> None:
+    script = Script(get=[Success(_live(ends_after))], extend=[Success(None)])
+    answer = script.run(capped_extend(Scripted(), SID, minutes, None, None))
+    if not refused:
+        assert isinstance(answer, Success)
+        assert script.names == ["get", "extend"]
+        return
+    error = answer.failure()
+    assert isinstance(error, InvalidRequest)
+    assert (error.field, error.why) == ("minutes", "session_cap")
+    assert "24-hour cap" in str(error)
+    assert "nothing was sent" in str(error)
+    assert script.names == ["get"]
+
+
+def test_the_refusal_says_how_many_minutes_still_take_effect() -> None:
+    problem = cap_problem(_live(timedelta(hours=23, minutes=30)), 45)
+    assert problem is not None
+    assert "at most 30 more minutes" in problem
+    assert "2026-12-02 08:00:00 UTC" in problem  # the cap itself
+
+
+def test_an_extension_of_a_session_without_dates_is_left_to_the_server() -> None:
+    # The seed's shape has no created_at or timeout_end: nothing to judge the cap on.
+    script = Script(get=[STARTING], extend=[Success(None)])
+    assert isinstance(script.run(capped_extend(Scripted(), SID, 10**6, None, None)), Success)
+    assert cap_problem(_live(timedelta(minutes=15)), 10**12) is not None  # no OverflowError
+
+
+def test_a_failed_read_or_a_bad_input_sends_no_extension() -> None:
+    script = Script(get=[GONE])
+    gone = script.run(capped_extend(Scripted(), SID, 5, None, None)).failure()
+    assert gone == HttpError(f"extend session {SID}", 404, "not found")
+    assert isinstance(
+        script.run(capped_extend(Scripted(), SID, 0, None, None)).failure(), InvalidRequest
+    )
+    assert script.names == ["get"]
+
+
+def test_a_scope_extension_past_the_cap_is_refused_and_keeps_the_allowance() -> None:
+    script = Script(
+        gpu_pricing=[Success(PRICES)], create=[CREATED], get=[Success(_live(timedelta(hours=23)))]
+    )
+    record = ScopeRecord()
+    _open(script, record, max_cost=1000, wait=False)
+    refused = _extend(script, record, 61)
+    assert isinstance(refused.failure(), InvalidRequest)
+    assert refused.failure().why == "session_cap"
+    assert record.allowance is not None
+    assert record.allowance.minutes == 30
+    assert script.names == ["gpu_pricing", "create", "get"]
 
 
 def test_the_asyncio_driver_hands_each_region_and_its_undo_to_the_hook() -> None:

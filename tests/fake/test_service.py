@@ -27,7 +27,6 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import ApiError
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeMachine, FakeService, FakeTransport, ManualClock
-from cdsessions.fake.service import MAX_TIMEOUT_MINUTES
 from tests.support import live_facts
 
 KEY = "fake-key-alice"
@@ -363,16 +362,13 @@ def test_extend_moves_timeout_end_but_not_timeout() -> None:
     assert isinstance(client.get(sid), Success)  # would have expired without the extension
 
 
-def test_extend_refuses_more_than_an_hour_left() -> None:
+def test_extend_is_not_held_to_an_hour_left() -> None:
+    """The server's only time rule is the free plan's 30-minute total (not modelled)."""
     service = FakeService(clock=ManualClock())
     client = _client(service)
     sid = _create(client)
-    assert isinstance(client.extend(sid, 45), Success)  # exactly 60 minutes left
-    error = _failure(client.extend(sid, 1))
-    assert isinstance(error, HttpError)
-    assert error.status == 400
-    assert isinstance(error.detail, str)
-    assert error.detail.startswith("You can't have more than 1 hour of time remaining.")
+    assert isinstance(client.extend(sid, 45), Success)
+    assert isinstance(client.extend(sid, 600), Success)
 
 
 def test_extend_of_a_gone_session_is_404_with_its_own_text() -> None:
@@ -380,8 +376,12 @@ def test_extend_of_a_gone_session_is_404_with_its_own_text() -> None:
     client = _client(service)
     sid = _create(client)
     client.cancel(sid)
-    assert _failure(client.extend(sid, 5)) == HttpError(
-        f"extend session {sid}", 404, "GPU event not found"
+    assert _failure(client.extend(sid, 5, check_cap=False)) == HttpError(
+        f"extend session {sid}", 404, "Timeout end not found for session"
+    )
+    gone = "0b5e55ed-0000-4000-8000-000000000000"
+    assert _failure(client.extend(gone, 5, check_cap=False)) == HttpError(
+        f"extend session {gone}", 404, "GPU event not found"
     )
 
 
@@ -505,21 +505,21 @@ def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
     assert _list_with(f"{scheme} sk-0123") == (200, b"[]")
 
 
-@pytest.mark.parametrize("timeout", [-1, -15, MAX_TIMEOUT_MINUTES + 1, 10**12])
-def test_a_timeout_modal_cannot_take_fails_the_create_and_starts_nothing(timeout: int) -> None:
-    """Found by applying a deliberate bug the older tests let through."""
-    service = FakeService()
+@pytest.mark.parametrize("timeout", [-1, -15, 7 * 24 * 60 + 1, 10**12, 2**63 - 1])
+def test_a_timeout_out_of_any_range_is_accepted_as_the_server_does(timeout: int) -> None:
+    """The server does not range-check it (api-facts.md): 200, and the session ends at once
+    (negative) or at the platform's 24-hour cap."""
+    clock = ManualClock()
+    service = FakeService(clock=clock)
     body = json.dumps({"machine_id": DEFAULT_MACHINE_ID, "timeout": timeout}).encode()
     headers = (("Authorization", "Bearer sk-0123"), ("Content-Type", "application/json"))
     answer = service.handle(HttpRequest("POST", "/session", (), headers, body))
-    assert (answer.status, answer.body) == (500, b'{"detail":"Session creation failed"}')
-    assert service.live_sessions() == ()
-
-
-def test_the_longest_timeout_is_accepted() -> None:
-    """Found by applying a deliberate bug the older tests let through."""
-    service = FakeService()
-    body = json.dumps({"machine_id": DEFAULT_MACHINE_ID, "timeout": MAX_TIMEOUT_MINUTES}).encode()
-    headers = (("Authorization", "Bearer sk-0123"),)
-    assert service.handle(HttpRequest("POST", "/session", (), headers, body)).status == 200
-    assert [s.timeout for s in service.live_sessions()] == [MAX_TIMEOUT_MINUTES]
+    assert answer.status == 200
+    if timeout < 0:
+        assert service.live_sessions() == ()
+        return
+    assert [s.timeout for s in service.live_sessions()] == [timeout]
+    clock.advance(minutes=24 * 60 - 1)
+    assert len(service.live_sessions()) == 1
+    clock.advance(minutes=1)
+    assert service.live_sessions() == ()  # the container stops at 24 h whatever the timeout

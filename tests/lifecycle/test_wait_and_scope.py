@@ -227,6 +227,27 @@ def test_not_ready_in_time_is_cancelled_before_the_block_runs() -> None:
     assert scope.closed == Success("cancelled")
 
 
+def test_not_ready_says_its_session_was_cancelled_not_to_cancel_it() -> None:
+    """The scope has cancelled the session: its failure must not advise to do that again."""
+    service, time = FakeService(ready_after_polls=None), FakeTime()
+    with _scope(_client(service), time, ready_timeout=3) as started:
+        error = started.failure()
+    assert isinstance(error, NotReady)
+    assert error.cancelled
+    assert "the session was cancelled, so it is no longer billing" in str(error)
+    assert "cancel it" not in str(error)
+
+
+def test_not_ready_whose_cancel_failed_still_says_to_cancel_it() -> None:
+    service, time = FakeService(ready_after_polls=None), FakeTime()
+    service.answer_next("cancel", 500, times=10)
+    with _scope(_client(service), time, ready_timeout=3) as started:
+        error = started.failure()
+    assert isinstance(error, NotReady)
+    assert not error.cancelled
+    assert "cancel it if you no longer need it" in str(error)
+
+
 def test_early_cancel_400_counts_as_closed() -> None:
     service = FakeService(early_cancel_fails=True, ready_after_polls=None)
     scope = _client(service).session(BODY, wait=False)

@@ -52,3 +52,43 @@ def start_fake_server(*extra: str) -> tuple[subprocess.Popen[str], str]:
     base_url = process.stdout.readline().strip()
     assert base_url.startswith("http://127.0.0.1:"), base_url
     return process, base_url
+
+
+def run_cli_on_terminal(
+    *args: str, key: str | None, columns: int = 80, extra_env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """``cdsessions ARGS`` with stdout and stderr on a pseudo-terminal ``columns`` wide, as in
+    an interactive shell: its exit code and all it showed (line ends as the terminal sends
+    them, ``\\r\\n``, turned back into ``\\n``). ``COLUMNS`` is unset unless given, so the width
+    is the terminal's own."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = {k: v for k, v in cli_env(key).items() if k not in ("COLUMNS", "LINES")}
+    env.update(extra_env or {})
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cdsessions", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            shown += chunk
+        code = process.wait(timeout=60)
+    finally:
+        os.close(controller)
+    return code, shown.decode().replace("\r\n", "\n")

@@ -71,6 +71,12 @@ class Face:
     def extend(self, *args: Any, **kwargs: Any) -> Result[Any, ApiError]:
         return self._call("extend", *args, **kwargs)
 
+    def machine(self, *args: Any, **kwargs: Any) -> Result[Any, ApiError]:
+        return self._call("machine", *args, **kwargs)
+
+    def machines(self, *args: Any, **kwargs: Any) -> Result[Any, ApiError]:
+        return self._call("machines", *args, **kwargs)
+
     def wait_until_ready(self, *args: Any, **kwargs: Any) -> Result[Any, ApiError]:
         return self._call("wait_until_ready", *args, **kwargs)
 

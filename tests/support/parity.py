@@ -23,6 +23,7 @@ from cdsessions.models import (
     GPUEventModel,
     GPUProviderType,
     HTTPValidationError,
+    Machine,
     MachineGPU,
     Session,
     ValidationError,
@@ -50,7 +51,8 @@ CLAIMS: Final[Mapping[str, Mapping[str, type]]] = {
         "CreateSessionResponse": CreateSessionResponse,
         "DeleteSessionResponse": DeleteSessionResponse,
         "IncreaseTimeoutResponse": ExtendSessionResponse,
-        "GpuPricing": PriceTable,  # a map, not a Struct: compared as a whole (see below)
+        "GpuPricing": PriceTable,
+        "Machine": Machine,  # a map, not a Struct: compared as a whole (see below)
         "HTTPValidationError": HTTPValidationError,
         "ValidationError": ValidationError,
         "MachineGPU": MachineGPU,

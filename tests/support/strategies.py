@@ -40,6 +40,7 @@ __all__ = [
     "broken_payloads",
     "differences",
     "differs",
+    "fake_differences",
     "json_type",
     "json_values",
     "known_field_names",
@@ -47,6 +48,7 @@ __all__ = [
     "operation_differences",
     "problems",
     "same_instant",
+    "schemathesis_differences",
     "values",
     "with_unknown_enum_values",
     "with_unknown_fields",
@@ -206,6 +208,16 @@ def differences() -> Mapping[tuple[str, str, str | None, str], Difference]:
 def operation_differences() -> tuple[Mapping[str, Any], ...]:
     """Request-side differences: parameters the client adds or omits, inputs it rejects."""
     return tuple(_differences_document()["operations"])
+
+
+def fake_differences() -> tuple[Mapping[str, Any], ...]:
+    """Where the fake still answers differently from the live server, each with its reason."""
+    return tuple(_differences_document().get("fake", ()))
+
+
+def schemathesis_differences() -> tuple[Mapping[str, Any], ...]:
+    """The schemathesis checks whose findings are the live server's own behaviour."""
+    return tuple(_differences_document().get("schemathesis", ()))
 
 
 def differs(contract: str, schema: str | None, field: str | None, aspect: str) -> bool:
