@@ -126,6 +126,17 @@ def _with(args: argparse.Namespace) -> int:
             return run_command(command, environment)
 
 
+def _in_the_terminals_foreground() -> bool:
+    """Whether this process is in its terminal's foreground group, where a Ctrl-C reaches the
+    command (same group) straight from the terminal; a second copy from us would be one too
+    many. A SIGINT sent to this process alone (``kill -INT``, no terminal) is passed on."""
+    try:
+        with open("/dev/tty", "rb", buffering=0) as tty:
+            return os.tcgetpgrp(tty.fileno()) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def run_command(command: list[str], environment: dict[str, str]) -> int:
     """Run ``command`` to its end with SIGINT and SIGTERM passed on to it; its exit status, as
     a shell gives it (128 + N for a command a signal N ended; 127 or 126 for one that cannot
@@ -138,7 +149,11 @@ def run_command(command: list[str], environment: dict[str, str]) -> int:
         err(escape(f"{PROG}: with: {command[0]}: {why}"))
         return NOT_FOUND_EXIT if cannot else CANNOT_RUN_EXIT
 
+    from_terminal = _in_the_terminals_foreground()
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and from_terminal:
+            return  # Ctrl-C signals the whole foreground group: the command has it already
         with contextlib.suppress(ProcessLookupError):  # it has just ended
             child.send_signal(signum)
 

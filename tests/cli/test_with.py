@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,6 +141,72 @@ def test_sigint_and_sigterm_go_to_the_command_then_the_session_is_cancelled(
             process.wait()
     assert process.returncode == 7, stderr  # the command's own status
     assert got.read_text() == str(int(sent))  # the command got the signal
+    assert service.live_sessions() == ()
+
+
+def _on_its_own_terminal(terminal: int) -> None:
+    """In the child: a session of its own with ``terminal`` as its controlling terminal, so
+    its process group is the terminal's foreground group (an interactive shell's job)."""
+    import fcntl
+    import termios
+
+    default_sigint()
+    os.setsid()
+    fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)
+
+
+def _lines_in(path: Path, count: int) -> Callable[[], bool]:
+    return lambda: path.exists() and path.read_text().count("\n") == count
+
+
+def test_ctrl_c_on_a_terminal_reaches_the_command_once(
+    fake: tuple[FakeService, ManualClock, str], tmp_path: Path
+) -> None:
+    """The terminal signals the whole foreground group, the command included: passing the
+    SIGINT on as well would give it two (a second Ctrl-C, for a program that cleans up)."""
+    import pty
+
+    service, _, base_url = fake
+    ready, got = tmp_path / "ready", tmp_path / "got"
+    # The command takes each SIGINT off the queue as it comes (sigwaitinfo in a loop): a copy
+    # sent by cdsessions after the terminal's own shows as a second one, with a sender's pid.
+    # The two can arrive close enough to merge into one, so Ctrl-C is typed three times.
+    code = (
+        "import signal, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])\n"
+        "open(sys.argv[1], 'w').write('ready')\n"
+        "for _ in range(ROUNDS):\n"
+        "    first = signal.sigtimedwait([signal.SIGINT], 30)\n"
+        "    senders = [] if first is None else [first.si_pid]\n"
+        "    while (more := signal.sigtimedwait([signal.SIGINT], 0.5)) is not None:\n"
+        "        senders.append(more.si_pid)\n"
+        "    open(sys.argv[2], 'a').write(' '.join(map(str, senders)) + '\\n')\n"
+        "sys.exit(7)\n"
+    ).replace("ROUNDS", str(rounds := 3))
+    controller, terminal = pty.openpty()
+    argv = _with(base_url, service.DEFAULT_MACHINE_ID, *_python(code), str(ready), str(got))
+    process = subprocess.Popen(
+        argv,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=cli_env(KEY),
+        preexec_fn=lambda: _on_its_own_terminal(terminal),
+    )
+    try:
+        assert wait_until(ready.exists, seconds=30)
+        for typed in range(rounds):
+            os.write(controller, b"\x03")  # Ctrl-C, as typed
+            assert wait_until(_lines_in(got, typed + 1), seconds=30)  # taken, with any copy
+        assert process.wait(timeout=30) == 7
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(terminal)
+        os.close(controller)
+    # One SIGINT each time: the terminal's own (sent by the kernel: pid 0).
+    assert got.read_text().splitlines() == ["0"] * rounds
     assert service.live_sessions() == ()
 
 
