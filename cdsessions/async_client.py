@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.comfy import AsyncComfyUI
     from cdsessions.leases import AsyncLease
 
 __all__ = ["AsyncSessionsClient"]
@@ -291,6 +292,14 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             lease=lease,
             on_lease_end=on_lease_end,
         )
+
+    def comfy(self, session: object) -> AsyncComfyUI:
+        """The ComfyUI of ``session`` (a :class:`Session` or create response with its ``url``,
+        or the URL itself): queue workflows, read history, move files. The URL is a secret and
+        the API key is never sent to it."""
+        from cdsessions.comfy import AsyncComfyUI
+
+        return AsyncComfyUI(self, session)
 
     def lease(
         self,

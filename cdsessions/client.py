@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.comfy import ComfyUI
     from cdsessions.leases import Lease
     from cdsessions.lifecycle import OnPoll, SessionScope
 
@@ -321,6 +322,14 @@ class SessionsClient(ClientBase[Transport, Clock]):
             lease=lease,
             on_lease_end=on_lease_end,
         )
+
+    def comfy(self, session: object) -> ComfyUI:
+        """The ComfyUI of ``session`` (a :class:`Session` or create response with its ``url``,
+        or the URL itself): queue workflows, read history, move files. The URL is a secret and
+        the API key is never sent to it."""
+        from cdsessions.comfy import ComfyUI
+
+        return ComfyUI(self, session)
 
     def lease(
         self,
