@@ -66,6 +66,8 @@ PROPERTY_MODULES = (
     "tests/test_ledger.py",
     "tests/core/test_sse.py",
     "tests/contracts/test_logs_contract.py",
+    "tests/contracts/test_comfy_contract.py",
+    "tests/core/test_comfy.py",
 )
 
 
