@@ -9,6 +9,7 @@ releases, and unknown ones are ignored.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -22,6 +23,8 @@ __all__ = [
     "PromptAnswer",
     "PromptQueued",
     "PromptRejected",
+    "RunOutput",
+    "RunResult",
 ]
 
 #: Where a file lives on the ComfyUI server (its ``folder_paths`` directories).
@@ -77,11 +80,41 @@ class ComfyHistory(msgspec.Struct, frozen=True):
     outputs: tuple[tuple[str, tuple[ComfyFile, ...]], ...] = ()
     #: Text outputs (a node's ``"text"`` list), node id → its strings.
     texts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The nodes an ``execution_error`` in the status messages names (a failed run).
+    failed_nodes: tuple[NodeError, ...] = ()
 
     @property
     def files(self) -> tuple[ComfyFile, ...]:
         """Every output file, node by node."""
         return tuple(file for _, files in self.outputs for file in files)
+
+
+class RunOutput(msgspec.Struct, frozen=True):
+    """One file a run brought home: where it is now, its size, and what ComfyUI called it."""
+
+    path: Path
+    size: int
+    node_id: str
+    remote: ComfyFile
+
+
+class RunResult(msgspec.Struct, frozen=True):
+    """What a run produced: the files written under ``outputs_to`` (in ComfyUI's order), the
+    text outputs, the prompt id, and how long it took (``seconds``, from the first upload to
+    the last byte written, on the client's clock)."""
+
+    prompt_id: str
+    outputs: tuple[RunOutput, ...]
+    texts: tuple[tuple[str, tuple[str, ...]], ...]
+    seconds: float
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(output.path for output in self.outputs)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(output.size for output in self.outputs)
 
 
 class ComfyQueue(msgspec.Struct, frozen=True):

@@ -19,7 +19,7 @@ from returns.result import Failure, Result, Success
 
 from cdsessions._core.calls import MAX_OBJECT_BYTES, CallSteps, ClientCore
 from cdsessions._core.decoding import decode, error_from
-from cdsessions._core.retry import OperationKind
+from cdsessions._core.retry import OperationKind, RetryPolicy
 from cdsessions._core.servers import refuse_plain_http, resolve_server
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.comfy_models import (
@@ -348,6 +348,7 @@ def decode_history(prompt_id: str) -> Any:
             if parsed[1]:
                 found_texts.append((str(node_id), parsed[1]))
         status_str = status.get("status_str")
+        messages = status.get("messages")
         return Success(
             ComfyHistory(
                 prompt_id,
@@ -356,10 +357,36 @@ def decode_history(prompt_id: str) -> Any:
                 status=status_str if isinstance(status_str, str) else None,
                 outputs=tuple(found_files),
                 texts=tuple(found_texts),
+                failed_nodes=_failed_nodes(messages),
             )
         )
 
     return decode_it
+
+
+def _failed_nodes(messages: object) -> tuple[NodeError, ...]:
+    """The nodes an ``execution_error`` message names (``[event, {node_id, node_type,
+    exception_message}]`` in the history's status messages)."""
+    if not isinstance(messages, list):
+        return ()
+    found = []
+    for message in messages:
+        if not (isinstance(message, list) and len(message) == 2 and isinstance(message[1], dict)):
+            continue
+        event, data = message
+        if event != "execution_error":
+            continue
+        node_id, node_type, text = (
+            data.get(k) for k in ("node_id", "node_type", "exception_message")
+        )
+        found.append(
+            NodeError(
+                str(node_id) if isinstance(node_id, str | int) else "?",
+                node_type if isinstance(node_type, str) else "",
+                (text[:300],) if isinstance(text, str) else (),
+            )
+        )
+    return tuple(found)
 
 
 def _ids(items: object) -> tuple[str, ...] | None:
@@ -450,6 +477,35 @@ def decode_empty(response: HttpResponse, operation: str) -> Result[None, ApiErro
 # -- the call steps ---------------------------------------------------------------------
 
 
+def prepare(
+    core: ClientCore,
+    url: object,
+    built: Result[HttpRequest, InvalidRequest],
+    timeout: object = None,
+    max_bytes: int | None = None,
+) -> Result[tuple[HttpRequest, RetryPolicy], InvalidRequest]:
+    """The request as it goes to the session's ``url`` (timeout and cap set), and the retry
+    policy: the client's settings, this base URL, and no API key."""
+    if not isinstance(built, Success):
+        return Failure(built.failure())
+    request = built.unwrap()
+    base = comfy_url(url, request.operation)
+    if not isinstance(base, Success):
+        return Failure(base.failure())
+    settings = core.settings(request.operation, timeout, None, max_bytes or MAX_OBJECT_BYTES)
+    if not isinstance(settings, Success):
+        return Failure(settings.failure())
+    chosen_timeout, policy, limit = settings.unwrap()
+    request = msgspec.structs.replace(
+        request,
+        base_url=base.unwrap(),
+        headers=_ACCEPT + request.headers,
+        timeout=chosen_timeout,
+        max_response_bytes=max_bytes or limit,
+    )
+    return Success((request, policy))
+
+
 def comfy_call(
     core: ClientCore,
     url: object,
@@ -462,20 +518,13 @@ def comfy_call(
 ) -> CallSteps[Any]:
     """One ComfyUI call on the session's ``url``: the client's timeout and retry settings and
     observers, but its own base URL and no API key (see the module doc)."""
-    if not isinstance(built, Success):
-        return Failure(built.failure())
-    request = built.unwrap()
-    base = comfy_url(url, request.operation)
-    if not isinstance(base, Success):
-        return Failure(base.failure())
-    settings = core.settings(request.operation, timeout, None, max_bytes or MAX_OBJECT_BYTES)
-    if not isinstance(settings, Success):
-        return Failure(settings.failure())
-    chosen_timeout, policy, limit = settings.unwrap()
-    request = msgspec.structs.replace(
-        request, base_url=base.unwrap(), headers=_ACCEPT + request.headers
+    prepared = prepare(core, url, built, timeout, max_bytes)
+    if not isinstance(prepared, Success):
+        return Failure(prepared.failure())
+    request, policy = prepared.unwrap()
+    sent = yield from core.exchange(
+        request, kind, policy, request.timeout, request.max_response_bytes
     )
-    sent = yield from core.exchange(request, kind, policy, chosen_timeout, max_bytes or limit)
     if not isinstance(sent, Success):
         return Failure(sent.failure())
     result: Result[Any, ApiError] = decoder(sent.unwrap(), request.operation)
@@ -486,8 +535,8 @@ class ComfySteps:
     """The steps of every ComfyUI call on one session's URL, for both clients to drive."""
 
     def __init__(self, core: ClientCore, url: object) -> None:
-        self._core = core
-        self._url = url  # a secret: never in a repr or a message
+        self.core = core
+        self.url = url  # a secret: never in a repr or a message
 
     def __repr__(self) -> str:
         return "ComfySteps(url=<redacted url>)"
@@ -501,7 +550,7 @@ class ComfySteps:
         max_bytes: int | None = None,
     ) -> CallSteps[Any]:
         return comfy_call(
-            self._core, self._url, built, decoder, kind=kind, timeout=timeout, max_bytes=max_bytes
+            self.core, self.url, built, decoder, kind=kind, timeout=timeout, max_bytes=max_bytes
         )
 
     def prompt(self, workflow: object, timeout: object = None) -> CallSteps[PromptAnswer]:
