@@ -68,6 +68,7 @@ PROPERTY_MODULES = (
     "tests/contracts/test_logs_contract.py",
     "tests/contracts/test_comfy_contract.py",
     "tests/core/test_comfy.py",
+    "tests/core/test_comfy_run.py",
 )
 
 

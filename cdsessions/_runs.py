@@ -49,10 +49,11 @@ def read_inputs(
         list(inputs.items()) if isinstance(inputs, Mapping) else [(Path(p).name, p) for p in inputs]
     )
     read: list[tuple[str, bytes]] = []
-    for name, path in pairs:
-        checked = check_name(name, "inputs", OPERATION)
-        if not isinstance(checked, Success) or "/" in name or "\\" in name:
-            return _refused("inputs", f"{name!r:.60} is not a bare file name")
+    for given, path in pairs:
+        checked = check_name(given, "inputs", OPERATION)
+        name = checked.value_or("/")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            return _refused("inputs", f"{given!r:.60} is not a bare file name")
         try:
             with open(path, "rb") as file:
                 data = file.read(MAX_INPUT_BYTES + 1)

@@ -23,7 +23,7 @@ from cdsessions._core.steps import Flow
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest
 from cdsessions.comfy_models import ComfyFile, ComfyHistory, PromptRejected, RunOutput, RunResult
-from cdsessions.errors import ApiError, InvalidRequest, RunFailed, RunTimedOut
+from cdsessions.errors import ApiError, DecodeFailed, InvalidRequest, RunFailed, RunTimedOut
 
 __all__ = [
     "Download",
@@ -42,6 +42,8 @@ _MAX_LOCAL: Final = 150
 #: Names Windows reserves whatever the extension (``CON.png`` opens the console).
 _DEVICES: Final = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$")
 _UNSAFE: Final = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')
+#: A download's limits: no overall deadline (a large file takes its time), but no long silence.
+_DOWNLOAD: Final = Timeout(connect=10.0, read=60.0, total=None)
 #: How long an interrupt may take when the run is being stopped (it must not hold Ctrl-C up).
 _INTERRUPT_TIMEOUT: Final = Timeout(connect=3.0, read=3.0, total=5.0)
 
@@ -154,23 +156,24 @@ def run_flow(
     if entry.status == "error" or entry.failed_nodes:
         problem = "ComfyUI failed running the workflow"
         return Failure(RunFailed(OPERATION, problem, entry.failed_nodes, prompt_id))
-    outputs: list[RunOutput] = []
+    # Every request is built before the first download: a file ComfyUI names that cannot be
+    # asked for fails the run before anything is written, not half way through.
+    planned: list[tuple[str, ComfyFile, HttpRequest]] = []
     for node_id, files in entry.outputs:
         for file in files:
-            built = prepare(
-                comfy.core,
-                comfy.url,
-                build_view(file),
-                Timeout(connect=10.0, read=60.0, total=None),  # a large file takes its time
-                plan.max_file_bytes,
-            )
+            built = prepare(comfy.core, comfy.url, build_view(file), _DOWNLOAD, plan.max_file_bytes)
             if not isinstance(built, Success):
-                return Failure(built.failure())
-            got: Downloaded = yield Download(built.unwrap()[0], local_name(file))
-            if not isinstance(got, Success):
-                return Failure(got.failure())
-            path, size = got.unwrap()
-            outputs.append(RunOutput(path, size, node_id, file))
+                where = f"$.{prompt_id}.outputs.{node_id}"
+                problem = f"names a file that cannot be requested: {built.failure().problem}"
+                return Failure(DecodeFailed(OPERATION, 200, where, problem))
+            planned.append((node_id, file, built.unwrap()[0]))
+    outputs: list[RunOutput] = []
+    for node_id, file, request in planned:
+        got: Downloaded = yield Download(request, local_name(file))
+        if not isinstance(got, Success):
+            return Failure(got.failure())
+        path, size = got.unwrap()
+        outputs.append(RunOutput(path, size, node_id, file))
     seconds = clock.monotonic() - started
     return Success(RunResult(prompt_id, tuple(outputs), entry.texts, seconds))
 
