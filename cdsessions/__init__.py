@@ -59,6 +59,8 @@ if TYPE_CHECKING:
         NodeError,
         PromptQueued,
         PromptRejected,
+        RunOutput,
+        RunResult,
     )
     from cdsessions.leases import AsyncLease, Lease, LeaseState
     from cdsessions.ledger import Ledger, LedgerProblem
@@ -104,6 +106,8 @@ __all__ = [
     "PromptRejected",
     "RetryPolicy",
     "RunFailed",
+    "RunOutput",
+    "RunResult",
     "RunTimedOut",
     "Session",
     "SessionGone",
@@ -127,6 +131,8 @@ _COMFY_MODELS = frozenset(
         "NodeError",
         "PromptQueued",
         "PromptRejected",
+        "RunOutput",
+        "RunResult",
     }
 )
 

@@ -34,7 +34,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["FakeComfyUI", "serve_comfyui"]
+__all__ = ["COMFY_PREFIX", "FakeComfyUI", "serve_comfyui"]
+
+#: Where the fake server serves each session's ComfyUI: ``/comfy/<the session's tunnel host>``.
+COMFY_PREFIX: Final = "/comfy"
 
 Answer = tuple[int, tuple[tuple[str, str], ...], bytes]
 _JSON: Final = (("Content-Type", "application/json"),)

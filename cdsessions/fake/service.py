@@ -100,6 +100,7 @@ from cdsessions.fake._validation import (
     validate_extend,
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.fake.comfyui import COMFY_PREFIX, FakeComfyUI
 from cdsessions.fake.logs import FakeLogs
 from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
 from cdsessions.transports._fork import register as register_for_fork
@@ -263,6 +264,12 @@ class FakeService:
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
         self._logs = FakeLogs()  # each session's log lines (cdsessions/fake/logs.py)
+        #: Where sessions' ComfyUI is served over HTTP (the fake server sets it to its own
+        #: address): their urls are then ``<this>/comfy/fake-<label>.r5.modal.localhost``, a
+        #: loopback URL a client can reach, keeping the tunnel's name (and secrecy). None: the
+        #: urls are ``https://fake-<label>.r5.modal.localhost``, which nothing serves.
+        self.comfy_base_url: str | None = None
+        self._comfyuis: dict[str, FakeComfyUI] = {}
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -308,6 +315,29 @@ class FakeService:
         with self._lock:
             self._ready_after_polls = None
             self._ready_after = None
+
+    def _session_url(self, label: str) -> str:
+        host = f"fake-{label}.r5.modal.localhost"
+        base = self.comfy_base_url
+        return f"https://{host}" if base is None else f"{base}{COMFY_PREFIX}/{host}"
+
+    def comfyui(self, session_id: str) -> FakeComfyUI | None:
+        """The ComfyUI of a live session (made on first use), to script or look into; None for
+        no such live session."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            return self._comfyuis.setdefault(session_id, FakeComfyUI())
+
+    def comfyui_at(self, host: str) -> FakeComfyUI | None:
+        """The ComfyUI a request to ``<comfy_base_url>/comfy/<host>`` reaches: that of the live,
+        ready session whose url names ``host``; None (a 404) for any other."""
+        with self._lock:
+            for session in self._sessions.values():
+                if session.ready and session.url.endswith(f"{COMFY_PREFIX}/{host}"):
+                    return self._comfyuis.setdefault(session.session_id, FakeComfyUI())
+            return None
 
     def end_session(self, session_id: str) -> bool:
         """End a session now, as a server-side timeout or a kill would: afterwards get,
@@ -562,7 +592,7 @@ class FakeService:
             # The seed contract's Session.url is a required string, so in seed shapes a
             # session is ready (has its url) from the start.
             ready=parsed.wait_for_server or self.seed_shapes,
-            url=f"https://fake-{label}.r5.modal.localhost",
+            url=self._session_url(label),
         )
         self._sessions[session.session_id] = session
         self._logs.opened(session.session_id, account, now)
