@@ -270,6 +270,9 @@ class FakeService:
         #: urls are ``https://fake-<label>.r5.modal.localhost``, which nothing serves.
         self.comfy_base_url: str | None = None
         self._comfyuis: dict[str, FakeComfyUI] = {}
+        #: Makes each session's ComfyUI (on first use): replace it to script every session's,
+        #: e.g. ``fake.new_comfyui = lambda: FakeComfyUI(polls_before_done=3)``.
+        self.new_comfyui: Callable[[], FakeComfyUI] = FakeComfyUI
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -328,7 +331,13 @@ class FakeService:
             session = self._sessions.get(session_id)
             if session is None:
                 return None
-            return self._comfyuis.setdefault(session_id, FakeComfyUI())
+            return self._comfyui_of(session_id)
+
+    def _comfyui_of(self, session_id: str) -> FakeComfyUI:
+        found = self._comfyuis.get(session_id)
+        if found is None:
+            found = self._comfyuis[session_id] = self.new_comfyui()
+        return found
 
     def comfyui_at(self, host: str) -> FakeComfyUI | None:
         """The ComfyUI a request to ``<comfy_base_url>/comfy/<host>`` reaches: that of the live,
@@ -336,7 +345,7 @@ class FakeService:
         with self._lock:
             for session in self._sessions.values():
                 if session.ready and session.url.endswith(f"{COMFY_PREFIX}/{host}"):
-                    return self._comfyuis.setdefault(session.session_id, FakeComfyUI())
+                    return self._comfyui_of(session.session_id)
             return None
 
     def end_session(self, session_id: str) -> bool:
