@@ -15,7 +15,8 @@ from cdsessions.testing import expect_success
 from cdsessions.transports import CassetteTransport
 
 KEY = "cds_live_abcdefghijklmnop"
-RECORDED = Path(__file__).resolve().parents[2] / "cassettes" / "comfy_run.yaml"
+# In its own folder: cassettes/*.yaml are the session API scenarios (test_cassette_recordings).
+RECORDED = Path(__file__).resolve().parents[2] / "cassettes" / "comfyui" / "run.yaml"
 #: Any session url: a cassette is matched by path, whatever the base URL.
 ELSEWHERE = "https://ta-01jreplayed.r5.modal.host"
 WORKFLOW = {
