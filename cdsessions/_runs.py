@@ -13,18 +13,37 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final
 
+import msgspec
 from returns.result import Failure, Result, Success
 
-from cdsessions._core.comfy import check_name
-from cdsessions._core.comfy_run import OPERATION, Download, Downloaded, numbered
+from cdsessions._core.calls import ClientCore
+from cdsessions._core.comfy import ComfySteps, check_name
+from cdsessions._core.comfy_run import (
+    OPERATION,
+    Download,
+    Downloaded,
+    numbered,
+    run_flow,
+    run_plan,
+)
 from cdsessions._core.decoding import error_from
 from cdsessions._core.logs import Piece
-from cdsessions._core.wire import HttpResponse
-from cdsessions.errors import InvalidRequest, TransportFailed
+from cdsessions._core.steps import Flow
+from cdsessions._core.wire import HttpRequest, HttpResponse
+from cdsessions.comfy import session_url
+from cdsessions.comfy_models import RunResult
+from cdsessions.errors import ApiError, InvalidRequest, TransportFailed
 
-__all__ = ["MAX_INPUT_BYTES", "outputs_dir", "read_inputs", "write_download"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "DownloadWriter",
+    "outputs_dir",
+    "prepare_run",
+    "read_inputs",
+    "write_download",
+]
 
 #: The largest input file read (it is uploaded whole).
 MAX_INPUT_BYTES: Final = 512 * 1024 * 1024
@@ -81,39 +100,87 @@ def outputs_dir(outputs_to: object) -> Result[Path, InvalidRequest]:
     return Success(directory)
 
 
+class DownloadWriter:
+    """Writes one download's pieces (head, then body bytes) to a hidden temporary file in the
+    directory, then gives it its name; both clients feed it (the blocking one from
+    ``transport.stream``, the asyncio one from ``astream``), so the rules live here once.
+    Use as a context manager: the temporary file goes whatever happens."""
+
+    def __init__(self, directory: Path, action: Download) -> None:
+        self._directory = directory
+        self._action = action
+        self._temporary = directory / f".{uuid.uuid4().hex}.part"
+        self._file: BinaryIO | None = None
+        self._head: HttpResponse | None = None
+        self._error_body = b""
+        self._size = 0
+        self._failed: Downloaded | None = None
+
+    def __enter__(self) -> DownloadWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self._temporary.unlink()
+
+    def take(self, piece: Piece) -> bool:
+        """Take one piece; False once the download has failed (stop feeding it)."""
+        if self._failed is not None:
+            return False
+        if not isinstance(piece, Success):
+            self._failed = Failure(piece.failure())
+            return False
+        part = piece.unwrap()
+        if isinstance(part, HttpResponse):
+            self._head = part
+        elif self._head is not None and not 200 <= self._head.status < 300:
+            self._error_body = (self._error_body + part)[:_ERROR_BODY]
+        else:
+            try:
+                if self._file is None:
+                    self._file = open(self._temporary, "xb")  # noqa: SIM115 (closed on exit)
+                self._file.write(part)
+            except OSError as error:
+                self._failed = Failure(self._write_failed(error))
+                return False
+            self._size += len(part)
+        return True
+
+    def finish(self) -> Downloaded:
+        """The file's path and size once every piece was taken, or why not."""
+        operation = self._action.request.operation
+        if self._failed is not None:
+            return self._failed
+        head = self._head
+        if head is None:
+            return Failure(TransportFailed(operation, "broken", "no response", sent=True))
+        if not 200 <= head.status < 300:
+            failed = HttpResponse(head.status, head.headers, self._error_body, head.reason)
+            return Failure(error_from(failed, operation))
+        try:
+            if self._file is None:  # an empty file
+                self._file = open(self._temporary, "xb")  # noqa: SIM115 (closed on exit)
+            self._file.close()
+            linked = _link(self._temporary, self._directory, self._action.name)
+        except OSError as error:
+            return Failure(self._write_failed(error))
+        size = self._size
+        return linked.map(lambda path: (path, size))
+
+    def _write_failed(self, error: OSError) -> TransportFailed:
+        problem = f"could not write the file: {type(error).__name__}"
+        return TransportFailed(self._action.request.operation, "broken", problem, sent=True)
+
+
 def write_download(pieces: Iterable[Piece], directory: Path, action: Download) -> Downloaded:
     """Stream ``pieces`` (head, then body bytes) to a new file under ``directory``."""
-    operation = action.request.operation
-    temporary = directory / f".{uuid.uuid4().hex}.part"
-    size = 0
-    try:
-        with open(temporary, "xb") as file:
-            head: HttpResponse | None = None
-            error_body = b""
-            for piece in pieces:
-                if not isinstance(piece, Success):
-                    return Failure(piece.failure())
-                part = piece.unwrap()
-                if isinstance(part, HttpResponse):
-                    head = part
-                elif head is not None and not 200 <= head.status < 300:
-                    error_body = (error_body + part)[:_ERROR_BODY]
-                else:
-                    file.write(part)
-                    size += len(part)
-            if head is None:
-                failure = TransportFailed(operation, "broken", "no response", sent=True)
-                return Failure(failure)
-            if not 200 <= head.status < 300:
-                failed = HttpResponse(head.status, head.headers, error_body, head.reason)
-                return Failure(error_from(failed, operation))
-        return _link(temporary, directory, action.name).map(lambda path: (path, size))
-    except OSError as error:
-        problem = f"could not write the file: {type(error).__name__}"
-        return Failure(TransportFailed(operation, "broken", problem, sent=True))
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+    with DownloadWriter(directory, action) as writer:
+        for piece in pieces:
+            if not writer.take(piece):
+                break
+        return writer.finish()
 
 
 def _link(temporary: Path, directory: Path, name: str) -> Result[Path, InvalidRequest]:
@@ -126,3 +193,29 @@ def _link(temporary: Path, directory: Path, name: str) -> Result[Path, InvalidRe
             continue
         return Success(final)
     return _refused("outputs_to", f"{_MAX_CLASHES} files named like {name!r:.60} already exist")
+
+
+def prepare_run(
+    core: ClientCore,
+    session: object,
+    workflow: object,
+    outputs_to: object,
+    inputs: Any,
+    timeout: object,
+    poll_every: object,
+    max_file_bytes: object,
+) -> Result[tuple[Flow[HttpRequest | Download, Result[RunResult, ApiError]], Path], InvalidRequest]:
+    """A run's steps and its output directory, once everything was checked (the workflow, the
+    settings, the output directory, the input files read): both clients' ``run`` start here."""
+    plan = run_plan(workflow, timeout, poll_every, max_file_bytes)
+    directory = outputs_dir(outputs_to)
+    uploads = read_inputs(inputs)
+    if not isinstance(plan, Success):
+        return Failure(plan.failure())
+    if not isinstance(directory, Success):
+        return Failure(directory.failure())
+    if not isinstance(uploads, Success):
+        return Failure(uploads.failure())
+    checked = msgspec.structs.replace(plan.unwrap(), uploads=uploads.unwrap())
+    flow = run_flow(ComfySteps(core, session_url(session)), core.clock, checked)
+    return Success((flow, directory.unwrap()))

@@ -357,25 +357,19 @@ class SessionsClient(ClientBase[Transport, Clock]):
         inputs, a bad workflow) is refused before anything is sent. The session is not
         cancelled here: a session scope does that."""
         from cdsessions import _runs
-        from cdsessions._core.comfy import ComfySteps
-        from cdsessions._core.comfy_run import Download, run_flow, run_plan
-        from cdsessions.comfy import session_url
+        from cdsessions._core.comfy_run import Download
 
-        plan = run_plan(workflow, timeout, poll_every, max_file_bytes)
-        directory = _runs.outputs_dir(outputs_to)
-        uploads = _runs.read_inputs(inputs)
-        for checked in (plan, directory, uploads):
-            if not isinstance(checked, Success):
-                return Failure(checked.failure())
-        plan = plan.map(lambda p: msgspec.structs.replace(p, uploads=uploads.unwrap()))
-        flow = run_flow(
-            ComfySteps(self._core, session_url(session)), self._core.clock, plan.unwrap()
+        prepared = _runs.prepare_run(
+            self._core, session, workflow, outputs_to, inputs, timeout, poll_every, max_file_bytes
         )
+        if not isinstance(prepared, Success):
+            return Failure(prepared.failure())
+        flow, directory = prepared.unwrap()
         began = self._closes
 
         def act(action: Any) -> object:
             if isinstance(action, Download):
-                return self._download(action, directory.unwrap(), began)
+                return self._download(action, directory, began)
             return self._act(action, began)
 
         return drive(flow, act, self._core.clock.sleep)

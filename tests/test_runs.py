@@ -3,6 +3,7 @@ cdsessions/_runs.py): against the fake ComfyUI, and against hostile ones written
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cdsessions import SessionsClient
+from cdsessions import AsyncSessionsClient, SessionsClient
 from cdsessions.comfy_models import RunResult
 from cdsessions.errors import (
     DecodeFailed,
@@ -273,3 +274,53 @@ def test_the_api_key_never_reaches_comfyui(image: Path, tmp_path: Path) -> None:
     for request in seen:
         assert request.header("Authorization") is None
         assert KEY.encode() not in request.body
+
+
+# -- the asyncio client drives the same steps -----------------------------------------------
+
+
+def test_the_async_client_runs_and_brings_the_outputs_home(image: Path, tmp_path: Path) -> None:
+    async def run(url: str) -> RunResult:
+        async with AsyncSessionsClient(KEY, server="local", clock=ManualClock()) as client:
+            got = await client.run(url, COPY, inputs=[image], outputs_to=tmp_path / "out")
+            return expect_success(got)
+
+    with serve_comfyui(FakeComfyUI(polls_before_done=2)) as (_, url):
+        result = asyncio.run(run(url))
+    assert [p.read_bytes() for p in result.paths] == [IMAGE]
+    assert result.texts == (("4", ("hello",)),)
+
+
+def test_the_async_client_interrupts_a_late_run(image: Path, tmp_path: Path) -> None:
+    comfy = FakeComfyUI()
+    comfy.stall()
+
+    async def run(url: str) -> object:
+        async with AsyncSessionsClient(KEY, server="local", clock=ManualClock()) as client:
+            return await client.run(url, COPY, inputs=[image], outputs_to=tmp_path, timeout=10)
+
+    with serve_comfyui(comfy) as (_, url):
+        got = asyncio.run(run(url))
+    assert expect_failure(got, RunTimedOut).interrupted  # type: ignore[arg-type]
+    assert comfy.interrupts == 1
+
+
+def test_a_cancelled_async_run_interrupts_comfyui_first(image: Path, tmp_path: Path) -> None:
+    comfy = FakeComfyUI()
+    comfy.stall()
+
+    async def run(url: str) -> None:
+        async with AsyncSessionsClient(KEY, server="local") as client:
+            task = asyncio.ensure_future(
+                client.run(url, COPY, inputs=[image], outputs_to=tmp_path, poll_every=0.05)
+            )
+            while not any(r.startswith("GET /history/") for r in comfy.requests):
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    with serve_comfyui(comfy) as (_, url):
+        asyncio.run(run(url))
+    assert comfy.interrupts == 1
+    assert comfy.requests[-1] == "POST /interrupt"
