@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         PromptQueued,
         PromptRejected,
         RunOutput,
+        RunProgress,
         RunResult,
     )
     from cdsessions.leases import AsyncLease, Lease, LeaseState
@@ -107,6 +108,7 @@ __all__ = [
     "RetryPolicy",
     "RunFailed",
     "RunOutput",
+    "RunProgress",
     "RunResult",
     "RunTimedOut",
     "Session",
@@ -132,6 +134,7 @@ _COMFY_MODELS = frozenset(
         "PromptQueued",
         "PromptRejected",
         "RunOutput",
+        "RunProgress",
         "RunResult",
     }
 )

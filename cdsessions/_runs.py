@@ -204,10 +204,11 @@ def prepare_run(
     timeout: object,
     poll_every: object,
     max_file_bytes: object,
+    on_progress: Any = None,
 ) -> Result[tuple[Flow[HttpRequest | Download, Result[RunResult, ApiError]], Path], InvalidRequest]:
     """A run's steps and its output directory, once everything was checked (the workflow, the
     settings, the output directory, the input files read): both clients' ``run`` start here."""
-    plan = run_plan(workflow, timeout, poll_every, max_file_bytes)
+    plan = run_plan(workflow, timeout, poll_every, max_file_bytes, on_progress)
     directory = outputs_dir(outputs_to)
     uploads = read_inputs(inputs)
     if not isinstance(plan, Success):

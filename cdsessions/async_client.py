@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
     from cdsessions.comfy import AsyncComfyUI
-    from cdsessions.comfy_models import RunResult
+    from cdsessions.comfy_models import RunProgress, RunResult
     from cdsessions.leases import AsyncLease
 
 __all__ = ["AsyncSessionsClient"]
@@ -325,6 +325,7 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         timeout: float = 600.0,
         poll_every: float = 1.0,
         max_file_bytes: int = MAX_VIEW_BYTES,
+        on_progress: Callable[[RunProgress], None] | None = None,
     ) -> Result[RunResult, ApiError]:
         """:meth:`SessionsClient.run <cdsessions.SessionsClient.run>` for asyncio: the same
         steps; a cancelled task interrupts ComfyUI before the cancellation goes on."""
@@ -332,7 +333,15 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         from cdsessions._core.comfy_run import Download
 
         prepared = _runs.prepare_run(
-            self._core, session, workflow, outputs_to, inputs, timeout, poll_every, max_file_bytes
+            self._core,
+            session,
+            workflow,
+            outputs_to,
+            inputs,
+            timeout,
+            poll_every,
+            max_file_bytes,
+            on_progress,
         )
         if not isinstance(prepared, Success):
             return Failure(prepared.failure())

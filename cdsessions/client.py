@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
     from cdsessions.comfy import ComfyUI
-    from cdsessions.comfy_models import RunResult
+    from cdsessions.comfy_models import RunProgress, RunResult
     from cdsessions.leases import Lease
     from cdsessions.lifecycle import OnPoll, SessionScope
 
@@ -347,6 +347,7 @@ class SessionsClient(ClientBase[Transport, Clock]):
         timeout: float = 600.0,
         poll_every: float = 1.0,
         max_file_bytes: int = MAX_VIEW_BYTES,
+        on_progress: Callable[[RunProgress], None] | None = None,
     ) -> Result[RunResult, ApiError]:
         """Run an API-format ``workflow`` on ``session``'s ComfyUI and bring its outputs home:
         upload ``inputs``, queue, poll the history (every ``poll_every`` s, on the client's
@@ -355,12 +356,21 @@ class SessionsClient(ClientBase[Transport, Clock]):
         overwritten). Node errors are a :class:`RunFailed`; a late run is interrupted and is a
         :class:`RunTimedOut`; Ctrl-C interrupts ComfyUI before it goes on. Bad input (unreadable
         inputs, a bad workflow) is refused before anything is sent. The session is not
-        cancelled here: a session scope does that."""
+        cancelled here: a session scope does that. ``on_progress(RunProgress)`` is told of
+        each upload, history poll and download (it must not raise)."""
         from cdsessions import _runs
         from cdsessions._core.comfy_run import Download
 
         prepared = _runs.prepare_run(
-            self._core, session, workflow, outputs_to, inputs, timeout, poll_every, max_file_bytes
+            self._core,
+            session,
+            workflow,
+            outputs_to,
+            inputs,
+            timeout,
+            poll_every,
+            max_file_bytes,
+            on_progress,
         )
         if not isinstance(prepared, Success):
             return Failure(prepared.failure())

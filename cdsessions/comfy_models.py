@@ -24,6 +24,7 @@ __all__ = [
     "PromptQueued",
     "PromptRejected",
     "RunOutput",
+    "RunProgress",
     "RunResult",
 ]
 
@@ -96,6 +97,24 @@ class RunOutput(msgspec.Struct, frozen=True):
     size: int
     node_id: str
     remote: ComfyFile
+
+
+#: What a run is doing: uploading its inputs, queued (waiting for the history), downloading.
+RunStage: TypeAlias = Literal["uploading", "waiting", "downloading"]
+
+
+class RunProgress(msgspec.Struct, frozen=True):
+    """A run's progress, given to ``on_progress``: the stage, the prompt id once queued,
+    ``seconds`` since the run began (client clock), ``polls`` of the history so far, and the
+    file name (local) being uploaded or downloaded, with how many of how many."""
+
+    stage: RunStage
+    seconds: float
+    prompt_id: str | None = None
+    polls: int = 0
+    file: str | None = None
+    index: int = 0
+    count: int = 0
 
 
 class RunResult(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cdsessions import AsyncSessionsClient, SessionsClient
-from cdsessions.comfy_models import RunResult
+from cdsessions.comfy_models import RunProgress, RunResult
 from cdsessions.errors import (
     DecodeFailed,
     InvalidRequest,
@@ -52,11 +52,21 @@ def test_a_run_uploads_queues_waits_and_brings_the_outputs_home(
 ) -> None:
     clock = ManualClock()
     out = tmp_path / "out"
+    seen: list[RunProgress] = []
     with serve_comfyui(FakeComfyUI(polls_before_done=3)) as (comfy, url), _client(clock) as client:
         before = clock.monotonic()
         result = expect_success(
-            client.run(url, COPY, inputs=[image], outputs_to=out, poll_every=2.0)
+            client.run(
+                url, COPY, inputs=[image], outputs_to=out, poll_every=2.0, on_progress=seen.append
+            )
         )
+    stages = [(e.stage, e.polls, e.file, e.index, e.count) for e in seen]
+    assert stages == [
+        ("uploading", 0, "in.png", 1, 1),
+        *(("waiting", polls, None, 0, 0) for polls in range(4)),
+        ("downloading", 0, "out_00001_.png", 1, 1),
+    ]
+    assert [e.seconds for e in seen if e.stage == "waiting"] == [0.0, 2.0, 4.0, 6.0]
     assert isinstance(result, RunResult)
     assert [p.name for p in result.paths] == ["out_00001_.png"]
     assert result.paths[0].read_bytes() == IMAGE

@@ -18,7 +18,7 @@ from returns.result import Success
 from cdsessions import _runs
 from cdsessions._cli._failures import OK, USAGE, Fail, Failed, ok
 from cdsessions._cli._keyfile import client_for
-from cdsessions._cli._output import PROG, err, out
+from cdsessions._cli._output import PROG, end_progress, err, out, run_progress
 from cdsessions._cli._parser import Command, gpu, machine_id, seconds
 from cdsessions._cli.lease import _lease_options, _told
 from cdsessions._cli.sessions import send_create, wait_ready
@@ -135,9 +135,17 @@ def _ran(
     client: SessionsClient, session: Any, workflow: Any, args: argparse.Namespace
 ) -> RunResult:
     err(f"{PROG}: running {escape(Path(args.workflow).name)} on session {session.session_id}")
-    got = client.run(
-        session, workflow, inputs=args.input, outputs_to=args.out, timeout=args.run_timeout
-    )
+    try:
+        got = client.run(
+            session,
+            workflow,
+            inputs=args.input,
+            outputs_to=args.out,
+            timeout=args.run_timeout,
+            on_progress=run_progress(),
+        )
+    finally:
+        end_progress()
     result: RunResult = ok(got)
     return result
 

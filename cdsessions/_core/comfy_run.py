@@ -9,7 +9,7 @@ new file under ``outputs_to`` (never overwriting one) and answers with its path 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
@@ -22,7 +22,15 @@ from cdsessions._core.retry import Wait
 from cdsessions._core.steps import Flow
 from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest
-from cdsessions.comfy_models import ComfyFile, ComfyHistory, PromptRejected, RunOutput, RunResult
+from cdsessions.comfy_models import (
+    ComfyFile,
+    ComfyHistory,
+    PromptRejected,
+    RunOutput,
+    RunProgress,
+    RunResult,
+    RunStage,
+)
 from cdsessions.errors import ApiError, DecodeFailed, InvalidRequest, RunFailed, RunTimedOut
 
 __all__ = [
@@ -69,6 +77,8 @@ class RunPlan(msgspec.Struct, frozen=True):
     timeout: float = 600.0
     poll_every: float = 1.0
     max_file_bytes: int = MAX_VIEW_BYTES
+    #: Told of the run's progress (see :class:`RunProgress`); it must not raise.
+    on_progress: Callable[[RunProgress], None] | None = None
 
 
 def local_name(file: ComfyFile) -> str:
@@ -128,8 +138,14 @@ def run_flow(
     """The whole run (see the module doc). Stopped from outside (Ctrl-C, a cancelled task)
     while the workflow is queued or running, it interrupts ComfyUI, then lets the stop go on."""
     started = clock.monotonic()
+
+    def tell(stage: RunStage, **details: Any) -> None:
+        if plan.on_progress is not None:
+            plan.on_progress(RunProgress(stage, clock.monotonic() - started, **details))
+
     renamed: dict[str, str] = {}
-    for name, data in plan.uploads:
+    for index, (name, data) in enumerate(plan.uploads):
+        tell("uploading", file=name, index=index + 1, count=len(plan.uploads))
         uploaded = yield from comfy.upload(name, data)
         if not isinstance(uploaded, Success):
             return Failure(uploaded.failure())
@@ -144,7 +160,7 @@ def run_flow(
         return Failure(RunFailed(OPERATION, answer.error, answer.node_errors))
     prompt_id = answer.prompt_id
     try:
-        done = yield from _wait(comfy, clock, plan, prompt_id, started + plan.timeout)
+        done = yield from _wait(comfy, clock, plan, prompt_id, started + plan.timeout, tell)
     except GeneratorExit:  # closed unfinished: nothing may be yielded any more
         raise
     except BaseException:  # stopped from outside: ComfyUI must not go on using the GPU
@@ -168,8 +184,10 @@ def run_flow(
                 return Failure(DecodeFailed(OPERATION, 200, where, problem))
             planned.append((node_id, file, built.unwrap()[0]))
     outputs: list[RunOutput] = []
-    for node_id, file, request in planned:
-        got: Downloaded = yield Download(request, local_name(file))
+    for index, (node_id, file, request) in enumerate(planned):
+        name = local_name(file)
+        tell("downloading", prompt_id=prompt_id, file=name, index=index + 1, count=len(planned))
+        got: Downloaded = yield Download(request, name)
         if not isinstance(got, Success):
             return Failure(got.failure())
         path, size = got.unwrap()
@@ -179,11 +197,19 @@ def run_flow(
 
 
 def _wait(
-    comfy: ComfySteps, clock: Clock, plan: RunPlan, prompt_id: str, deadline: float
+    comfy: ComfySteps,
+    clock: Clock,
+    plan: RunPlan,
+    prompt_id: str,
+    deadline: float,
+    tell: Callable[..., None],
 ) -> Flow[HttpRequest, Result[ComfyHistory, ApiError]]:
     """Poll the history until the prompt is done; past ``deadline``, interrupt and say so."""
+    polls = 0
     while True:
+        tell("waiting", prompt_id=prompt_id, polls=polls)
         got = yield from comfy.history(prompt_id)
+        polls += 1
         if isinstance(got, Success) and got.unwrap().found and _finished(got.unwrap()):
             return got
         now = clock.monotonic()
@@ -211,7 +237,11 @@ def _number_problem(value: object, *, whole: bool = False) -> str | None:
 
 
 def run_plan(
-    workflow: object, timeout: object, poll_every: object, max_file_bytes: object
+    workflow: object,
+    timeout: object,
+    poll_every: object,
+    max_file_bytes: object,
+    on_progress: Callable[[RunProgress], None] | None = None,
 ) -> Result[RunPlan, InvalidRequest]:
     """The run's settings, checked (the workflow itself is checked by the prompt builder, and
     again here so that a bad one uploads nothing)."""
@@ -233,4 +263,7 @@ def run_plan(
     assert isinstance(timeout, int | float)
     assert isinstance(poll_every, int | float)
     assert isinstance(max_file_bytes, int)
-    return Success(RunPlan(workflow, (), float(timeout), float(poll_every), max_file_bytes))
+    if on_progress is not None and not callable(on_progress):
+        return Failure(InvalidRequest(OPERATION, "on_progress", "must be callable"))
+    plan = RunPlan(workflow, (), float(timeout), float(poll_every), max_file_bytes, on_progress)
+    return Success(plan)
