@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Never, TypeVar
 
 from returns.result import Failure, Result, Success
 
@@ -160,6 +160,10 @@ def cancel_until_closed(
     return drive(steps, _no_action, sleep)
 
 
+#: Why a scope's ``run`` is refused before its session is open and ready.
+_NOT_OPEN: Final = "the scope has no ready session (enter it with wait=True first)"
+
+
 class _Scope(Generic[ClientT, SleepT]):
     """What both scopes are: one constructor (so the two accept the same arguments), the steps
     they drive (:mod:`cdsessions._core.session_steps`), and what those steps have learnt."""
@@ -198,7 +202,7 @@ class _Scope(Generic[ClientT, SleepT]):
         self._sleep = sleep
         self._record = ScopeRecord()
         self._entered = False
-        #: The session the blocking scope opened (for ``run``), once entered.
+        #: The session the scope opened (for ``run``), once entered.
         self._opened: OpenSession | None = None
 
     @property
@@ -264,8 +268,7 @@ class SessionScope(_Scope["SessionsClient", Sleep]):
         when the scope has no ready session (not entered, failed, or ``wait=False``)."""
         opened = self._opened
         if opened is None or opened.url is None:
-            why = "the scope has no ready session (enter it with wait=True first)"
-            return Failure(InvalidRequest("run workflow", "session", why))
+            return Failure(InvalidRequest("run workflow", "session", _NOT_OPEN))
         return self._client.run(opened, workflow, **options)
 
     def __exit__(
@@ -313,7 +316,15 @@ class AsyncSessionScope(_Scope["AsyncSessionsClient", AsyncSleep]):
             raise
         if not isinstance(opened, Success) and self._lease is not None:
             await self._lease.stop()
+        self._opened = opened.value_or(None)
         return opened
+
+    async def run(self, workflow: Mapping[str, Any], **options: Any) -> Result[RunResult, ApiError]:
+        """:meth:`SessionScope.run` for asyncio."""
+        opened = self._opened
+        if opened is None or opened.url is None:
+            return Failure(InvalidRequest("run workflow", "session", _NOT_OPEN))
+        return await self._client.run(opened, workflow, **options)
 
     async def __aexit__(
         self,

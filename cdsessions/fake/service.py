@@ -54,7 +54,8 @@ handled, and ``intercept`` (a function of each authenticated request, returning 
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
 
 Not modelled: plans and balances (free-plan 400s, 403), the moment after a cancel when the live
-server may still answer 200, and real ComfyUI behind the url; ``contracts/differences.json``
+server may still answer 200, and a real ComfyUI behind the url (served over HTTP, the url
+reaches a small :class:`~cdsessions.fake.FakeComfyUI`); ``contracts/differences.json``
 (``fake``) lists every difference left, with its reason.
 
 Session urls look like the live tunnel urls, ``https://fake-<label>.r5.modal.localhost``, but

@@ -3,9 +3,10 @@ cdsessions/fake/service.py): a run end to end over real HTTP, session scope incl
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from cdsessions import CreateSessionBody, SessionsClient
+from cdsessions import AsyncSessionsClient, CreateSessionBody, RunResult, SessionsClient
 from cdsessions.errors import HttpError, InvalidRequest
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock, serve_in_thread
 from cdsessions.testing import expect_failure, expect_success
@@ -56,3 +57,20 @@ def test_an_ended_sessions_comfyui_is_gone() -> None:
             fake.end_session(opened.session_id)
             got = client.comfy(opened).queue()
     assert expect_failure(got, HttpError).status == 404
+
+
+def test_the_async_scope_runs_on_its_own_session(tmp_path: Path) -> None:
+    async def run(url: str) -> tuple[object, RunResult]:
+        async with AsyncSessionsClient(KEY, server=url, clock=ManualClock()) as client:
+            scope = client.session(BODY)
+            early = await scope.run(WORKFLOW, outputs_to=tmp_path)
+            async with scope as started:
+                expect_success(started)
+                return early, expect_success(await scope.run(WORKFLOW, outputs_to=tmp_path))
+
+    fake = FakeService()
+    with serve_in_thread(fake) as url:
+        early, result = asyncio.run(run(url))
+    assert expect_failure(early, InvalidRequest).field == "session"  # type: ignore[arg-type]
+    assert result.paths[0].read_bytes() == b"made on the fake"
+    assert fake.live_sessions() == ()
