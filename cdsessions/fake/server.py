@@ -125,7 +125,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
         # The class default is IPv4 only, which cannot bind "::1" (issue #18).
         self.address_family, bind_host = _bind_address(host)
         super().__init__((bind_host, port), _Handler)
-        if service.comfy_base_url is None:  # its sessions' ComfyUI is served here
+        if service.serves_comfyui and service.comfy_base_url is None:  # served here
             service.comfy_base_url = self.base_url.removesuffix(API_PREFIX)
 
     def log_request(self, method: str, path: str, status: int | str, milliseconds: float) -> None:

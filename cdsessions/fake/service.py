@@ -242,6 +242,7 @@ class FakeService:
         seed: int = 0,
         prices: Mapping[str, str | int] | None = None,
         intercept: Intercept | None = None,
+        comfyui: bool = False,
     ) -> None:
         listed = [m if isinstance(m, FakeMachine) else FakeMachine(m) for m in machines]
         self._machines = {machine.id: machine for machine in listed}
@@ -265,10 +266,12 @@ class FakeService:
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
         self._logs = FakeLogs()  # each session's log lines (cdsessions/fake/logs.py)
-        #: Where sessions' ComfyUI is served over HTTP (the fake server sets it to its own
-        #: address): their urls are then ``<this>/comfy/fake-<label>.r5.modal.localhost``, a
-        #: loopback URL a client can reach, keeping the tunnel's name (and secrecy). None: the
-        #: urls are ``https://fake-<label>.r5.modal.localhost``, which nothing serves.
+        #: With ``comfyui=True``, the fake server serving this service serves each session's
+        #: ComfyUI (:class:`~cdsessions.fake.FakeComfyUI`) and sets this to its own address:
+        #: session urls are then ``<this>/comfy/fake-<label>.r5.modal.localhost``, a loopback
+        #: URL a client can reach, keeping the tunnel's name (and secrecy). None (the default):
+        #: the urls are ``https://fake-<label>.r5.modal.localhost``, which nothing serves.
+        self.serves_comfyui = comfyui
         self.comfy_base_url: str | None = None
         self._comfyuis: dict[str, FakeComfyUI] = {}
         #: Makes each session's ComfyUI (on first use): replace it to script every session's,

@@ -25,7 +25,7 @@ WORKFLOW = {
 
 @pytest.fixture
 def served() -> Iterator[tuple[FakeService, str]]:
-    fake = FakeService()
+    fake = FakeService(comfyui=True)
     with serve_in_thread(fake) as url:
         yield fake, url
 

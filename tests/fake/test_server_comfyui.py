@@ -20,7 +20,7 @@ WORKFLOW = {
 
 
 def test_a_session_url_reaches_its_comfyui_and_stays_secret(tmp_path: Path) -> None:
-    fake = FakeService()
+    fake = FakeService(comfyui=True)
     with serve_in_thread(fake) as url:
         client = SessionsClient(KEY, server=url, clock=ManualClock())
         with client, client.session(BODY) as started:
@@ -37,7 +37,7 @@ def test_a_session_url_reaches_its_comfyui_and_stays_secret(tmp_path: Path) -> N
 
 
 def test_the_scope_runs_on_its_own_session(tmp_path: Path) -> None:
-    with serve_in_thread(FakeService()) as url:
+    with serve_in_thread(FakeService(comfyui=True)) as url:
         client = SessionsClient(KEY, server=url, clock=ManualClock())
         scope = client.session(BODY)
         early = scope.run(WORKFLOW, outputs_to=tmp_path)
@@ -49,7 +49,7 @@ def test_the_scope_runs_on_its_own_session(tmp_path: Path) -> None:
 
 
 def test_an_ended_sessions_comfyui_is_gone() -> None:
-    fake = FakeService()
+    fake = FakeService(comfyui=True)
     with serve_in_thread(fake) as url:
         client = SessionsClient(KEY, server=url, retry=False)
         with client, client.session(BODY) as started:
@@ -68,9 +68,18 @@ def test_the_async_scope_runs_on_its_own_session(tmp_path: Path) -> None:
                 expect_success(started)
                 return early, expect_success(await scope.run(WORKFLOW, outputs_to=tmp_path))
 
-    fake = FakeService()
+    fake = FakeService(comfyui=True)
     with serve_in_thread(fake) as url:
         early, result = asyncio.run(run(url))
     assert expect_failure(early, InvalidRequest).field == "session"  # type: ignore[arg-type]
     assert result.paths[0].read_bytes() == b"made on the fake"
     assert fake.live_sessions() == ()
+
+
+def test_without_comfyui_the_urls_stay_the_tunnel_form() -> None:
+    with serve_in_thread(FakeService()) as url:
+        client = SessionsClient(KEY, server=url, clock=ManualClock())
+        with client, client.session(BODY) as started:
+            opened = expect_success(started)
+    assert opened.url is not None
+    assert opened.url.startswith("https://fake-")
