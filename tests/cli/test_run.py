@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeComfyUI, FakeService, serve_in_thread
-from tests.support.cli import cli_env, default_sigint, run_cli
+from tests.support.cli import cli_env, default_sigint, run_cli, start_fake_server
 
 KEY = "cds_live_abcdefghijklmnop"
 WORKFLOW = {
@@ -144,3 +144,15 @@ def test_ctrl_c_interrupts_comfyui_cancels_and_exits_130(
     assert comfy.interrupts == 1
     assert fake.live_sessions() == ()
     assert "interrupted" in stderr
+
+
+def test_a_run_against_the_fake_server_command(files: tuple[Path, Path, Path]) -> None:
+    workflow, image, out = files
+    process, url = start_fake_server("--quiet", "--comfyui")
+    try:
+        done = run_cli(*_args(url, workflow, image, out), key=KEY)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert (out / "o_00001_.png").read_bytes() == b"PNG bytes"
