@@ -16,6 +16,7 @@ from cdsessions import AsyncSessionsClient, SessionsClient
 from cdsessions.comfy_models import RunProgress, RunResult
 from cdsessions.errors import (
     DecodeFailed,
+    HttpError,
     InvalidRequest,
     RunFailed,
     RunTimedOut,
@@ -334,3 +335,11 @@ def test_a_cancelled_async_run_interrupts_comfyui_first(image: Path, tmp_path: P
         asyncio.run(run(url))
     assert comfy.interrupts == 1
     assert comfy.requests[-1] == "POST /interrupt"
+
+
+def test_a_failed_download_is_an_http_error_and_leaves_nothing(tmp_path: Path) -> None:
+    gone = response("404 Not Found", "Content-Type: text/plain", "Content-Length: 3", body=b"404")
+    with hostile(_hostile_comfy(_history("a.png"), gone)) as server, _client() as client:  # type: ignore[arg-type]
+        got = client.run(server.base_url, COPY, outputs_to=tmp_path)
+    assert expect_failure(got, HttpError).status == 404
+    assert os.listdir(tmp_path) == []
