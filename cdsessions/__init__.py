@@ -26,6 +26,8 @@ from cdsessions.errors import (
     InvalidRequest,
     NotReady,
     OverBudget,
+    RunFailed,
+    RunTimedOut,
     SessionGone,
     TransportFailed,
     ValidationFailed,
@@ -48,18 +50,37 @@ from cdsessions.models import (
 
 if TYPE_CHECKING:
     from cdsessions.async_client import AsyncSessionsClient
+    from cdsessions.comfy import AsyncComfyUI, ComfyUI
+    from cdsessions.comfy_models import (
+        ComfyFile,
+        ComfyHistory,
+        ComfyQueue,
+        ComfySystemStats,
+        NodeError,
+        PromptQueued,
+        PromptRejected,
+        RunOutput,
+        RunProgress,
+        RunResult,
+    )
     from cdsessions.leases import AsyncLease, Lease, LeaseState
     from cdsessions.ledger import Ledger, LedgerProblem
     from cdsessions.lifecycle import AsyncSessionScope, Backoff, OpenSession, SessionScope
 
 __all__ = [
     "ApiError",
+    "AsyncComfyUI",
     "AsyncLease",
     "AsyncSessionScope",
     "AsyncSessionsClient",
     "AttemptFinished",
     "AttemptStarted",
     "Backoff",
+    "ComfyFile",
+    "ComfyHistory",
+    "ComfyQueue",
+    "ComfySystemStats",
+    "ComfyUI",
     "CreateSessionBody",
     "CreateSessionResponse",
     "DecodeFailed",
@@ -77,11 +98,19 @@ __all__ = [
     "LogLine",
     "Machine",
     "MachineGPU",
+    "NodeError",
     "NotReady",
     "Observer",
     "OpenSession",
     "OverBudget",
+    "PromptQueued",
+    "PromptRejected",
     "RetryPolicy",
+    "RunFailed",
+    "RunOutput",
+    "RunProgress",
+    "RunResult",
+    "RunTimedOut",
     "Session",
     "SessionGone",
     "SessionScope",
@@ -93,6 +122,22 @@ __all__ = [
     "ValidationItem",
     "__version__",
 ]
+
+
+_COMFY_MODELS = frozenset(
+    {
+        "ComfyFile",
+        "ComfyHistory",
+        "ComfyQueue",
+        "ComfySystemStats",
+        "NodeError",
+        "PromptQueued",
+        "PromptRejected",
+        "RunOutput",
+        "RunProgress",
+        "RunResult",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -115,4 +160,13 @@ def __getattr__(name: str) -> Any:
         from cdsessions import leases
 
         return getattr(leases, name)
+    # A session's ComfyUI: loaded by those who run workflows.
+    if name in ("AsyncComfyUI", "ComfyUI"):
+        from cdsessions import comfy
+
+        return getattr(comfy, name)
+    if name in _COMFY_MODELS:
+        from cdsessions import comfy_models
+
+        return getattr(comfy_models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,17 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+import os
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions import lifecycle
 from cdsessions._client_base import ClientBase
 from cdsessions._core import session_steps
 from cdsessions._core.clocks import AsyncClock
+from cdsessions._core.comfy import MAX_VIEW_BYTES
 from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
 from cdsessions._core.logs import FOLLOW, SNAPSHOT, FetchLogs, LogReading, Mode, is_gone
 from cdsessions._core.retry import Outcome, RetryPolicy
@@ -51,9 +62,13 @@ from cdsessions.transports.base import AsyncStreamingTransport, AsyncTransport
 
 if TYPE_CHECKING:
     from decimal import Decimal
+    from pathlib import Path
 
+    from cdsessions._core.comfy_run import Download
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.comfy import AsyncComfyUI
+    from cdsessions.comfy_models import RunProgress, RunResult
     from cdsessions.leases import AsyncLease
 
 __all__ = ["AsyncSessionsClient"]
@@ -291,6 +306,81 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             lease=lease,
             on_lease_end=on_lease_end,
         )
+
+    def comfy(self, session: object) -> AsyncComfyUI:
+        """The ComfyUI of ``session`` (a :class:`Session` or create response with its ``url``,
+        or the URL itself): queue workflows, read history, move files. The URL is a secret and
+        the API key is never sent to it."""
+        from cdsessions.comfy import AsyncComfyUI
+
+        return AsyncComfyUI(self, session)
+
+    async def run(
+        self,
+        session: object,
+        workflow: Mapping[str, Any],
+        *,
+        outputs_to: str | os.PathLike[str],
+        inputs: Iterable[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]] = (),
+        timeout: float = 600.0,
+        poll_every: float = 1.0,
+        max_file_bytes: int = MAX_VIEW_BYTES,
+        on_progress: Callable[[RunProgress], None] | None = None,
+    ) -> Result[RunResult, ApiError]:
+        """:meth:`SessionsClient.run <cdsessions.SessionsClient.run>` for asyncio: the same
+        steps; a cancelled task interrupts ComfyUI before the cancellation goes on."""
+        from cdsessions import _runs
+        from cdsessions._core.comfy_run import Download
+
+        prepared = _runs.prepare_run(
+            self._core,
+            session,
+            workflow,
+            outputs_to,
+            inputs,
+            timeout,
+            poll_every,
+            max_file_bytes,
+            on_progress,
+        )
+        if not isinstance(prepared, Success):
+            return Failure(prepared.failure())
+        flow, directory = prepared.unwrap()
+        began = self._closes
+        sleep = asyncio.sleep if self._clock is None else self._clock.asleep
+
+        async def act(action: Any) -> object:
+            if isinstance(action, Download):
+                return await self._download(action, directory, began)
+            return await self._send(action, began)
+
+        return await drive_async(flow, act, sleep, self._finish)
+
+    async def _download(self, action: Download, directory: Path, began: int) -> object:
+        from cdsessions import _runs
+
+        request = action.request
+        refused = self._refused(request, began)
+        if refused is not None:
+            return Failure(refused)
+        transport = self._transport_for_use()
+        with _runs.DownloadWriter(directory, action) as writer:
+            if isinstance(transport, AsyncStreamingTransport):
+                pieces = transport.astream(request)
+                try:
+                    async for piece in pieces:
+                        if not writer.take(piece):
+                            break
+                finally:
+                    await pieces.aclose()
+            else:  # a transport that cannot stream: the whole body, under the cap
+                answer = await transport.send(request)
+                if not isinstance(answer, Success):
+                    return answer
+                response = answer.unwrap()
+                writer.take(Success(msgspec.structs.replace(response, body=b"")))
+                writer.take(Success(response.body))
+            return writer.finish()
 
     def lease(
         self,

@@ -9,15 +9,18 @@ with :class:`~cdsessions.AsyncSessionsClient`. This shell only sends with its tr
 from __future__ import annotations
 
 import builtins  # ``list`` is a method name below; annotations need the type
-from collections.abc import Callable, Generator, Iterator
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.calls import API_KEY_ENV, Bearer
 from cdsessions._core.clocks import Clock
+from cdsessions._core.comfy import MAX_VIEW_BYTES
 from cdsessions._core.lease import DEFAULT_LEASE_MINUTES
 from cdsessions._core.logs import (
     FOLLOW,
@@ -48,9 +51,13 @@ from cdsessions.transports.base import StreamingTransport, Transport
 if TYPE_CHECKING:
     # Imported when a lifecycle method is first called: most programs never call one.
     from decimal import Decimal
+    from pathlib import Path
 
+    from cdsessions._core.comfy_run import Download
     from cdsessions._core.lease import OnLeaseEnd
     from cdsessions._core.pricing import GpuPricing
+    from cdsessions.comfy import ComfyUI
+    from cdsessions.comfy_models import RunProgress, RunResult
     from cdsessions.leases import Lease
     from cdsessions.lifecycle import OnPoll, SessionScope
 
@@ -321,6 +328,81 @@ class SessionsClient(ClientBase[Transport, Clock]):
             lease=lease,
             on_lease_end=on_lease_end,
         )
+
+    def comfy(self, session: object) -> ComfyUI:
+        """The ComfyUI of ``session`` (a :class:`Session` or create response with its ``url``,
+        or the URL itself): queue workflows, read history, move files. The URL is a secret and
+        the API key is never sent to it."""
+        from cdsessions.comfy import ComfyUI
+
+        return ComfyUI(self, session)
+
+    def run(
+        self,
+        session: object,
+        workflow: Mapping[str, Any],
+        *,
+        outputs_to: str | os.PathLike[str],
+        inputs: Iterable[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]] = (),
+        timeout: float = 600.0,
+        poll_every: float = 1.0,
+        max_file_bytes: int = MAX_VIEW_BYTES,
+        on_progress: Callable[[RunProgress], None] | None = None,
+    ) -> Result[RunResult, ApiError]:
+        """Run an API-format ``workflow`` on ``session``'s ComfyUI and bring its outputs home:
+        upload ``inputs``, queue, poll the history (every ``poll_every`` s, on the client's
+        clock) until done or ``timeout`` s have passed, then stream every output file to a new
+        file in ``outputs_to`` (at most ``max_file_bytes`` each; names made safe, nothing
+        overwritten). Node errors are a :class:`RunFailed`; a late run is interrupted and is a
+        :class:`RunTimedOut`; Ctrl-C interrupts ComfyUI before it goes on. Bad input (unreadable
+        inputs, a bad workflow) is refused before anything is sent. The session is not
+        cancelled here: a session scope does that. ``on_progress(RunProgress)`` is told of
+        each upload, history poll and download (it must not raise)."""
+        from cdsessions import _runs
+        from cdsessions._core.comfy_run import Download
+
+        prepared = _runs.prepare_run(
+            self._core,
+            session,
+            workflow,
+            outputs_to,
+            inputs,
+            timeout,
+            poll_every,
+            max_file_bytes,
+            on_progress,
+        )
+        if not isinstance(prepared, Success):
+            return Failure(prepared.failure())
+        flow, directory = prepared.unwrap()
+        began = self._closes
+
+        def act(action: Any) -> object:
+            if isinstance(action, Download):
+                return self._download(action, directory, began)
+            return self._act(action, began)
+
+        return drive(flow, act, self._core.clock.sleep)
+
+    def _download(self, action: Download, directory: Path, began: int) -> object:
+        from cdsessions import _runs
+
+        request = action.request
+        transport = self._transport_for_use(lambda: self._refused(request, began))
+        if isinstance(transport, TransportFailed):
+            return Failure(transport)
+        if isinstance(transport, StreamingTransport):
+            pieces = transport.stream(request)
+            try:
+                return _runs.write_download(pieces, directory, action)
+            finally:
+                pieces.close()
+        answer = transport.send(request)  # a transport that cannot stream: whole, under the cap
+        if not isinstance(answer, Success):
+            return answer
+        response = answer.unwrap()
+        head = msgspec.structs.replace(response, body=b"")
+        return _runs.write_download((Success(head), Success(response.body)), directory, action)
 
     def lease(
         self,

@@ -18,6 +18,7 @@ from typing import ClassVar, Final, Literal, TypeAlias
 import msgspec
 
 from cdsessions._core.text import clip
+from cdsessions.comfy_models import NodeError
 
 #: A JSON value as the server sent it in an error ``detail``.
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
@@ -43,6 +44,8 @@ ErrorCode: TypeAlias = Literal[
     "transport",  # TransportFailed: no usable answer (kind, sent)
     "session_gone",  # SessionGone: the session ended while being waited for
     "not_ready",  # NotReady: the wait's deadline passed first
+    "run_failed",  # RunFailed: ComfyUI refused or failed a workflow (nodes)
+    "run_timeout",  # RunTimedOut: a workflow's run passed its deadline (interrupted)
 ]
 
 #: Why an :class:`InvalidRequest` was refused, where a program may want to act on it (its
@@ -335,6 +338,40 @@ class NotReady(ApiError, frozen=True):
         ) + _log_tail(self.last_log)
 
 
+class RunFailed(ApiError, frozen=True):
+    """ComfyUI refused the workflow (``node_errors``: each node's id, type and messages) or ran
+    it and failed (``prompt_id`` set). Nothing more was downloaded."""
+
+    code: ClassVar[ErrorCode] = "run_failed"
+    problem: str
+    #: The nodes at fault: ``NodeError(node_id, class_type, messages)`` values.
+    nodes: tuple[NodeError, ...] = ()
+    prompt_id: str | None = None
+
+    def reason(self) -> str:
+        named = _first(
+            (f"node {n.node_id} ({n.class_type}): {'; '.join(n.messages)}" for n in self.nodes),
+            ", ",
+        )
+        return clip(self.problem, DETAIL_LIMIT) + (f": {named}" if named else "")
+
+
+class RunTimedOut(ApiError, frozen=True):
+    """A workflow's run passed its deadline (or was stopped). ``interrupted``: ComfyUI was told
+    to stop it (``POST /interrupt``) and said so."""
+
+    code: ClassVar[ErrorCode] = "run_timeout"
+    prompt_id: str
+    waited: float
+    interrupted: bool
+
+    def reason(self) -> str:
+        stopped = (
+            "ComfyUI was interrupted" if self.interrupted else "ComfyUI could not be interrupted"
+        )
+        return f"the run was not done after {self.waited:.0f} s; {stopped}"
+
+
 def _log_tail(lines: tuple[str, ...]) -> str:
     """The last log lines for a message, or nothing. Each is clipped again here: a value built
     by hand must not make ``str()`` long or multi-line either."""
@@ -353,6 +390,8 @@ __all__ = [
     "JsonValue",
     "NotReady",
     "OverBudget",
+    "RunFailed",
+    "RunTimedOut",
     "SessionGone",
     "TransportFailed",
     "TransportFailureKind",

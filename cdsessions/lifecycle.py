@@ -36,11 +36,11 @@ Both scopes are thin: what they do is written once, as steps, in
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Never, TypeVar
 
-from returns.result import Result, Success
+from returns.result import Failure, Result, Success
 
 from cdsessions._client_base import ClientBase
 from cdsessions._core.session_steps import (
@@ -64,7 +64,7 @@ from cdsessions._core.session_steps import (
 )
 from cdsessions._core.steps import Steps, drive
 from cdsessions._core.timeouts import DEFAULT_READY_TIMEOUT
-from cdsessions.errors import ApiError, NotReady, SessionGone
+from cdsessions.errors import ApiError, InvalidRequest, NotReady, SessionGone
 from cdsessions.models import (
     CreateSessionBody,
     DeleteSessionResponse,
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     # Named as strings in the scopes' bases below, which run before these could be imported.
     from cdsessions.async_client import AsyncSessionsClient  # noqa: F401
     from cdsessions.client import SessionsClient  # noqa: F401
+    from cdsessions.comfy_models import RunResult
 
 __all__ = [
     "CANCEL_ATTEMPTS",
@@ -159,6 +160,10 @@ def cancel_until_closed(
     return drive(steps, _no_action, sleep)
 
 
+#: Why a scope's ``run`` is refused before its session is open and ready.
+_NOT_OPEN: Final = "the scope has no ready session (enter it with wait=True first)"
+
+
 class _Scope(Generic[ClientT, SleepT]):
     """What both scopes are: one constructor (so the two accept the same arguments), the steps
     they drive (:mod:`cdsessions._core.session_steps`), and what those steps have learnt."""
@@ -197,6 +202,8 @@ class _Scope(Generic[ClientT, SleepT]):
         self._sleep = sleep
         self._record = ScopeRecord()
         self._entered = False
+        #: The session the scope opened (for ``run``), once entered.
+        self._opened: OpenSession | None = None
 
     @property
     def session_id(self) -> str | None:
@@ -252,7 +259,17 @@ class SessionScope(_Scope["SessionsClient", Sleep]):
             raise
         if not isinstance(opened, Success):
             self._stop_lease()  # the steps cancelled the session (if one was made)
+        self._opened = opened.value_or(None)
         return opened
+
+    def run(self, workflow: Mapping[str, Any], **options: Any) -> Result[RunResult, ApiError]:
+        """:meth:`SessionsClient.run <cdsessions.SessionsClient.run>` on the scope's session
+        (same options: ``outputs_to``, ``inputs``, ``timeout``...). Refused, with nothing sent,
+        when the scope has no ready session (not entered, failed, or ``wait=False``)."""
+        opened = self._opened
+        if opened is None or opened.url is None:
+            return Failure(InvalidRequest("run workflow", "session", _NOT_OPEN))
+        return self._client.run(opened, workflow, **options)
 
     def __exit__(
         self,
@@ -299,7 +316,15 @@ class AsyncSessionScope(_Scope["AsyncSessionsClient", AsyncSleep]):
             raise
         if not isinstance(opened, Success) and self._lease is not None:
             await self._lease.stop()
+        self._opened = opened.value_or(None)
         return opened
+
+    async def run(self, workflow: Mapping[str, Any], **options: Any) -> Result[RunResult, ApiError]:
+        """:meth:`SessionScope.run` for asyncio."""
+        opened = self._opened
+        if opened is None or opened.url is None:
+            return Failure(InvalidRequest("run workflow", "session", _NOT_OPEN))
+        return await self._client.run(opened, workflow, **options)
 
     async def __aexit__(
         self,

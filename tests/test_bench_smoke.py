@@ -264,3 +264,14 @@ def test_following_logs_keeps_memory_flat_in_a_quick_run(tmp_path: Path) -> None
     assert logs.main(["--quick", "--out", str(out)]) == 0  # 0: the peak did not grow
     small, large = json.loads(out.read_text())["follow_logs"]
     assert (small["lines"], large["lines"]) == (1_000, 10_000)
+
+
+def test_the_download_bench_brings_every_byte_home(tmp_path: Path) -> None:
+    from bench import downloads
+
+    out = tmp_path / "downloads.json"
+    downloads.main(["--quick", "--out", str(out)])  # the gate is for the full size, not this
+    results = json.loads(out.read_text())
+    for kind in ("urllib3", "cdsessions"):
+        assert results[kind]["bytes"] == results["size"] == 64 * 1024 * 1024
+        assert results[kind]["rss_growth"] < 50e6

@@ -29,6 +29,8 @@ from cdsessions.errors import (
     InvalidRequest,
     NotReady,
     OverBudget,
+    RunFailed,
+    RunTimedOut,
     SessionGone,
     TransportFailed,
     TransportFailureKind,
@@ -47,6 +49,8 @@ EXPECTED_CODES: Final[dict[type[ApiError], str]] = {
     TransportFailed: "transport",
     SessionGone: "session_gone",
     NotReady: "not_ready",
+    RunFailed: "run_failed",
+    RunTimedOut: "run_timeout",
 }
 #: The most characters ``str()`` of any failure has: operation (200) + the longest reason.
 STR_LIMIT: Final = 800

@@ -119,7 +119,8 @@ _RUN_BLOCK = _NETWORK_GUARD + textwrap.dedent(
     """
     import sys
     _source = sys.stdin.read()
-    exec(compile(_source, sys.argv[1], "exec"), {"__name__": "__main__"})
+    _name = sys.argv[1] if len(sys.argv) > 1 else "README.md"
+    exec(compile(_source, _name, "exec"), {"__name__": "__main__"})
     if _REFUSED:
         sys.exit(f"README blocks may only reach loopback addresses, not {_REFUSED}")
     """

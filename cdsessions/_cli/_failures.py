@@ -37,6 +37,8 @@ __all__ = [
     "NO_OUTPUT",
     "OK",
     "REFUSED",
+    "RUN_FAILED",
+    "RUN_TIMEOUT",
     "STRANDED",
     "TERMINATED",
     "UNREACHABLE",
@@ -63,6 +65,8 @@ NOT_READY: Final = 7
 NO_MACHINE: Final = 8
 NO_OUTPUT: Final = 9
 STRANDED: Final = 10
+RUN_FAILED: Final = 11
+RUN_TIMEOUT: Final = 12
 INTERRUPTED: Final = 130
 TERMINATED: Final = 143  # 128 + SIGTERM, as shells report a process SIGTERM ended
 
@@ -79,6 +83,8 @@ EXIT_CODES: Final = {
     NO_MACHINE: "create: no such machine, or another account's (404)",
     NO_OUTPUT: "could not write the output (stdout closed, disk full); see stderr",
     STRANDED: "create: the session started (billing), then a local failure; see stderr",
+    RUN_FAILED: "run: ComfyUI refused the workflow (node errors) or failed running it",
+    RUN_TIMEOUT: "run: the workflow was not done in time (ComfyUI was interrupted)",
     INTERRUPTED: "interrupted (Ctrl-C)",
     TERMINATED: "terminated (SIGTERM), handled like Ctrl-C",
 }
@@ -168,6 +174,10 @@ def exit_code_for(error: ApiError, command: str = "") -> int:
             return _http_exit_code(error, command)
         case "decode":
             return REFUSED
+        case "run_failed":
+            return RUN_FAILED
+        case "run_timeout":
+            return RUN_TIMEOUT
         case _:
             assert_never(code)
 

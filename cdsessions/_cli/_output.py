@@ -28,6 +28,7 @@ from cdsessions._core import money
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NoPrice
 from cdsessions._core.text import escape, escape_char
+from cdsessions.comfy_models import RunProgress
 from cdsessions.costs.figures import SessionCosts, Unknown
 from cdsessions.models import Session
 
@@ -271,6 +272,21 @@ def progress(session_id: str) -> Callable[[int, float], None] | None:
     def show(polls: int, waited: float) -> None:
         shown = escape(session_id)
         _write_progress(f"\rwaiting for session {shown}: {waited:4.0f} s, {polls} polls ")
+
+    return show
+
+
+def run_progress() -> Callable[[RunProgress], None] | None:
+    """A run's progress on stderr, or None when stderr is not a terminal."""
+    if not _is_terminal(sys.stderr):
+        return None
+
+    def show(event: RunProgress) -> None:
+        if event.stage == "waiting":
+            what = f"running: {event.seconds:4.0f} s, {event.polls} polls"
+        else:
+            what = f"{event.stage} {event.index}/{event.count} {escape(event.file or '')}"
+        _write_progress(f"\r{what[:70]:<70}")
 
     return show
 

@@ -74,6 +74,11 @@ def _fake_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept only this API key (repeatable, one account each; default: any key)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--comfyui",
+        action="store_true",
+        help="serve a small ComfyUI at each session's url (for `cdsessions run`)",
+    )
 
 
 def _fake_server(args: argparse.Namespace) -> int:
@@ -98,6 +103,7 @@ def _fake_server(args: argparse.Namespace) -> int:
         clock=clock,
         # Named by position, never by the key itself: account names show up in answers.
         keys={key: f"user_key{n}" for n, key in enumerate(args.key, 1)} if args.key else None,
+        comfyui=args.comfyui,
     )
     try:
         server = make_server(service, args.host, args.port, log=None if args.quiet else err)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final
 
-from cdsessions._cli import completion, costs, fake, lease, logs, machines, sessions
+from cdsessions._cli import completion, costs, fake, lease, logs, machines, run, sessions
 from cdsessions._cli._failures import (
     INTERNAL,
     NO_OUTPUT,
@@ -53,6 +53,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     sessions.WAIT,
     lease.WITH,
     lease.HOLD,
+    run.RUN,
     logs.LOGS,
     machines.MACHINES,
     machines.MACHINE,

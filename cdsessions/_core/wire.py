@@ -22,6 +22,7 @@ __all__ = [
     "REDACTED",
     "SECRET_FIELDS",
     "SECRET_HEADERS",
+    "SECRET_URL_SHOWN",
     "Headers",
     "HttpRequest",
     "HttpResponse",
@@ -47,6 +48,8 @@ SECRET_HEADERS = frozenset(
     }
 )
 REDACTED = "<redacted>"
+#: What a secret base URL (a session's tunnel) reads as in a redacted request.
+SECRET_URL_SHOWN: Final = "https://session-url.invalid"  # noqa: S105 (a placeholder)
 #: The body cap of a request that does not set its own: one session's worth, with room.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
 #: Keys shorter than this are not masked in responses: no real key is, and masking a one-letter
@@ -93,6 +96,9 @@ class HttpRequest(msgspec.Struct, frozen=True):
     timeout: Timeout = DEFAULT_TIMEOUT
     #: The largest body the transport may hand back; a larger one is a ``too_large`` failure.
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: True when ``base_url`` is itself a secret (a session's ComfyUI tunnel, which has no auth
+    #: of its own): the repr and :meth:`redacted` then hide it, keeping only the path.
+    secret_url: bool = False
 
     @property
     def target(self) -> str:
@@ -104,13 +110,15 @@ class HttpRequest(msgspec.Struct, frozen=True):
         return self.base_url + self.target
 
     def redacted(self) -> HttpRequest:
-        """The same request with secret header values replaced: safe to log or record."""
-        return msgspec.structs.replace(self, headers=_redact(self.headers))
+        """The same request with secret header values (and a secret base URL) replaced: safe to
+        log or record."""
+        base_url = SECRET_URL_SHOWN if self.secret_url else self.base_url
+        return msgspec.structs.replace(self, headers=_redact(self.headers), base_url=base_url)
 
     def __repr__(self) -> str:
         body = "None" if self.body is None else f"<{len(self.body)} bytes>"
         return (
-            f"HttpRequest(method={self.method!r}, url={self.url!r}, "
+            f"HttpRequest(method={self.method!r}, url={self.redacted().url!r}, "
             f"headers={_redact(self.headers)!r}, body={body})"
         )
 

@@ -19,6 +19,7 @@ Scripting it: ``fake.answer_next("create", 500)``, ``fake.fail_next("get", "time
 
 from typing import TYPE_CHECKING, Any
 
+from cdsessions.fake.comfyui import FakeComfyUI, serve_comfyui
 from cdsessions.fake.script import FakeScript, FaultKind, Operation
 from cdsessions.fake.service import (
     DEFAULT_GPU_PRICES,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_GPU_PRICES",
     "DEFAULT_MACHINE_ID",
     "AsyncFakeTransport",
+    "FakeComfyUI",
     "FakeHTTPServer",
     "FakeMachine",
     "FakeScript",
@@ -47,6 +49,7 @@ __all__ = [
     "ManualClock",
     "Operation",
     "make_server",
+    "serve_comfyui",
     "serve_in_thread",
 ]
 

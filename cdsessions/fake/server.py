@@ -62,6 +62,7 @@ from cdsessions._core.servers import API_PREFIX, LOCAL_PORT, is_loopback_host
 from cdsessions._core.text import clip
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake._responses import detail_response, json_response
+from cdsessions.fake.comfyui import COMFY_PREFIX
 from cdsessions.fake.script import Fault, parse_control
 from cdsessions.fake.service import FakeService
 
@@ -124,6 +125,8 @@ class FakeHTTPServer(ThreadingHTTPServer):
         # The class default is IPv4 only, which cannot bind "::1" (issue #18).
         self.address_family, bind_host = _bind_address(host)
         super().__init__((bind_host, port), _Handler)
+        if service.serves_comfyui and service.comfy_base_url is None:  # served here
+            service.comfy_base_url = self.base_url.removesuffix(API_PREFIX)
 
     def log_request(self, method: str, path: str, status: int | str, milliseconds: float) -> None:
         """One whole line per request. ``print`` writes the text and its newline separately,
@@ -293,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         if path.startswith(CONTROL_PREFIX + "/"):
             return self._control(path, body)
+        if path.startswith(COMFY_PREFIX + "/"):
+            return self._comfyui(path, query, body)
         if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
             return _json_reply(404, b'{"detail":"Not Found"}')
         request = HttpRequest(
@@ -304,6 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
             base_url=self.fake.base_url,
         )
         return self.fake.service.respond(request)
+
+    def _comfyui(self, path: str, query: str, body: bytes | None) -> HttpResponse:
+        """A session's ComfyUI: ``/comfy/<its tunnel host>/<ComfyUI route>``."""
+        host, _, route = path[len(COMFY_PREFIX) + 1 :].partition("/")
+        comfy = self.fake.service.comfyui_at(host)
+        if comfy is None:
+            return _json_reply(404, b'{"detail":"Not Found"}')
+        target = f"/{route}?{query}" if query else f"/{route}"
+        content_type = self.headers.get("Content-Type", "")
+        status, headers, answer = comfy.handle(self.command, target, body or b"", content_type)
+        return HttpResponse(status, headers, answer)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
 

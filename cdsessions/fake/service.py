@@ -54,7 +54,8 @@ handled, and ``intercept`` (a function of each authenticated request, returning 
 None) can answer a request in place of the fake, e.g. to make one cancel fail.
 
 Not modelled: plans and balances (free-plan 400s, 403), the moment after a cancel when the live
-server may still answer 200, and real ComfyUI behind the url; ``contracts/differences.json``
+server may still answer 200, and a real ComfyUI behind the url (served over HTTP, the url
+reaches a small :class:`~cdsessions.fake.FakeComfyUI`); ``contracts/differences.json``
 (``fake``) lists every difference left, with its reason.
 
 Session urls look like the live tunnel urls, ``https://fake-<label>.r5.modal.localhost``, but
@@ -100,6 +101,7 @@ from cdsessions.fake._validation import (
     validate_extend,
 )
 from cdsessions.fake.clock import Clock, ManualClock, system_clock
+from cdsessions.fake.comfyui import COMFY_PREFIX, FakeComfyUI
 from cdsessions.fake.logs import FakeLogs
 from cdsessions.fake.script import Answer, FakeScript, Fault, FaultKind, response_for
 from cdsessions.transports._fork import register as register_for_fork
@@ -240,6 +242,7 @@ class FakeService:
         seed: int = 0,
         prices: Mapping[str, str | int] | None = None,
         intercept: Intercept | None = None,
+        comfyui: bool = False,
     ) -> None:
         listed = [m if isinstance(m, FakeMachine) else FakeMachine(m) for m in machines]
         self._machines = {machine.id: machine for machine in listed}
@@ -263,6 +266,17 @@ class FakeService:
         #: The scripted answers waiting for their requests (see :meth:`answer_next`).
         self.script = FakeScript()
         self._logs = FakeLogs()  # each session's log lines (cdsessions/fake/logs.py)
+        #: With ``comfyui=True``, the fake server serving this service serves each session's
+        #: ComfyUI (:class:`~cdsessions.fake.FakeComfyUI`) and sets this to its own address:
+        #: session urls are then ``<this>/comfy/fake-<label>.r5.modal.localhost``, a loopback
+        #: URL a client can reach, keeping the tunnel's name (and secrecy). None (the default):
+        #: the urls are ``https://fake-<label>.r5.modal.localhost``, which nothing serves.
+        self.serves_comfyui = comfyui
+        self.comfy_base_url: str | None = None
+        self._comfyuis: dict[str, FakeComfyUI] = {}
+        #: Makes each session's ComfyUI (on first use): replace it to script every session's,
+        #: e.g. ``fake.new_comfyui = lambda: FakeComfyUI(polls_before_done=3)``.
+        self.new_comfyui: Callable[[], FakeComfyUI] = FakeComfyUI
         register_for_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -308,6 +322,35 @@ class FakeService:
         with self._lock:
             self._ready_after_polls = None
             self._ready_after = None
+
+    def _session_url(self, label: str) -> str:
+        host = f"fake-{label}.r5.modal.localhost"
+        base = self.comfy_base_url
+        return f"https://{host}" if base is None else f"{base}{COMFY_PREFIX}/{host}"
+
+    def comfyui(self, session_id: str) -> FakeComfyUI | None:
+        """The ComfyUI of a live session (made on first use), to script or look into; None for
+        no such live session."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            return self._comfyui_of(session_id)
+
+    def _comfyui_of(self, session_id: str) -> FakeComfyUI:
+        found = self._comfyuis.get(session_id)
+        if found is None:
+            found = self._comfyuis[session_id] = self.new_comfyui()
+        return found
+
+    def comfyui_at(self, host: str) -> FakeComfyUI | None:
+        """The ComfyUI a request to ``<comfy_base_url>/comfy/<host>`` reaches: that of the live,
+        ready session whose url names ``host``; None (a 404) for any other."""
+        with self._lock:
+            for session in self._sessions.values():
+                if session.ready and session.url.endswith(f"{COMFY_PREFIX}/{host}"):
+                    return self._comfyui_of(session.session_id)
+            return None
 
     def end_session(self, session_id: str) -> bool:
         """End a session now, as a server-side timeout or a kill would: afterwards get,
@@ -562,7 +605,7 @@ class FakeService:
             # The seed contract's Session.url is a required string, so in seed shapes a
             # session is ready (has its url) from the start.
             ready=parsed.wait_for_server or self.seed_shapes,
-            url=f"https://fake-{label}.r5.modal.localhost",
+            url=self._session_url(label),
         )
         self._sessions[session.session_id] = session
         self._logs.opened(session.session_id, account, now)

@@ -63,6 +63,7 @@ from cdsessions.errors import TransportFailed, TransportFailureKind
 from cdsessions.transports import _urllib3_internals as internals
 from cdsessions.transports._cap import capped, content_codings, decode_content, too_large
 from cdsessions.transports._fork import register as register_for_fork
+from cdsessions.transports._secret_urls import remember as remember_secret_url
 
 __all__ = ["Urllib3Transport"]
 
@@ -835,6 +836,8 @@ class Urllib3Transport:
         self, request: HttpRequest, deadline: float | None
     ) -> Result[BaseHTTPResponse, TransportFailed]:
         """The response with its head read and its body not, or why not."""
+        if request.secret_url:  # urllib3 logs what it connects to: not this
+            remember_secret_url(request.base_url)
         try:
             pool, base_path = self._pool_for(request.base_url)
             return Success(
@@ -859,6 +862,8 @@ class Urllib3Transport:
         self, request: HttpRequest, deadline: float | None
     ) -> Result[HttpResponse, TransportFailed]:
         operation, timeout = request.operation, request.timeout
+        if request.secret_url:  # urllib3 logs what it connects to: not this
+            remember_secret_url(request.base_url)
         try:
             pool, base_path = self._pool_for(request.base_url)
             # Straight to the host's pool with the request target, as PoolManager.urlopen

@@ -27,6 +27,8 @@ from cdsessions._cli._failures import (
     NOT_FOUND,
     NOT_READY,
     REFUSED,
+    RUN_FAILED,
+    RUN_TIMEOUT,
     UNREACHABLE,
     USAGE,
     describe,
@@ -196,6 +198,8 @@ def test_every_code_has_its_exit_code() -> None:
         "transport": (errors.TransportFailed("o", "connect", "p", sent=False), UNREACHABLE),
         "session_gone": (errors.SessionGone("o", "s"), NOT_FOUND),
         "not_ready": (errors.NotReady("o", "s", 1.0, 1), NOT_READY),
+        "run_failed": (errors.RunFailed("o", "p"), RUN_FAILED),
+        "run_timeout": (errors.RunTimedOut("o", "p", 1.0, True), RUN_TIMEOUT),
     }
     assert set(examples) == set(get_args(errors.ErrorCode))
     for code, (error, exit_code) in examples.items():
