@@ -128,7 +128,7 @@ def mutation(session: nox.Session) -> None:
     session.run("python", "-c", MUTATION_SCORE)
 
 
-#: Prints the score from mutants/mutmut-cicd-stats.json (what the README quotes).
+#: Prints the score from mutants/mutmut-cicd-stats.json (what docs/development.md quotes).
 MUTATION_SCORE = """
 import json
 stats = json.load(open("mutants/mutmut-cicd-stats.json"))
@@ -155,12 +155,17 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict with the returns plugin, over the package, the tests, examples/ and this
     file; then pyright, the other checker users run, over the package (basic mode) and the typed
-    user script examples/typed_usage.py (strict). Both must accept the script's assert_types."""
+    user script examples/typed_usage.py (strict). Both must accept the script's assert_types.
+    Then both over every Python block of the README and docs/ (tests/test_doc_types.py)."""
     session.install("-e", ".[test,typecheck]", "nox")
     session.run("mypy")
     # The pyright wrapper otherwise asks PyPI for its latest version on every run: a type check
     # contacts nothing.
     session.run("pyright", env={"PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"})
+    # Every Python block of README.md and docs/*.md under both checkers (skipped in ``tests``,
+    # whose environment has neither; required here).
+    doc_types = ["pytest", "-q", "-p", "no:cacheprovider", "tests/test_doc_types.py"]
+    session.run(*doc_types, env={"CDSESSIONS_DOC_TYPES": "required"})
 
 
 @nox.session
@@ -169,7 +174,7 @@ def bench(session: nox.Session) -> None:
     ~6 minutes; not in the default run). The official SDK ``comfydeploy==0.6.3`` gets a virtual
     environment of its own, beside this one. Results go to bench/results/latest.json;
     ``nox -s bench -- --quick`` is a smoke run written to bench/results/quick.json (git ignores
-    it). ``python -m bench.run --show FILE --markdown`` prints the README's table again.
+    it). ``python -m bench.run --show FILE --markdown`` prints docs/performance.md's table again.
     """
     session.install(".")
     official = Path(session.create_tmp()) / "official-sdk"

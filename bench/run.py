@@ -5,7 +5,7 @@ It serves canned answers on 127.0.0.1, measures each client in its own worker pr
 ``--official-python``), interleaving the clients round by round so a noisy neighbour hurts them
 alike, then prints a table of medians and ratios, and the scaling tables (list sizes, thread
 counts), and writes it all as JSON. ``nox -s bench`` builds both environments and runs it;
-``--show FILE [--markdown]`` prints a saved run again (``--markdown``: the README's section).
+``--show FILE [--markdown]`` prints a saved run again (``--markdown``: as in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -699,7 +699,7 @@ def render_scaling(lines: Sequence[Scale]) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The README's Performance table: the run's date, versions, cores and load, the main
+    """docs/performance.md's table: the run's date, versions, cores and load, the main
     table with ratios, and the scaling tables."""
     meta = results["meta"]
     started = datetime.fromisoformat(meta["started"]).astimezone(UTC)
@@ -731,7 +731,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _wrap(text: str) -> str:
-    """Prose at the README's width."""
+    """Prose at the width of docs/performance.md."""
     return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
 
 
@@ -826,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--markdown",
         action="store_true",
-        help="with --show: the README's Performance table (date, cores, load, ratios, scaling)",
+        help="with --show: the table of docs/performance.md (date, cores, load, ratios, scaling)",
     )
     options = parser.parse_args(argv)
     if options.show:

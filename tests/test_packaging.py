@@ -105,7 +105,7 @@ def test_the_sdist_carries_the_suite_its_data_and_the_nox_tasks(tmp_path: Path) 
     """Issue #21: the sdist held only the package and contracts/, so its suite could not run."""
     with tarfile.open(_build_sdist(tmp_path)) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for folder in ("cdsessions", "tests", "cassettes", "contracts", "examples", "bench"):
+    for folder in ("cdsessions", "tests", "cassettes", "contracts", "examples", "bench", "docs"):
         missing = _on_disk(folder) - names
         assert not missing, f"{folder}/ files missing from the sdist: {sorted(missing)[:5]}"
     assert {"noxfile.py", "pyproject.toml", "hatch_build.py", "README.md", "LICENSE"} <= names

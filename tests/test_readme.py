@@ -1,6 +1,8 @@
-"""README.md is executed: every Python block runs as written, and shown output is real output.
+"""README.md and docs/*.md are executed: every Python block runs as written, and shown output
+is real output.
 
-How the blocks are run (the rules a README author follows):
+How the blocks are run (the rules a README or docs author follows; each Markdown file is read
+on its own, and each block is a test named by its file and line, ``docs/costs.md:line12``):
 
 * **Each block runs on its own**, in a fresh interpreter (a subprocess, working directory a
   fresh temporary folder, no ``COMFY_DEPLOY_*`` variables), exactly as if a reader pasted that
@@ -51,7 +53,10 @@ import yaml
 from sybil.document import Document
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+#: Every Markdown file whose blocks run: the README, then the docs/ pages, by name.
+DOCUMENTS = (README, *sorted((ROOT / "docs").glob("*.md")))
 # The comment on the line just above a block's fence that says how it runs (module docs).
 _MARKER = re.compile(
     r"<!--\s*(?P<kind>fragment|writes|run-after):\s*(?P<value>.*?)\s*-->\s*\Z", re.DOTALL
@@ -108,12 +113,14 @@ _NETWORK_GUARD = textwrap.dedent(
     """
 )
 
-# Runs a block read from stdin under README.md's name, so a traceback names the README line.
+# Runs a block read from stdin under its file's name (the first argument), so a traceback names
+# the file and line.
 _RUN_BLOCK = _NETWORK_GUARD + textwrap.dedent(
     """
     import sys
     _source = sys.stdin.read()
-    exec(compile(_source, "README.md", "exec"), {"__name__": "__main__"})
+    _name = sys.argv[1] if len(sys.argv) > 1 else "README.md"
+    exec(compile(_source, _name, "exec"), {"__name__": "__main__"})
     if _REFUSED:
         sys.exit(f"README blocks may only reach loopback addresses, not {_REFUSED}")
     """
@@ -122,6 +129,7 @@ _RUN_BLOCK = _NETWORK_GUARD + textwrap.dedent(
 
 @dataclass(frozen=True)
 class Block:
+    doc: str  # the Markdown file, relative to the project: "README.md", "docs/costs.md"
     line: int  # of the opening fence, 1-based
     language: str
     source: str
@@ -131,13 +139,17 @@ class Block:
     run_after: str | None = None  # runs where the block that writes this file was run
 
     def padded(self) -> str:
-        """The source, shifted so that its line numbers are README.md's."""
+        """The source, shifted so that its line numbers are its Markdown file's."""
         return "\n" * self.line + self.source
 
+    @property
+    def where(self) -> str:
+        return f"{self.doc}:{self.line}"
 
-def _blocks() -> list[Block]:
+
+def _blocks(path: Path) -> list[Block]:
     document = Document.parse(
-        str(README),
+        str(path),
         PythonCodeBlockParser(),
         *(CodeBlockParser(language) for language in _OUTPUT_LANGUAGES),
     )
@@ -158,6 +170,7 @@ def _blocks() -> list[Block]:
             output = str(following.region.parsed)
         blocks.append(
             Block(
+                doc=path.relative_to(ROOT).as_posix(),
                 line=example.line,
                 language=language,
                 source=str(example.region.parsed),
@@ -170,7 +183,7 @@ def _blocks() -> list[Block]:
     return blocks
 
 
-BLOCKS = _blocks()
+BLOCKS = [block for path in DOCUMENTS for block in _blocks(path)]
 PYTHON_BLOCKS = [block for block in BLOCKS if block.language == "python"]
 
 
@@ -277,7 +290,7 @@ def _make_workspace(writer: Block, folder: Path) -> list[str]:
     path and type the commands shown after it. Returns what went wrong (nothing if all is well).
     """
     assert writer.writes is not None
-    where = f"README.md:{writer.line}"
+    where = writer.where
     target = folder / writer.writes
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(writer.source)  # as the reader saves it
@@ -319,50 +332,54 @@ def _make_workspace(writer: Block, folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """The folder where the block marked ``<!-- writes: PATH -->`` was saved and its commands
-    were run; made once, for that block and every block that runs after it."""
-    made: dict[str, tuple[Path, list[str]]] = {}
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
+    """The folder where the block of Markdown file ``doc`` marked ``<!-- writes: PATH -->`` was
+    saved and its commands were run; made once, for that block and every block of the same file
+    that runs after it."""
+    made: dict[tuple[str, str], tuple[Path, list[str]]] = {}
 
-    def folder_for(path: str) -> Path:
-        if path not in made:
-            writers = [block for block in PYTHON_BLOCKS if block.writes == path]
-            assert len(writers) == 1, f"README.md: {len(writers)} blocks write {path}, not one"
+    def folder_for(doc: str, path: str) -> Path:
+        if (doc, path) not in made:
+            writers = [b for b in PYTHON_BLOCKS if b.doc == doc and b.writes == path]
+            assert len(writers) == 1, f"{doc}: {len(writers)} blocks write {path}, not one"
             folder = tmp_path_factory.mktemp("readme-workspace")
-            made[path] = (folder, _make_workspace(writers[0], folder))
-        folder, problems = made[path]
+            made[doc, path] = (folder, _make_workspace(writers[0], folder))
+        folder, problems = made[doc, path]
         assert not problems, "\n".join(problems)
         return folder
 
     return folder_for
 
 
-@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[f"line{b.line}" for b in PYTHON_BLOCKS])
+@pytest.mark.parametrize(
+    "block", PYTHON_BLOCKS, ids=[f"{b.doc}:line{b.line}" for b in PYTHON_BLOCKS]
+)
 def test_python_block_runs_as_pasted(
-    block: Block, tmp_path: Path, workspace: Callable[[str], Path]
+    block: Block, tmp_path: Path, workspace: Callable[[str, str], Path]
 ) -> None:
     if block.fragment is not None:
-        pytest.skip(f"README.md:{block.line} is a fragment: {block.fragment}")
+        pytest.skip(f"{block.where} is a fragment: {block.fragment}")
     if block.writes is not None:
-        workspace(block.writes)
+        workspace(block.doc, block.writes)
         return
-    folder = workspace(block.run_after) if block.run_after is not None else tmp_path
+    folder = tmp_path if block.run_after is None else workspace(block.doc, block.run_after)
     tests = _test_functions(block.source)
     if tests:
         (folder / "conftest.py").write_text(_NETWORK_GUARD)
         (folder / "test_readme_block.py").write_text(block.padded())
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         code, output = _run([*command, "test_readme_block.py"], folder)
-        assert code == 0, f"README.md:{block.line}: its tests failed:\n{output}"
+        assert code == 0, f"{block.where}: its tests failed:\n{output}"
         ran = re.search(rf"\b{len(tests)} passed\b", output)
-        assert ran, f"README.md:{block.line}: not every one of {tests} ran:\n{output}"
+        assert ran, f"{block.where}: not every one of {tests} ran:\n{output}"
         return
-    code, output = _run([sys.executable, "-c", _RUN_BLOCK], folder, stdin=block.padded())
+    run = [sys.executable, "-c", _RUN_BLOCK, block.doc]
+    code, output = _run(run, folder, stdin=block.padded())
     how = f"after the commands for {block.run_after}" if block.run_after else "alone"
-    assert code == 0, f"README.md:{block.line} failed when run {how}:\n{output}"
+    assert code == 0, f"{block.where} failed when run {how}:\n{output}"
     if block.output is not None:
         assert _matches(block.output, output), (
-            f"README.md:{block.line}: the output shown after it is not what it prints.\n"
+            f"{block.where}: the output shown after it is not what it prints.\n"
             f"shown:\n{block.output}\nprinted:\n{output}"
         )
 
@@ -370,30 +387,39 @@ def test_python_block_runs_as_pasted(
 # -- the rules above hold (each can fail) ---------------------------------------------------
 
 
-def test_every_python_block_is_found() -> None:
-    fences = re.findall(r"^```python\s*$", README.read_text(encoding="utf-8"), re.MULTILINE)
-    assert len(PYTHON_BLOCKS) >= len(fences) > 0
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_python_block_is_found(path: Path) -> None:
+    fences = re.findall(r"^```python\s*$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    found = [b for b in PYTHON_BLOCKS if b.doc == path.relative_to(ROOT).as_posix()]
+    assert len(found) >= len(fences)
+
+
+def test_the_docs_folder_is_read() -> None:
+    # A docs/ page whose blocks never run would be a README promise nobody checks.
+    docs = {b.doc for b in PYTHON_BLOCKS if b.doc.startswith("docs/")}
+    assert {"docs/library.md", "docs/testing.md", "docs/costs.md"} <= docs
 
 
 def test_blocks_do_not_share_names(tmp_path: Path) -> None:
     # What "runs on its own" means: a name from an earlier block is not defined.
-    first = Block(1, "python", "shared = 1\n", None, None)
-    second = Block(2, "python", "print(shared)\n", None, None)
+    first = Block("docs/x.md", 1, "python", "shared = 1\n", None, None)
+    second = Block("docs/x.md", 2, "python", "print(shared)\n", None, None)
     for block in (first, second):
-        code, output = _run([sys.executable, "-c", _RUN_BLOCK], tmp_path, stdin=block.padded())
+        run = [sys.executable, "-c", _RUN_BLOCK, block.doc]
+        code, output = _run(run, tmp_path, stdin=block.padded())
     assert code != 0
     assert "NameError: name 'shared' is not defined" in output
-    assert 'File "README.md", line 3' in output
+    assert 'File "docs/x.md", line 3' in output  # the traceback names the file and line
 
 
 def test_blocks_cannot_reach_beyond_loopback(tmp_path: Path) -> None:
     # TEST-NET-1 (RFC 5737) and a reserved name: refused before any packet or lookup.
     probe = "import socket\nsocket.create_connection(('192.0.2.1', 443), timeout=1)\n"
-    code, output = _run([sys.executable, "-c", _RUN_BLOCK], tmp_path, stdin=probe)
+    code, output = _run([sys.executable, "-c", _RUN_BLOCK, "x.md"], tmp_path, stdin=probe)
     assert code != 0
     assert "may only reach loopback addresses" in output
     probe = "import socket\nsocket.getaddrinfo('example.invalid', 443)\n"
-    code, output = _run([sys.executable, "-c", _RUN_BLOCK], tmp_path, stdin=probe)
+    code, output = _run([sys.executable, "-c", _RUN_BLOCK, "x.md"], tmp_path, stdin=probe)
     assert "may only reach loopback addresses" in output
 
 
@@ -448,7 +474,7 @@ def _transcript(starting_with: str) -> list[tuple[str, str]]:
     for block in BLOCKS:
         if block.language == "console" and block.source.startswith(f"$ {starting_with}"):
             return _console_pairs(block.source)
-    raise AssertionError(f"README.md has no console block starting with `$ {starting_with}`")
+    raise AssertionError(f"no console block of the docs starts with `$ {starting_with}`")
 
 
 def test_demo_transcript(tmp_path: Path) -> None:
@@ -484,3 +510,43 @@ def test_local_server_transcript(tmp_path: Path, cdsessions_fake_url: str) -> No
         if _normalise(printed).strip() != _normalise(shown).strip():
             differences.append(f"$ {command}\nshown:\n{shown}\nprinted:\n{printed}")
     assert not differences, "\n".join(differences)
+
+
+# -- the front page ---------------------------------------------------------------------------
+
+#: The README's sections, in the order a newcomer needs them (issue 21).
+FRONT_PAGE = (
+    "Set up",
+    "The command line, on the fake",
+    "Quickstart: the library, typed",
+    "Testing your code with the fake",
+    "Using the real API",
+    "Further reading",
+)
+
+
+def _setup_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sh\n(.*?)\n```$", section, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_is_a_short_guide_in_order() -> None:
+    text = README.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.*)$", text, flags=re.MULTILINE)
+    assert headings == list(FRONT_PAGE)
+    assert len(text.splitlines()) < 300
+
+
+def test_the_readme_has_two_setup_commands_in_a_virtual_environment() -> None:
+    demo, tests = _setup_commands()  # exactly two, one line each
+    for command in (demo, tests):
+        assert "\n" not in command
+        assert command.startswith("python -m venv .venv && .venv/bin/pip install ")
+    assert demo.endswith(" -m cdsessions demo")
+    assert tests.endswith(".venv/bin/nox")
+
+
+def test_ci_runs_the_readmes_test_command_exactly() -> None:
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert lines[-1] == _setup_commands()[1]

@@ -149,7 +149,7 @@ FAKE_SERVER: Final = Command(
     "non-empty API key (each key is its own account), and forgets everything on exit.\n"
     "Point a client at it with --server local, or --server http://127.0.0.1:PORT/api.\n"
     "Script it while it runs with POST /_fake/script, /_fake/never-ready,\n"
-    '/_fake/sessions/ID/end and /_fake/clock (see the README\'s "Testing your own code").',
+    '/_fake/sessions/ID/end and /_fake/clock (see docs/testing.md, "Simulating failures").',
     connects=False,
 )
 

@@ -256,14 +256,16 @@ def test_create_over_budget_sends_no_create(
     assert len(cdsessions_fake.live_sessions()) == 1
 
 
-# -- the README's transcript -------------------------------------------------------------------
+# -- the transcript in docs/costs.md ---------------------------------------------------------
 
-README: Final = Path(__file__).resolve().parents[2] / "README.md"
+COSTS_DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "costs.md"
 
 
 def _readme_transcript(first: str) -> list[tuple[str, str]]:
-    """The README console block that starts with ``$ <first>``: (command, shown output) pairs."""
-    blocks = re.findall(r"```console\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    """The docs/costs.md console block that starts with ``$ <first>``: (command, shown output)
+    pairs."""
+    text = COSTS_DOC.read_text(encoding="utf-8")
+    blocks = re.findall(r"```console\n(.*?)```", text, re.DOTALL)
     (block,) = [b for b in blocks if b.startswith(f"$ {first}")]
     pairs: list[tuple[str, list[str]]] = []
     for line in block.splitlines():

@@ -29,7 +29,8 @@ from tests.support.cli import cli_env, default_sigint
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
 
 KEY = "sk-shell-SECRET-9876543210"
-README = Path(__file__).resolve().parents[2] / "README.md"
+#: Where the exit-code table is documented.
+CLI_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 # Everything a terminal would act on: OSC (retitle), CSI (clear screen) both 7-bit and as the
 # C1 code point, BEL, DEL, NUL, a bidi override and isolate, CR/LF/TAB, a line separator.
@@ -695,8 +696,8 @@ def test_a_404_from_list_says_the_base_url_is_probably_wrong(fake: str) -> None:
         assert "ends in /api" in line
 
 
-def test_every_exit_code_is_in_the_readme_table() -> None:
-    rows = re.findall(r"^\| (\d+) \| ", README.read_text(), flags=re.MULTILINE)
+def test_every_exit_code_is_in_the_documented_table() -> None:
+    rows = re.findall(r"^\| (\d+) \| ", CLI_DOC.read_text(), flags=re.MULTILINE)
     assert sorted(int(code) for code in rows) == sorted(EXIT_CODES)
 
 
