@@ -321,7 +321,7 @@ def test_completion_without_its_extra_says_how_to_install_it(tmp_path: Path) -> 
     result = cli("completion", "bash", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "pip install 'cdsessions[completion]'" in result.stderr
+    assert "pip install shtab" in result.stderr
 
 
 # -- create --wait, interrupted --------------------------------------------------------------------
