@@ -21,7 +21,7 @@ __all__ = ["COMPLETION", "SHELLS"]
 #: The shells a script is printed for.
 SHELLS: Final = ("bash", "zsh", "fish")
 
-_INSTALL: Final = "pip install shtab (the completion extra: '.[completion]' from a clone)"
+_INSTALL: Final = "pip install shtab ('.[completion]' in a clone)"
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
