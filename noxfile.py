@@ -55,6 +55,7 @@ PROPERTY_MODULES = (
     "tests/costs/test_price_table_bytes.py",
     "tests/costs/test_reaper_inputs.py",
     "tests/core/test_money.py",
+    "tests/core/test_run_cost.py",
     "tests/core/test_text.py",
     "tests/transports/test_cap.py",
     "tests/test_errors.py",

@@ -42,6 +42,7 @@ __all__ = [
     "outputs_dir",
     "prepare_run",
     "read_inputs",
+    "session_gpu",
     "write_download",
 ]
 
@@ -195,6 +196,15 @@ def _link(temporary: Path, directory: Path, name: str) -> Result[Path, InvalidRe
     return _refused("outputs_to", f"{_MAX_CLASHES} files named like {name!r:.60} already exist")
 
 
+def session_gpu(session: object) -> str | None:
+    """The GPU of ``session`` (a :class:`~cdsessions.Session`, or a scope's open session with
+    its details), to price the run; None for a bare URL or a create response."""
+    gpu = getattr(session, "gpu", None)
+    if gpu is None:
+        gpu = getattr(getattr(session, "details", None), "gpu", None)
+    return str(gpu) if isinstance(gpu, str) else None
+
+
 def prepare_run(
     core: ClientCore,
     session: object,
@@ -217,6 +227,8 @@ def prepare_run(
         return Failure(directory.failure())
     if not isinstance(uploads, Success):
         return Failure(uploads.failure())
-    checked = msgspec.structs.replace(plan.unwrap(), uploads=uploads.unwrap())
+    checked = msgspec.structs.replace(
+        plan.unwrap(), uploads=uploads.unwrap(), gpu=session_gpu(session)
+    )
     flow = run_flow(ComfySteps(core, session_url(session)), core.clock, checked)
     return Success((flow, directory.unwrap()))

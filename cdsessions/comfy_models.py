@@ -9,10 +9,13 @@ releases, and unknown ones are ignored.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import msgspec
+
+from cdsessions._core.unknown import Unknown
 
 __all__ = [
     "ComfyFile",
@@ -119,13 +122,17 @@ class RunProgress(msgspec.Struct, frozen=True):
 
 class RunResult(msgspec.Struct, frozen=True):
     """What a run produced: the files written under ``outputs_to`` (in ComfyUI's order), the
-    text outputs, the prompt id, and how long it took (``seconds``, from the first upload to
-    the last byte written, on the client's clock)."""
+    text outputs, the prompt id, how long it took (``seconds``, from the first upload to
+    the last byte written, on the client's clock) and what that time cost (``cost``: USD,
+    exactly, at the session's GPU price, or an :class:`~cdsessions.costs.Unknown` saying why
+    not, e.g. the price table could not be fetched; see
+    :func:`cdsessions._core.pricing.run_cost`)."""
 
     prompt_id: str
     outputs: tuple[RunOutput, ...]
     texts: tuple[tuple[str, tuple[str, ...]], ...]
     seconds: float
+    cost: Decimal | Unknown = Unknown("not priced")
 
     @property
     def paths(self) -> tuple[Path, ...]:

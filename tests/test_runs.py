@@ -8,12 +8,14 @@ import json
 import os
 import signal
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from cdsessions import AsyncSessionsClient, SessionsClient
+from cdsessions import AsyncSessionsClient, CreateSessionBody, MachineGPU, SessionsClient
 from cdsessions.comfy_models import RunProgress, RunResult
+from cdsessions.costs import Unknown
 from cdsessions.errors import (
     DecodeFailed,
     HttpError,
@@ -22,7 +24,7 @@ from cdsessions.errors import (
     RunTimedOut,
     TransportFailed,
 )
-from cdsessions.fake import ManualClock
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock, serve_in_thread
 from cdsessions.fake.comfyui import FakeComfyUI, serve_comfyui
 from cdsessions.testing import expect_failure, expect_success
 from tests.support.hostile import Request, answer, hostile, response
@@ -343,3 +345,97 @@ def test_a_failed_download_is_an_http_error_and_leaves_nothing(tmp_path: Path) -
         got = client.run(server.base_url, COPY, outputs_to=tmp_path)
     assert expect_failure(got, HttpError).status == 404
     assert os.listdir(tmp_path) == []
+
+
+# -- what a run cost (RunResult.cost, from cdsessions/_core/pricing.py run_cost) --------------
+
+PRICED_BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, gpu=MachineGPU.A10G)
+PRICED = {
+    "1": {"class_type": "PrimitiveString", "inputs": {"value": "made"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+}
+PRICE_FETCH = ("GET", "/platform/gpu-pricing")
+
+
+def _slowed(fake: FakeService, session_id: str) -> None:
+    """Three polls, 2 s apart on the manual clock: the run takes 6 s exactly."""
+    comfy = fake.comfyui(session_id)
+    assert comfy is not None
+    comfy.polls_before_done = 3
+
+
+def _priced_run(fake: FakeService, out: Path) -> RunResult:
+    with serve_in_thread(fake) as url:
+        client = SessionsClient(KEY, server=url, clock=ManualClock(), retry=False)
+        with client, client.session(PRICED_BODY) as started:
+            opened = expect_success(started)
+            _slowed(fake, opened.session_id)
+            return expect_success(client.run(opened, PRICED, outputs_to=out, poll_every=2.0))
+
+
+async def _priced_async_run(fake: FakeService, url: str, out: Path) -> RunResult:
+    client = AsyncSessionsClient(KEY, server=url, clock=ManualClock(), retry=False)
+    async with client, client.session(PRICED_BODY) as started:
+        opened = expect_success(started)
+        _slowed(fake, opened.session_id)
+        ran = await client.run(opened, PRICED, outputs_to=out, poll_every=2.0)
+        return expect_success(ran)
+
+
+def test_a_run_carries_its_exact_cost_at_the_gpus_price(tmp_path: Path) -> None:
+    fake = FakeService(comfyui=True, prices={"A10G": "0.5"})
+    result = _priced_run(fake, tmp_path)
+    assert result.seconds == 6.0
+    assert result.cost == Decimal("3.0")  # 6 s x 0.5 USD/s, exactly
+    assert fake.requests_seen.count(PRICE_FETCH) == 1  # fetched once for the run
+
+
+def test_the_async_client_carries_the_same_cost(tmp_path: Path) -> None:
+    fake = FakeService(comfyui=True, prices={"A10G": "0.5"})
+    with serve_in_thread(fake) as url:
+        result = asyncio.run(_priced_async_run(fake, url, tmp_path))
+    assert result.seconds == 6.0
+    assert result.cost == Decimal("3.0")
+    assert fake.requests_seen.count(PRICE_FETCH) == 1
+
+
+def test_a_gpu_missing_from_the_price_table_makes_the_cost_unknown(tmp_path: Path) -> None:
+    result = _priced_run(FakeService(comfyui=True, prices={"H100": "0.002778"}), tmp_path)
+    assert isinstance(result.cost, Unknown)
+    assert "A10G" in result.cost.reason
+    assert "not in the price table" in result.cost.reason
+    assert result.paths[0].read_bytes() == b"made"  # the run itself stands
+
+
+@pytest.mark.parametrize("async_client", [False, True])
+def test_a_failed_price_fetch_never_fails_the_run(tmp_path: Path, async_client: bool) -> None:
+    fake = FakeService(comfyui=True)
+    fake.answer_next("pricing", 503, {"detail": "down"})
+    if async_client:
+        with serve_in_thread(fake) as url:
+            result = asyncio.run(_priced_async_run(fake, url, tmp_path))
+    else:
+        result = _priced_run(fake, tmp_path)
+    assert isinstance(result.cost, Unknown)
+    assert "could not be fetched (http)" in result.cost.reason
+    assert result.paths[0].read_bytes() == b"made"
+
+
+def test_an_absurd_price_on_the_wire_makes_the_cost_unknown_not_an_exception(
+    tmp_path: Path,
+) -> None:
+    result = _priced_run(FakeService(comfyui=True, prices={"A10G": "9e999999"}), tmp_path)
+    assert isinstance(result.cost, Unknown)
+    assert "could not be fetched (decode)" in result.cost.reason
+
+
+def test_a_run_on_a_bare_url_is_not_priced_and_asks_for_no_prices(tmp_path: Path) -> None:
+    fake = FakeService(comfyui=True)
+    with serve_in_thread(fake) as url:
+        client = SessionsClient(KEY, server=url, clock=ManualClock(), retry=False)
+        with client, client.session(PRICED_BODY) as started:
+            bare = expect_success(started).url
+            result = expect_success(client.run(bare, PRICED, outputs_to=tmp_path))
+    assert isinstance(result.cost, Unknown)
+    assert "no GPU named" in result.cost.reason
+    assert PRICE_FETCH not in fake.requests_seen

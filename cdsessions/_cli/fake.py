@@ -1,13 +1,15 @@
 """The commands that need no account: ``fake-server`` (a fake ComfyDeploy on 127.0.0.1) and
-``demo`` (the whole session lifecycle against a fake inside this process). The fake is imported
-only when one of them runs."""
+``demo`` (the whole session lifecycle, a workflow run included, against a fake inside this
+process). The fake is imported only when one of them runs."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import socket
+import tempfile
 import time
+from pathlib import Path
 from typing import Final
 
 from returns.result import Success
@@ -17,6 +19,7 @@ from cdsessions._cli._output import end_progress, err, out, progress, when
 from cdsessions._cli._parser import Command, non_negative_int, port, seconds
 from cdsessions._core.servers import LOCAL_PORT, is_loopback_host
 from cdsessions.client import SessionsClient
+from cdsessions.comfy_models import RunResult
 from cdsessions.errors import HttpError
 from cdsessions.models import CreateSessionBody, Session
 
@@ -161,16 +164,35 @@ def _wait_quietly(client: SessionsClient, session_id: str) -> Session:
     return session
 
 
+#: The demo's workflow: a text saved as a file by the fake ComfyUI, so its output is known.
+_DEMO_TEXT: Final = "made by the demo"
+_DEMO_WORKFLOW: Final = {
+    "1": {"class_type": "PrimitiveString", "inputs": {"value": _DEMO_TEXT}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "demo"}},
+}
+
+
+def _demo_run(client: SessionsClient, session: Session) -> str:
+    """Run the demo's workflow on the session's ComfyUI into a temporary directory, check what
+    came home, and say so: ``1 output (16 bytes) in 0.0 s``."""
+    with tempfile.TemporaryDirectory(prefix="cdsessions-demo-") as directory:
+        result: RunResult = ok(client.run(session, _DEMO_WORKFLOW, outputs_to=directory))
+        made = [Path(path).read_bytes() for path in result.paths]
+    if made != [_DEMO_TEXT.encode()]:
+        raise Fail("demo failed: the run did not bring its one output home", REFUSED)
+    return f"{len(made)} output ({result.total_bytes} bytes) in {result.seconds:.1f} s"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cdsessions.fake.server import serve_in_thread
     from cdsessions.fake.service import DEFAULT_MACHINE_ID, FakeService
 
-    steps = 7
+    steps = 8
 
     def step(number: int, name: str, text: str) -> None:
         out(f"{number}/{steps} {name:<7} {text}")
 
-    service = FakeService(ready_after_polls=1)
+    service = FakeService(ready_after_polls=1, comfyui=True)
     with (
         serve_in_thread(service) as base_url,
         SessionsClient("demo-key", server=base_url) as client,
@@ -190,17 +212,18 @@ def _demo(args: argparse.Namespace) -> int:
         listed: list[Session] = ok(client.list(DEFAULT_MACHINE_ID))
         ours = "ours among them" if any(s.session_id == sid for s in listed) else "ours MISSING"
         step(4, "list", f"{len(listed)} live session(s) on the machine, {ours}")
+        step(5, "run", _demo_run(client, session))
         extended = ok(client.extend(sid, 10))
-        step(5, "extend", f"+10 min: {extended.message}")
+        step(6, "extend", f"+10 min: {extended.message}")
         cancelled = ok(client.cancel(sid))
-        step(6, "cancel", f"success={str(cancelled.success).lower()}")
+        step(7, "cancel", f"success={str(cancelled.success).lower()}")
         gone = client.get(sid)
         if isinstance(gone, Success):
             raise Fail("demo failed: the session still exists after cancel", REFUSED)
         error = gone.failure()
         if not (isinstance(error, HttpError) and error.status == 404):
             raise Failed(error)
-        step(7, "get", f"{error.reason()}: the session is gone")
+        step(8, "get", f"{error.reason()}: the session is gone")
     out("demo finished: the whole session lifecycle worked.")
     return OK
 
@@ -210,7 +233,8 @@ DEMO: Final = Command(
     "Run the whole session lifecycle against a built-in fake server.",
     _demo,
     details="Starts a fake ComfyDeploy on a free port of 127.0.0.1 inside this process, then runs\n"
-    "create, wait, get, list, extend, cancel and a final get (which must be a 404) through\n"
-    "the real HTTP client. Needs no account, no key and no network.",
+    "create, wait, get, list, a workflow run on the session's fake ComfyUI (its output\n"
+    "downloaded to a temporary directory), extend, cancel and a final get (which must be a\n"
+    "404) through the real HTTP client. Needs no account, no key and no network.",
     connects=False,
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,8 +23,8 @@ from cdsessions._cli.lease import _lease_options, _told
 from cdsessions._cli.sessions import send_create, wait_ready
 from cdsessions._core import money
 from cdsessions._core.comfy_run import run_plan
-from cdsessions._core.pricing import Price
 from cdsessions._core.text import escape
+from cdsessions._core.unknown import Unknown
 from cdsessions.client import SessionsClient
 from cdsessions.comfy_models import RunResult
 from cdsessions.lifecycle import DEFAULT_READY_TIMEOUT
@@ -117,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         if args.session is not None:
             session = wait_ready(client, args.session, args)
-            return _report(client, _ran(client, session, workflow, args), session.gpu)
+            return _report(_ran(client, session, workflow, args), session.gpu)
         chosen = MachineGPU(args.gpu) if args.gpu else None
         body = CreateSessionBody(machine_id=args.machine_id, gpu=chosen, timeout=args.lease)
         created = send_create(client, args, body)  # budgeted: --max-cost refuses here
@@ -128,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             session = wait_ready(client, created.session_id, args)
             result = _ran(client, session, workflow, args)
         err(f"{PROG}: session {created.session_id} cancelled")
-        return _report(client, result, session.gpu)
+        return _report(result, session.gpu)
 
 
 def _ran(
@@ -150,31 +149,25 @@ def _ran(
     return result
 
 
-def _report(client: SessionsClient, result: RunResult, gpu_name: str | None) -> int:
+def _report(result: RunResult, gpu_name: str | None) -> int:
     for output in result.outputs:
         fields = (str(output.path), f"{output.size} bytes", f"node {output.node_id}")
         out("  ".join(escape(field) for field in fields))
     for node_id, texts in result.texts:
         for text in texts:
             out("  ".join(escape(field) for field in ("text", f"node {node_id}", text)))
-    cost = _cost(client, gpu_name, result.seconds)
     err(
         f"{PROG}: prompt {escape(result.prompt_id)}: {len(result.outputs)} file(s), "
-        f"{result.total_bytes} bytes in {result.seconds:.1f} s{cost}"
+        f"{result.total_bytes} bytes in {result.seconds:.1f} s{_cost(result, gpu_name)}"
     )
     return OK
 
 
-def _cost(client: SessionsClient, gpu_name: str | None, seconds_taken: float) -> str:
-    """``; about $X on GPU`` for the run's time at the GPU's price, or nothing when unknown."""
-    prices = client.gpu_pricing()
-    if not isinstance(prices, Success):
-        return ""
-    price = prices.unwrap().price_per_second(gpu_name)
-    if not isinstance(price, Price):
-        return ""
-    usd = price.usd_per_second * Decimal(str(round(seconds_taken, 3)))
-    return f"; about {money.exact_text(usd)} USD on {escape(price.gpu)}"
+def _cost(result: RunResult, gpu_name: str | None) -> str:
+    """``; about X USD on GPU``, the library's figure (RunResult.cost), or why it is unknown."""
+    if isinstance(result.cost, Unknown):
+        return f"; cost {escape(str(result.cost))}"
+    return f"; about {money.usd_text(result.cost)} on {escape(str(gpu_name))}"
 
 
 RUN: Final = Command(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
@@ -18,9 +19,11 @@ from returns.result import Failure, Result, Success
 
 from cdsessions._core.clocks import Clock
 from cdsessions._core.comfy import MAX_VIEW_BYTES, ComfySteps, build_view, prepare
+from cdsessions._core.pricing import GpuPricing, run_cost
 from cdsessions._core.retry import Wait
 from cdsessions._core.steps import Flow
 from cdsessions._core.timeouts import Timeout
+from cdsessions._core.unknown import Unknown
 from cdsessions._core.wire import HttpRequest
 from cdsessions.comfy_models import (
     ComfyFile,
@@ -54,6 +57,8 @@ _UNSAFE: Final = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')
 _DOWNLOAD: Final = Timeout(connect=10.0, read=60.0, total=None)
 #: How long an interrupt may take when the run is being stopped (it must not hold Ctrl-C up).
 _INTERRUPT_TIMEOUT: Final = Timeout(connect=3.0, read=3.0, total=5.0)
+#: The price table's fetch after a run: short, since the run is done and only its cost waits.
+_PRICING_TIMEOUT: Final = Timeout(connect=3.0, read=5.0, total=10.0)
 
 
 class Download(msgspec.Struct, frozen=True):
@@ -79,6 +84,8 @@ class RunPlan(msgspec.Struct, frozen=True):
     max_file_bytes: int = MAX_VIEW_BYTES
     #: Told of the run's progress (see :class:`RunProgress`); it must not raise.
     on_progress: Callable[[RunProgress], None] | None = None
+    #: The session's GPU, to price the run (None: not known, so the cost is unknown).
+    gpu: str | None = None
 
 
 def local_name(file: ComfyFile) -> str:
@@ -193,7 +200,22 @@ def run_flow(
         path, size = got.unwrap()
         outputs.append(RunOutput(path, size, node_id, file))
     seconds = clock.monotonic() - started
-    return Success(RunResult(prompt_id, tuple(outputs), entry.texts, seconds))
+    cost = yield from _priced(comfy, plan.gpu, seconds)
+    return Success(RunResult(prompt_id, tuple(outputs), entry.texts, seconds, cost))
+
+
+def _priced(
+    comfy: ComfySteps, gpu: str | None, seconds: float
+) -> Flow[HttpRequest, Decimal | Unknown]:
+    """The run's cost (see :func:`run_cost`): the price table is fetched at most once (the
+    client keeps it), not at all without a GPU, and a failed fetch only makes it unknown."""
+    if gpu is None:
+        return run_cost(GpuPricing(), None, seconds)
+    fetched = yield from comfy.core.gpu_pricing(False, _PRICING_TIMEOUT, None)
+    if not isinstance(fetched, Success):
+        reason = f"the price table could not be fetched ({fetched.failure().code})"
+        return run_cost(GpuPricing(unavailable=reason), gpu, seconds)
+    return run_cost(fetched.unwrap(), gpu, seconds)
 
 
 def _wait(

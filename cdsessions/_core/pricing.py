@@ -13,7 +13,9 @@ price per GPU (a price that is not a finite number, an absurd one such as ``9e99
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
 
@@ -21,6 +23,7 @@ import msgspec
 from returns.result import Failure, Result, Success
 
 from cdsessions._core import decoding, money
+from cdsessions._core.unknown import Unknown
 from cdsessions._core.wire import HttpResponse
 from cdsessions.errors import ApiError, DecodeFailed
 
@@ -31,7 +34,9 @@ __all__ = [
     "NoPrice",
     "Price",
     "PriceTable",
+    "Unknown",
     "decode_gpu_pricing",
+    "run_cost",
 ]
 
 
@@ -199,3 +204,23 @@ def decode_gpu_pricing(response: HttpResponse, operation: str) -> Result[GpuPric
             return Failure(DecodeFailed(operation, response.status, _at(gpu), problem))
         prices.append(Price(gpu, amount.unwrap()))
     return Success(GpuPricing(tuple(prices)))
+
+
+#: The longest run priced: what a timedelta can hold (about 2.7 million years).
+_LONGEST_RUN: Final = timedelta.max.total_seconds() - 1
+
+
+def run_cost(pricing: GpuPricing, gpu: str | None, seconds: float) -> Decimal | Unknown:
+    """What a run of ``seconds`` (the client's clock) cost on ``gpu``: its price per second x
+    the seconds, to the microsecond, exactly; :class:`Unknown` saying why when the GPU has no
+    usable price (a failed fetch: a table with ``unavailable`` set) or the time is not a real
+    duration. Never raises, whatever the price or the time."""
+    price = pricing.price_per_second(gpu)
+    if isinstance(price, NoPrice):
+        return Unknown(str(price))
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return Unknown("the run's time is not a number of seconds")
+    if not math.isfinite(seconds) or not 0 <= seconds <= _LONGEST_RUN:
+        return Unknown(f"the run's time is not a usable duration ({seconds!r:.30})")
+    # price_per_second only gives checked prices: below 1e30 USD, so the product is exact.
+    return money.billed(timedelta(seconds=seconds), price.usd_per_second)

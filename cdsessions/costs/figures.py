@@ -29,6 +29,7 @@ import msgspec
 from cdsessions._core import money
 from cdsessions._core.money import seconds_of
 from cdsessions._core.pricing import GpuPricing, NoPrice, Price
+from cdsessions._core.unknown import Unknown
 from cdsessions.models import Session
 
 __all__ = [
@@ -46,15 +47,6 @@ __all__ = [
 ]
 
 _ZERO: Final = timedelta(0)
-
-
-class Unknown(msgspec.Struct, frozen=True, gc=False):
-    """A figure that cannot be known; ``reason`` says why (``"no created_at"``, …)."""
-
-    reason: str
-
-    def __str__(self) -> str:
-        return f"unknown ({self.reason})"
 
 
 #: USD, exactly, or why not.

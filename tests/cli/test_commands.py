@@ -86,15 +86,17 @@ def test_demo_runs_the_whole_lifecycle() -> None:
     lines = result.stdout.splitlines()
     steps = [line.split()[:2] for line in lines if line[:1].isdigit()]
     assert steps == [
-        ["1/7", "create"],
-        ["2/7", "wait"],
-        ["3/7", "get"],
-        ["4/7", "list"],
-        ["5/7", "extend"],
-        ["6/7", "cancel"],
-        ["7/7", "get"],
+        ["1/8", "create"],
+        ["2/8", "wait"],
+        ["3/8", "get"],
+        ["4/8", "list"],
+        ["5/8", "run"],
+        ["6/8", "extend"],
+        ["7/8", "cancel"],
+        ["8/8", "get"],
     ]
     assert "ours among them" in result.stdout
+    assert "5/8 run     1 output (16 bytes) in " in result.stdout  # its file came home
     assert "(404)" in lines[-2]
     assert lines[-1].startswith("demo finished")
     assert "modal.localhost" not in result.stdout  # the url is a secret, even a fake one

@@ -62,6 +62,22 @@ def test_a_run_prints_what_it_made_and_cancels(
     assert "modal.localhost" not in done.stdout + done.stderr  # the url is a secret
 
 
+def test_a_failed_price_fetch_says_the_cost_is_unknown_and_the_run_still_succeeds(
+    served: tuple[FakeService, str], files: tuple[Path, Path, Path]
+) -> None:
+    fake, url = served
+    workflow, image, out = files
+    fake.answer_next("pricing", 503, {"detail": "down"}, times=50)  # every retry fails too
+    done = run_cli(*_args(url, workflow, image, out, "--gpu", "A10G"), key=KEY)
+    assert done.returncode == 0, done.stderr
+    assert (out / "o_00001_.png").read_bytes() == b"PNG bytes"
+    assert "; cost unknown (no price for A10G: the price table could not be fetched (http))" in (
+        done.stderr
+    )
+    assert "USD on" not in done.stderr
+    assert fake.live_sessions() == ()
+
+
 def test_node_errors_exit_11_and_cancel(
     served: tuple[FakeService, str], files: tuple[Path, Path, Path]
 ) -> None:
