@@ -91,6 +91,24 @@ def test_no_extension_is_sent_past_the_budget() -> None:
     assert service.live_sessions() == ()
 
 
+def test_a_refused_extension_is_not_counted_against_the_budget() -> None:
+    """Only the extensions the server took count: two refused ones (503) leave the allowance
+    as it was, so the lease still gets every minute the budget pays for. Added for a bug an
+    outside review slipped past the suite (issue 23): the allowance grown before the answer."""
+    budget = Decimal("0.50")  # 24 whole minutes at 0.000337 USD/s
+    service, clock, client, record = _setup(minutes=4, allowance_budget=budget)
+    service.answer_next("extend", 503, times=2)
+    seen: list[LeaseState] = []
+    client._run(lease_steps(client._core, record, clock.monotonic, seen.append))
+    assert record.allowance is not None
+    granted = record.allowance.minutes
+    # The allowance is exactly the session's minutes: the first ones and each accepted one.
+    assert granted * 60 == record.end - record.created
+    assert granted * 60 * A10G <= budget < (granted + 1) * 60 * A10G
+    assert len(_extensions(service)) == record.extensions + 2  # the two refused were sent
+    assert isinstance(seen[0].reason, OverBudget)
+
+
 def test_a_failing_extension_is_retried_then_the_owner_is_told_and_the_session_cancelled() -> None:
     service, clock, client, record = _setup(minutes=2)
     service.answer_next("extend", 503, times=1000)
