@@ -27,6 +27,7 @@ from cdsessions._core.pricing import (
     NoPrice,
     Price,
     decode_gpu_pricing,
+    run_cost,
 )
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import (
@@ -438,3 +439,32 @@ def test_time_left_after_the_timeout_is_zero_not_negative() -> None:
 def test_format_usd_rounds_to_the_places_asked_for(amount: str, places: int, shown: str) -> None:
     """Found by applying a deliberate bug the older tests let through."""
     assert format_usd(Decimal(amount), places) == shown
+
+
+# -- a price of exactly zero ---------------------------------------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): a free GPU taken for one
+# with no price, or its zero cost for an unknown one.
+
+FREE: Final = GpuPricing.from_table({"A10G": 0, "T4": "0.000"})
+
+
+@pytest.mark.parametrize("gpu", ["A10G", "T4"])
+def test_a_price_of_zero_is_a_price_not_a_missing_one(gpu: str) -> None:
+    assert FREE.price_per_second(gpu) == Price(gpu, Decimal(0))
+    assert decode_gpu_pricing(_response(b'{"A10G": 0}'), "prices") == Success(
+        GpuPricing.from_table({"A10G": Decimal(0)})
+    )
+
+
+def test_every_cost_figure_of_a_free_gpu_is_zero_not_unknown() -> None:
+    session = _session("A10G", START, 30)
+    later = START + timedelta(minutes=10)
+    costs = costs_of(session, FREE, later)
+    assert costs.price == Price("A10G", Decimal(0))
+    assert costs.usd_per_hour == 0
+    assert costs.cost_so_far == 0
+    assert costs.max_cost == 0
+    assert costs.remaining_cost == 0
+    assert costs.age == timedelta(minutes=10)  # the times are known as for any price
+    assert costs.time_left == timedelta(minutes=20)
+    assert run_cost(FREE, "A10G", 3600.0) == 0
