@@ -358,6 +358,9 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
         (RetryPolicy(statuses=frozenset({100, 599}), read_statuses=frozenset()), None),
         (RetryPolicy(max_attempts=1), None),
         (RetryPolicy(max_attempts=0), "max_attempts must be at least 1 (1 means no retries)"),
+        # Issue 23: below zero too, however far (a check for == 0 alone would let these loop).
+        (RetryPolicy(max_attempts=-1), "max_attempts must be at least 1 (1 means no retries)"),
+        (RetryPolicy(max_attempts=-(10**9)), "max_attempts must be at least 1 (1 means no retries)"),
         (RetryPolicy(max_attempts=2.0), "max_attempts must be a whole number"),  # type: ignore[arg-type]
         (RetryPolicy(max_attempts=True), "max_attempts must be a whole number"),
         (RetryPolicy(backoff=True), "backoff must be a number"),

@@ -481,6 +481,25 @@ def test_a_cancel_is_tried_whatever_its_attempts_and_backoff_hold() -> None:
     assert sleeps == [0.0, 0.0]  # what time.sleep accepts
 
 
+@pytest.mark.parametrize("attempts", [0, -1, -(10**6)])
+def test_a_cancel_with_no_attempts_left_is_still_sent_once(attempts: int) -> None:
+    """Attempts of zero or less: the cancel is sent exactly once (never skipped, which would
+    leave a session running; never looped). Added for a bug an outside review slipped past
+    the suite (issue 23)."""
+    from cdsessions.lifecycle import cancel_until_closed
+
+    calls: list[str] = []
+    broken = Failure(TransportFailed("cancel", "broken", "reset", sent=True))
+
+    def cancel(session_id: str) -> Result[DeleteSessionResponse, ApiError]:
+        calls.append(session_id)
+        return broken if len(calls) == 1 else Success(DeleteSessionResponse(success=True))
+
+    sleeps: list[float] = []
+    closed = cancel_until_closed(cancel, "s-1", attempts=attempts, sleep=sleeps.append)
+    assert (closed, calls, sleeps) == (broken, ["s-1"], [])
+
+
 @pytest.mark.parametrize(
     "cancel_answer",
     [
