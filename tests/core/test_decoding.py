@@ -713,3 +713,53 @@ def test_a_204_is_not_an_http_failure_but_its_empty_body_cannot_be_the_model() -
     error = result.failure()
     assert type(error) is DecodeFailed
     assert error.status == 204
+
+
+# -- error values bounded in the value, not only when shown ------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): an excerpt of a body
+# that is not JSON kept whole in the value, bounded only by str().
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        (b"x" * 1_000_000, "x" * 300),
+        (b"  " + b"y" * 299 + b"  ", "y" * 299),  # stripped, then kept whole
+        (b"z" * 300, "z" * 300),
+        (b"\xe2\x82\xac" * 5000, "\u20ac" * 300),  # counted in characters, not bytes
+        (b"\n" * 1_000_000 + b"late", None),  # only the start is looked at: blank
+    ],
+    ids=["a-megabyte", "blanks-around", "exactly-the-limit", "multibyte", "blank-start"],
+)
+def test_the_excerpt_of_a_body_that_is_not_json_is_bounded_in_the_value(
+    body: bytes, kept: str | None
+) -> None:
+    error = error_from(HttpResponse(502, (("content-type", "text/html"),), body), "get session s")
+    assert error == HttpError("get session s", 502, kept)
+    assert_renders_bounded(error)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"detail": "d" * 1_000_000},
+        {"detail": ["x" * 100_000] * 50},
+        {"detail": {"k" * 10_000: "v" * 100_000}},
+    ],
+    ids=["long-string", "long-list", "long-keys"],
+)
+def test_a_huge_json_detail_renders_bounded(body: object) -> None:
+    response = HttpResponse(500, JSON, json.dumps(body).encode())
+    error = error_from(response, "get session s")
+    assert isinstance(error, HttpError)
+    assert error.detail == body["detail"]  # type: ignore[index]  # the server's value, kept
+    assert_renders_bounded(error)
+
+
+def test_a_validation_failure_with_thousands_of_items_renders_bounded() -> None:
+    item = {"loc": ["body", "x" * 5000], "msg": "m" * 5000, "type": "t" * 5000}
+    response = HttpResponse(422, JSON, json.dumps({"detail": [item] * 5000}).encode())
+    error = error_from(response, "create session")
+    assert isinstance(error, ValidationFailed)
+    assert len(error.items) == 5000
+    assert_renders_bounded(error)
