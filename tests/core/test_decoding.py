@@ -763,3 +763,106 @@ def test_a_validation_failure_with_thousands_of_items_renders_bounded() -> None:
     assert isinstance(error, ValidationFailed)
     assert len(error.items) == 5000
     assert_renders_bounded(error)
+
+
+# -- the seed's list shape, converted field by field ---------------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): conversions from the seed
+# OpenAPI shape (GPUEventModel) that no test pinned. Each field once, both ways in: through
+# ``list`` (SeedListItem) and through ``GPUEventModel.to_session``.
+
+_EVENT: Final[dict[str, Any]] = {
+    "id": "ev-1",
+    "user_id": "user-1",
+    "org_id": "org-1",
+    "machine_id": "m-1",
+    "start_time": "2025-11-02T09:00:00Z",
+    "end_time": "2025-11-02T11:00:00Z",
+    "gpu": "A10G",
+    "gpu_provider": "modal",
+    "ws_gpu": "ws",
+    "created_at": "2025-11-02T10:00:00+02:00",
+    "updated_at": "2025-11-02T10:05:00Z",
+    "session_timeout": 30,
+    "session_id": "sid-1",
+    "modal_function_id": "fn",
+    "tunnel_url": "https://tunnel.example.invalid",
+    "cost_item_title": "t",
+    "cost": 1.5,
+}
+_FULL: Final = Session(
+    session_id="sid-1",
+    gpu_event_id="ev-1",
+    url="https://tunnel.example.invalid",
+    gpu="A10G",
+    created_at=datetime(2025, 11, 2, 8, 0, tzinfo=UTC),  # +02:00 read as the UTC instant
+    timeout=30,
+    machine_id="m-1",
+    user_id="user-1",
+    org_id="org-1",
+)
+
+
+def _converted(event: dict[str, Any]) -> Session:
+    body = json.dumps([event]).encode()
+    listed = decode_session_list(HttpResponse(200, JSON, body), "list sessions")
+    assert isinstance(listed, Success), listed
+    [through_list] = listed.unwrap()
+    through_model = msgspec.json.decode(json.dumps(event), type=GPUEventModel).to_session()
+    assert through_list == through_model
+    return through_list
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, _FULL),
+        # No session_id: the event's id names the session.
+        ({"session_id": None}, msgspec.structs.replace(_FULL, session_id="ev-1")),
+        # No created_at: the start time stands in for it.
+        (
+            {"created_at": None},
+            msgspec.structs.replace(_FULL, created_at=datetime(2025, 11, 2, 9, tzinfo=UTC)),
+        ),
+        ({"created_at": None, "start_time": None}, msgspec.structs.replace(_FULL, created_at=None)),
+        # A naive date-time means UTC.
+        (
+            {"created_at": "2025-11-02T10:00:00"},
+            msgspec.structs.replace(_FULL, created_at=datetime(2025, 11, 2, 10, tzinfo=UTC)),
+        ),
+        ({"gpu": None}, msgspec.structs.replace(_FULL, gpu=None)),
+        ({"gpu": "Z99"}, msgspec.structs.replace(_FULL, gpu="Z99")),  # a GPU not known yet
+        ({"tunnel_url": None}, msgspec.structs.replace(_FULL, url=None)),
+        ({"session_timeout": None}, msgspec.structs.replace(_FULL, timeout=None)),
+        ({"machine_id": None}, msgspec.structs.replace(_FULL, machine_id=None)),
+        ({"org_id": None}, msgspec.structs.replace(_FULL, org_id=None)),
+        ({"user_id": "u"}, msgspec.structs.replace(_FULL, user_id="u")),
+        ({"end_time": None, "cost": None, "ws_gpu": None}, _FULL),  # not carried over
+    ],
+    ids=[
+        "full",
+        "no-session-id",
+        "start-for-created",
+        "no-times",
+        "naive-utc",
+        "no-gpu",
+        "unknown-gpu",
+        "no-url",
+        "no-timeout",
+        "no-machine",
+        "no-org",
+        "user",
+        "dropped-fields",
+    ],
+)
+def test_each_field_of_a_seed_list_item_becomes_its_session_field(
+    change: dict[str, Any], expected: Session
+) -> None:
+    session = _converted({**_EVENT, **change})
+    assert session == expected
+    assert (session.id, session.timeout_end, session.status, session.machine_version_id) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert session.created_at is None or session.created_at.tzinfo is UTC
