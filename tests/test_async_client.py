@@ -239,4 +239,3 @@ def test_aclose_waits_for_background_work_that_began_while_it_waited() -> None:
         assert user.cancelled()
 
     asyncio.run(scenario())
-

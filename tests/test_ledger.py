@@ -18,7 +18,7 @@ from typing import Final
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -398,6 +398,9 @@ def test_a_ledger_that_cannot_be_written_is_reported_and_the_create_goes_ahead(
         st.builds(lambda tail: b"SQLite format 3\x00" + tail, st.binary(max_size=3000)),
     )
 )
+@example(data=b"")
+@example(data=b"SQLite format 3\x00")
+@example(data=b"\x00" * 3000)
 def test_any_bytes_as_the_ledger_file_are_reported_and_set_aside_never_raised(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
 ) -> None:

@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
 def _ran(
     client: SessionsClient, session: Any, workflow: Any, args: argparse.Namespace
 ) -> RunResult:
-    err(f"{PROG}: running {escape(Path(args.workflow).name)} on session {escape(session.session_id)}")
+    named = escape(Path(args.workflow).name)
+    err(f"{PROG}: running {named} on session {escape(session.session_id)}")
     try:
         got = client.run(
             session,

@@ -25,7 +25,7 @@ from unittest import mock
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdsessions._cli._failures import EXIT_CODES, INTERNAL, NO_OUTPUT, STRANDED, USAGE
@@ -605,6 +605,16 @@ def _loopback_only() -> Iterator[None]:
     ),
     st.lists(_WORD, max_size=8),
 )
+@example("-x", [])
+@example("--help", [])
+@example("--", ["get"])
+@example("", [])
+@example("get", ["--", "-x"])
+@example("get", ["-x"])
+@example("cancel", ["--", "--help"])
+@example("list", ["--server", "user:pass@host"])
+@example("get", ["\U0001f600"])
+@example("extend", ["--", "-1", "0"])
 def test_any_argv_ends_with_a_documented_code_and_no_traceback(first: str, rest: list[str]) -> None:
     argv = [first, *rest]
     stdout, stderr = io.StringIO(), io.StringIO()

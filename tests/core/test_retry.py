@@ -9,7 +9,7 @@ from email.utils import formatdate
 from typing import get_args
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -108,6 +108,9 @@ def test_delays_follow_the_documented_formula() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(seconds=st.integers(0, 10**6))
+@example(seconds=0)
+@example(seconds=86401)
+@example(seconds=10**6)
 def test_retry_after_in_seconds(seconds: int) -> None:
     assert parse_retry_after(str(seconds), NOW) == seconds
     assert parse_retry_after(f" {seconds} ", NOW) == seconds
@@ -115,6 +118,10 @@ def test_retry_after_in_seconds(seconds: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(offset=st.integers(-(10**6), 10**6))
+@example(offset=0)
+@example(offset=-1)
+@example(offset=86401)
+@example(offset=-(10**6))
 def test_retry_after_as_an_http_date(offset: int) -> None:
     header = formatdate(NOW + offset, usegmt=True)  # "Wed, 15 Jan 2027 08:00:00 GMT"
     assert parse_retry_after(header, NOW) == pytest.approx(max(0, offset), abs=1)
@@ -360,7 +367,10 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
         (RetryPolicy(max_attempts=0), "max_attempts must be at least 1 (1 means no retries)"),
         # Issue 23: below zero too, however far (a check for == 0 alone would let these loop).
         (RetryPolicy(max_attempts=-1), "max_attempts must be at least 1 (1 means no retries)"),
-        (RetryPolicy(max_attempts=-(10**9)), "max_attempts must be at least 1 (1 means no retries)"),
+        (
+            RetryPolicy(max_attempts=-(10**9)),
+            "max_attempts must be at least 1 (1 means no retries)",
+        ),
         (RetryPolicy(max_attempts=2.0), "max_attempts must be a whole number"),  # type: ignore[arg-type]
         (RetryPolicy(max_attempts=True), "max_attempts must be a whole number"),
         (RetryPolicy(backoff=True), "backoff must be a number"),

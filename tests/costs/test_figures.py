@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import Final
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -187,6 +187,8 @@ def _exact_cost(session: Session, now: datetime) -> Fraction:
 
 @PROPERTY
 @given(session=sessions())
+@example(session=_session("A10G", START, 24 * 60))
+@example(session=_session("X9", START, 1))
 def test_cost_is_zero_at_creation(session: Session) -> None:
     assert session.created_at is not None
     cost = cost_so_far(session, TABLE, session.created_at)
@@ -222,6 +224,9 @@ def test_cost_is_never_negative_and_never_decreases(
 
 @PROPERTY
 @given(session=sessions(), beyond=st.integers(0, 10**7))
+@example(session=_session("A10G", START, 24 * 60), beyond=86401)
+@example(session=_session("H100", START, 1), beyond=0)
+@example(session=_session("X9", START, 24 * 60), beyond=10**7)
 def test_cost_is_capped_at_timeout_end(session: Session, beyond: int) -> None:
     assert session.timeout_end is not None
     now = session.timeout_end + timedelta(seconds=beyond)
@@ -353,6 +358,12 @@ def test_an_extension_is_checked_as_the_whole_sessions_new_worst_case() -> None:
     gpu=st.sampled_from(sorted(DEFAULT_GPU_PRICES)),
     budget=st.decimals(min_value=0, max_value=500, places=4),
 )
+@example(minutes=0, gpu="A10G", budget=Decimal(0))
+@example(minutes=1, gpu="T4", budget=Decimal(0))
+@example(minutes=24 * 60 + 1, gpu="H100", budget=Decimal(500))
+@example(minutes=7 * 24 * 60, gpu="T4", budget=Decimal("108.8640"))
+@example(minutes=30, gpu="A10G", budget=Decimal("0.6066"))
+@example(minutes=30, gpu="A10G", budget=Decimal("0.6065"))
 def test_the_guard_allows_exactly_what_fits(minutes: int, gpu: str, budget: Decimal) -> None:
     body = CreateSessionBody(machine_id="m", gpu=MachineGPU(gpu), timeout=minutes)
     exact = Fraction(minutes or 15) * 60 * Fraction(DEFAULT_GPU_PRICES[gpu])
