@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -215,6 +215,10 @@ def test_json_with_charset_and_problem_json_are_accepted() -> None:
     body=st.binary(max_size=300),
     content_type=st.sampled_from(["application/json", "text/plain", "", "application/x"]),
 )
+@example(status=200, body=b"", content_type="application/json")
+@example(status=422, body=b"", content_type="")
+@example(status=500, body=b"\xff" * 300, content_type="text/plain")
+@example(status=204, body=b"null", content_type="application/json")
 def test_decoding_never_raises(status: int, body: bytes, content_type: str) -> None:
     response = HttpResponse(status, (("content-type", content_type),) if content_type else (), body)
     for result in (
@@ -247,6 +251,11 @@ def assert_status_decides(result: Result[object, ApiError], status: int) -> None
         lambda c: st.lists(c) | st.dictionaries(st.text(), c),
     )
 )
+@example("")
+@example([])
+@example({"": None})
+@example("\U0001f600")
+@example(2**64)
 def test_any_json_value_decodes_to_a_value(value: object) -> None:
     body = msgspec.json.encode(value)
     for status in (200, 404, 422):

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import urllib3.util
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -208,6 +208,10 @@ def test_resolved_urls_are_normalised_and_checked_by_their_parsed_scheme() -> No
         st.text(max_size=8).map(lambda t: "/" + t),
     ),
 )
+@example(scheme="https", userinfo="u:p@", host="api.example.com", port=":8080", path="/api")
+@example(scheme="http", userinfo="", host="localhost", port=":0", path="")
+@example(scheme="https", userinfo="@", host="", port=":65536", path="/")
+@example(scheme="", userinfo="u:p@", host="host", port=":8080", path="")
 def test_every_accepted_url_reads_the_same_to_urllib3_and_the_stdlib(
     scheme: str, userinfo: str, host: str, port: str, path: str
 ) -> None:

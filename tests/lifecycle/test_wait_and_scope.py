@@ -8,7 +8,7 @@ import math
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -449,6 +449,10 @@ def test_unusable_backoffs_are_refused_before_polling(backoff: Backoff) -> None:
     cap=st.floats() | st.integers(-(10**400), 10**400),
     attempt=st.integers(0, 10**6),
 )
+@example(first=0, factor=0, cap=0, attempt=0)
+@example(first=float("nan"), factor=float("inf"), cap=-1, attempt=10**6)
+@example(first=86401, factor=2, cap=10**400, attempt=0)
+@example(first=-1, factor=-3, cap=float("-inf"), attempt=1)
 def test_backoff_delays_are_always_sleepable(
     first: float, factor: float, cap: float, attempt: int
 ) -> None:
