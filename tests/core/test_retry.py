@@ -63,6 +63,12 @@ def failed(kind: str, sent: bool) -> Outcome:
 
 @settings(max_examples=300, deadline=None)
 @given(policy=policies, attempt=st.integers(1, 10_000), unit=units)
+@example(policy=RetryPolicy(max_attempts=1, backoff=0, jitter=0), attempt=1, unit=0.0)
+@example(
+    policy=RetryPolicy(backoff=30, multiplier=10, max_delay=120, jitter=1),
+    attempt=10_000,
+    unit=0.999,
+)
 def test_a_jittered_delay_stays_within_its_bounds(
     policy: RetryPolicy, attempt: int, unit: float
 ) -> None:
@@ -142,6 +148,9 @@ def test_an_unreadable_retry_after_is_ignored(header: str | None) -> None:
     remaining=st.one_of(st.none(), st.floats(0, 500, allow_nan=False)),
     unit=units,
 )
+@example(policy=RetryPolicy(max_retry_after=0), asked=0, as_date=False, remaining=0.0, unit=0.0)
+@example(policy=RetryPolicy(max_retry_after=300), asked=400, as_date=True, remaining=None, unit=0.5)
+@example(policy=RetryPolicy(), asked=60, as_date=False, remaining=60.0, unit=0.0)
 def test_retry_after_is_honoured_but_never_past_the_cap_or_the_deadline(
     policy: RetryPolicy, asked: int, as_date: bool, remaining: float | None, unit: float
 ) -> None:
@@ -533,6 +542,11 @@ def test_retry_after_is_read_or_ignored(value: str, seconds: float | None) -> No
     ),
     st.floats(min_value=0, max_value=4e9),
 )
+@example("", 0.0)
+@example("-1", 0.0)
+@example("86401", 4e9)
+@example("Mon, 01 Jan 999999 00:00:00 GMT", 4e9)
+@example("\U0001f600", 1.0)
 def test_retry_after_never_raises(value: str, now: float) -> None:
     """From issue 10: the boundary never raises."""
     seconds = parse_retry_after(value, now)
