@@ -681,9 +681,9 @@ def test_an_ignored_sigterm_stays_ignored_while_a_command_runs(
     """Started under ``nohup`` (or a supervisor that ignores SIGTERM), a SIGTERM that arrives
     mid-command does nothing: the command finishes and succeeds."""
     import cdsessions._cli.completion as completion
+    from cdsessions._cli._output import out_verbatim as real
 
     during: list[object] = []
-    real = completion.out_verbatim
 
     def print_under_sigterm(text: str) -> None:
         during.append(signal.getsignal(signal.SIGTERM))

@@ -815,6 +815,7 @@ def _converted(event: dict[str, Any]) -> Session:
     body = json.dumps([event]).encode()
     listed = decode_session_list(HttpResponse(200, JSON, body), "list sessions")
     assert isinstance(listed, Success), listed
+    through_list: Session
     [through_list] = listed.unwrap()
     through_model = msgspec.json.decode(json.dumps(event), type=GPUEventModel).to_session()
     assert through_list == through_model
