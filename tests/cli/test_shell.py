@@ -253,6 +253,35 @@ def test_error_details_are_escaped(status: int, body: object) -> None:
     assert "\\x1b" in line or status == 418
 
 
+def _refusing_cancels(request: Received) -> Reply:
+    """One live session, whose every cancel is refused with half a megabyte of ``detail``."""
+    path = request.target.split("?")[0]
+    if request.method == "DELETE":
+        return _json(500, {"detail": EVIL * 5_000})  # half a megabyte, under the cap
+    if path == "/api/platform/gpu-pricing":
+        return _json(200, {"A10G": 0.000337})
+    return _json(200, [_session("sid-1", None, "A10G")])
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_huge_error_detail_is_bounded_in_every_output(as_json: bool) -> None:
+    """A failure's ``detail`` of half a megabyte reaches the reap report (text and ``--json``) and
+    the exit line bounded, escaped, one line each. Added for a bug an outside review slipped
+    past the suite (issue 23): error details bounded only in ``str()``."""
+    with serve(_refusing_cancels) as server:
+        args = ["reap", "--all", "--yes", "--server", server.base_url]
+        result = run(*args, *(["--json"] if as_json else []))
+    assert result.returncode == 5, result.stderr
+    _no_raw_controls(result.stdout + result.stderr)
+    for line in (result.stdout + result.stderr).splitlines():
+        assert len(line) <= 1000, len(line)
+    if as_json:
+        (item,) = json.loads(result.stdout)["sessions"]
+        assert item["outcome"] == "failed"
+        assert "\\x1b]0;pwned" in item["error"]
+        assert len(item["error"]) <= 700
+
+
 def test_the_progress_line_on_a_terminal_is_escaped() -> None:
     # An id the client will still poll (it refuses ids with C0/C1 controls): format characters.
     sneaky = "sid\u202eevil\u2066\u200b"
