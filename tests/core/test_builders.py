@@ -113,6 +113,9 @@ def test_extend_sends_minutes() -> None:
     assert request.target == "/session/s1/increase-timeout"
     assert request.body == b'{"minutes":10}'
     assert _refused(build_extend("s1", 0)).field == "minutes"
+    # Issue 23: below zero too (a check for == 0 alone would send these).
+    assert _refused(build_extend("s1", -1)).field == "minutes"
+    assert _refused(build_extend("s1", -(10**9))).field == "minutes"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from cdsessions._core.lease import (
 )
 from cdsessions._core.pricing import Price
 from cdsessions._core.wire import HttpRequest
-from cdsessions.errors import HttpError, OverBudget, SessionGone
+from cdsessions.errors import HttpError, InvalidRequest, OverBudget, SessionGone
 from cdsessions.fake import FakeService, FakeTransport, ManualClock
 
 KEY = "sk-lease-0123456789"
@@ -207,3 +207,34 @@ def test_leasing_an_existing_session_over_budget_is_refused_before_any_extension
     assert not isinstance(refused, Success)
     assert isinstance(refused.failure(), OverBudget)
     assert _extensions(service) == []
+
+
+@pytest.mark.parametrize(
+    ("minutes", "problem"),
+    [
+        (0, "must be from 1 to 60 minutes"),
+        (-1, "must be from 1 to 60 minutes"),
+        (-(10**6), "must be from 1 to 60 minutes"),
+        (61, "must be from 1 to 60 minutes"),
+        (True, "must be a whole number of minutes"),
+        (1, None),
+        (60, None),
+    ],
+)
+def test_a_lease_of_zero_minutes_or_less_is_refused_before_anything_is_sent(
+    minutes: int, problem: str | None
+) -> None:
+    """Added for a bug an outside review slipped past the suite (issue 23): attempt counts and
+    lengths of zero or less. A refused lease sends nothing: no extension, no cancel."""
+    service, _clock, client, record = _setup(minutes=5)
+    assert record.session_id is not None
+    seen = len(service.requests_seen)
+    with client.lease(record.session_id, minutes) as leased:
+        if problem is None:
+            assert isinstance(leased, Success)
+            return
+        error = leased.failure()
+    assert isinstance(error, InvalidRequest)
+    assert (error.field, error.problem) == ("lease", problem)
+    assert service.requests_seen[seen:] == ()
+    assert len(service.live_sessions()) == 1
