@@ -229,7 +229,8 @@ def test_another_accounts_session_is_not_found(server: str) -> None:
 def test_wait_past_its_deadline_is_exit_7(server: str) -> None:
     sid = _create(server)
     line = _one_line_failure(cli("wait", sid, "--server", server, "--ready-timeout", "0"), 7)
-    assert "not ready after 0 s" in line
+    # What it waited is measured: one poll on a loaded machine can take a second or more.
+    assert re.search(r"not ready after \d+ s \(1 polls\)", line), line
     cli("cancel", sid, "--server", server)
 
 
