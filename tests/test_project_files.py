@@ -157,3 +157,22 @@ def test_every_equivalent_mutant_is_named_and_argued() -> None:
         or len(reason.split()) < 4
     }
     assert malformed == {}
+
+
+def test_the_mutation_sample_is_a_seeded_share_of_every_generated_mutant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = _noxfile_namespace(monkeypatch)["mutation_sample"]
+    names = [f"cdsessions.{module}.x_f__mutmut_{n}" for module in "abcd" for n in range(1, 51)]
+    for module in "abcd":
+        meta = tmp_path / "cdsessions" / "sub" / f"{module}.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        codes = {name: None for name in names if name.startswith(f"cdsessions.{module}.")}
+        meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    chosen = sample(tmp_path, 0.05, 7)
+    assert len(chosen) == 10
+    assert set(chosen) <= set(names)
+    assert chosen == sample(tmp_path, 0.05, 7)  # the same names for the same code and seed
+    assert chosen != sample(tmp_path, 0.05, 8)
+    assert len({name.split(".")[1] for name in sample(tmp_path, 0.5, 7)}) == 4
+    assert sample(tmp_path, 0.0, 7) != []  # at least one
