@@ -138,8 +138,7 @@ def map_problems(docs: Mapping[str, str], promises: str) -> list[str]:
         if len(same) > 1:
             lines = ", ".join(str(row.line) for row in same)
             problems.append(
-                f"{PROMISES}: promise {promise_id!r} has {len(same)} rows (lines {lines}): "
-                "keep one"
+                f"{PROMISES}: promise {promise_id!r} has {len(same)} rows (lines {lines}): keep one"
             )
     for mark in marks:
         if mark.id not in row_ids:
@@ -148,23 +147,23 @@ def map_problems(docs: Mapping[str, str], promises: str) -> list[str]:
                 f"{PROMISES}: add `{_row_hint(mark)}` naming the tests that prove it"
             )
     for row in table:
-        places = by_id.get(row.id)
-        if not places:
+        marked = by_id.get(row.id)
+        if not marked:
             problems.append(
                 f"{PROMISES}:{row.line}: row {row.id!r} has no marker in README.md or "
                 f"docs/*.md: add `<!-- promise: {row.id} -->` at the end of the bullet, table "
                 "row or sentence that states it (or drop the row)"
             )
-        elif row.stated_in and places[0].file not in row.stated_in:
+        elif row.stated_in and marked[0].file not in row.stated_in:
             problems.append(
                 f"{PROMISES}:{row.line}: row {row.id!r} says it is stated in "
-                f"{', '.join(row.stated_in)}, but its marker is in {places[0].file}: "
+                f"{', '.join(row.stated_in)}, but its marker is in {marked[0].file}: "
                 "link that file"
             )
         elif not row.stated_in:
             problems.append(
                 f"{PROMISES}:{row.line}: row {row.id!r} links no page in its 'stated in' "
-                f"column: link {places[0].file}"
+                f"column: link {marked[0].file}"
             )
     return problems
 
@@ -288,7 +287,9 @@ class NamedTests:
     def tree(self, path: str) -> ast.Module | None:
         if path not in self._trees:
             file = self.root / path
-            self._trees[path] = ast.parse(file.read_text(encoding="utf-8")) if file.is_file() else None
+            self._trees[path] = (
+                ast.parse(file.read_text(encoding="utf-8")) if file.is_file() else None
+            )
         return self._trees[path]
 
     def _imported(self, tree: ast.Module) -> dict[str, tuple[str, str]]:
@@ -313,7 +314,11 @@ class NamedTests:
             if not isinstance(inner, ast.Call) or not isinstance(inner.func, ast.Name):
                 continue
             name = inner.func.id
-            if name in local and local[name] is not func and self.checks(path, local[name], depth - 1):
+            if (
+                name in local
+                and local[name] is not func
+                and self.checks(path, local[name], depth - 1)
+            ):
                 return True
             if name in imported:
                 other_path, other_name = imported[name]
@@ -364,7 +369,6 @@ def named_test_problems(promises: str, root: Path = ROOT) -> list[str]:
     return problems
 
 
-
 # -- the checks, on the project --------------------------------------------------------------
 
 
@@ -410,11 +414,13 @@ _DOC = """# Reliability
 | 0 | success <!-- promise: exit-0 --> |
 """
 
-_PAGE = """| promise | stated in | tests |
+_ROWS = "tests/test_promises.py::test_every_row_names_tests_that_exist_and_can_fail"
+_MAP = "tests/test_promises.py::test_the_map_is_not_empty"
+_PAGE = f"""| promise | stated in | tests |
 | --- | --- | --- |
-| `never-raises` | [reliability](reliability.md#the-promises) | `tests/test_promises.py::test_every_row_names_tests_that_exist_and_can_fail` |
-| `never-hangs` | [reliability](reliability.md) | `tests/test_promises.py::test_the_map_is_not_empty` |
-| `exit-0` | [reliability](reliability.md) | `tests/test_promises.py::test_the_map_is_not_empty` |
+| `never-raises` | [reliability](reliability.md#the-promises) | `{_ROWS}` |
+| `never-hangs` | [reliability](reliability.md) | `{_MAP}` |
+| `exit-0` | [reliability](reliability.md) | `{_MAP}` |
 """
 _SMALL = (("docs/reliability.md", "The promises"), ("docs/reliability.md", "Exit codes"))
 
@@ -501,8 +507,15 @@ def test_a_test_that_cannot_fail_is_refused(tmp_path: Path) -> None:
     page = "| promise | stated in | tests |\n| --- | --- | --- |\n" + "".join(
         f"| `p{index}` | [x](x.md) | `tests/test_x.py::{name}` |\n"
         for index, name in enumerate(
-            ["test_prints", "test_skipped", "test_skips_itself", "test_through_a_helper",
-             "TestGroup::test_raises", "TestGroup::test_missing", "_check"]  # fmt: skip
+            [
+                "test_prints",
+                "test_skipped",
+                "test_skips_itself",
+                "test_through_a_helper",
+                "TestGroup::test_raises",
+                "TestGroup::test_missing",
+                "_check",
+            ]
         )
     )
     problems = named_test_problems(page, tmp_path)
