@@ -430,6 +430,22 @@ def test_a_ready_timeout_of_zero_looks_once_and_waits_for_nothing() -> None:
     assert [s.session_id for s in service.live_sessions()] == [session_id]
 
 
+def test_the_ready_wait_gives_up_after_600_seconds_by_default() -> None:
+    """docs/lifecycle.md: ``ready_timeout`` (seconds, default 600) bounds the wait, in the scope
+    and in ``wait_until_ready``. Written for the promise map (issue 23): no test held the
+    default."""
+    clock = ManualClock()
+    service = FakeService(clock=clock, ready_after_polls=None)
+    client = SessionsClient(KEY, transport=FakeTransport(service), retry=False, clock=clock)
+    waited = client.wait_until_ready(_new_session(client)).failure()
+    with client.session(BODY) as started:
+        in_scope = started.failure()
+    for error in (waited, in_scope):
+        assert isinstance(error, NotReady)
+        assert error.waited == 600  # the clock only moves by the waits, up to the deadline
+    assert clock.slept == 1200
+
+
 def test_a_huge_ready_timeout_is_clamped() -> None:
     """From issue 10: the boundary never raises."""
     assert ready_timeout_from(1e300) == Success(MAX_SECONDS)
