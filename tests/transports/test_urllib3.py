@@ -355,6 +355,50 @@ def test_a_repeated_identical_content_length_is_accepted(
         assert isinstance(CALLS[operation](clients(server.base_url)), Success)
 
 
+#: Content-Length values read as the body's length (RFC 9110 8.6: a list of one value repeated,
+#: spaces and tabs around its items) and those refused as invalid framing.
+FIVE_BYTES = ["5, 5", "5,5", "5 ,\t5", "5, 5, 5", "005", "5\t"]
+NOT_A_LENGTH = ["5,,5", ",5", "5,", "+5", "0x5", "-5", "5 5", "5, 6", "5, 5, 6", "05, 5", "5;q"]
+#: Longer than any cap allows; int() refuses more than 4300 digits.
+HUGE_LENGTHS = ["9" * 5000, "1" + "0" * 40, "12345678901234567890, 12345678901234567890"]
+
+
+def _five_bytes_declared(length: str) -> Result[HttpResponse, TransportFailed]:
+    reply = response("200 OK", f"Content-Length: {length}", body=b"hello")
+    with hostile(answer(reply)) as server:
+        request = HttpRequest("GET", "/x", base_url=server.base_url, timeout=TIMEOUT)
+        transport = Urllib3Transport()
+        try:
+            return transport.send(msgspec.structs.replace(request, operation="get"))
+        finally:
+            transport.close()
+
+
+@pytest.mark.parametrize("length", FIVE_BYTES)
+def test_a_content_length_list_of_one_repeated_value_is_that_length(length: str) -> None:
+    read = _five_bytes_declared(length)
+    assert isinstance(read, Success), read
+    assert read.unwrap().body == b"hello"
+
+
+@pytest.mark.parametrize("length", NOT_A_LENGTH)
+def test_a_content_length_list_that_is_not_one_repeated_value_is_invalid_framing(
+    length: str,
+) -> None:
+    read = _five_bytes_declared(length)
+    assert isinstance(read, Failure), read
+    error = read.failure()
+    assert (error.kind, error.sent) == ("broken", True), error
+    assert "Content-Length" in error.problem
+
+
+@pytest.mark.parametrize("length", HUGE_LENGTHS, ids=["5000 digits", "10**40", "a list"])
+def test_a_content_length_of_more_digits_than_any_cap_is_too_large(length: str) -> None:
+    read = _five_bytes_declared(length)
+    assert isinstance(read, Failure), read
+    assert read.failure().kind == "too_large", read.failure()
+
+
 # -- 1xx: interim answers are skipped --------------------------------------------------------
 
 INTERIM = {
