@@ -197,6 +197,10 @@ class _Seams:
     def watchdog_woke(self) -> None:
         """The watchdog woke: a deadline came, or it was notified. Under its lock."""
 
+    def joined_lookup(self) -> None:
+        """A caller is about to wait for a name's lookup another caller started. Under the
+        resolver's lock."""
+
 
 #: The default: every hook a no-op.
 _NO_SEAMS: Final = _Seams()
@@ -444,6 +448,9 @@ class _Resolver:
     never resolved at all, and reused keep-alive connections never get here.
     """
 
+    #: One resolver serves every transport: a test sets this (see _Seams), then restores it.
+    seams: _Seams = _NO_SEAMS
+
     def __init__(self) -> None:
         self._after_fork_in_child()
 
@@ -473,6 +480,8 @@ class _Resolver:
                 except RuntimeError:  # no thread to be had: resolve here, unbounded
                     del self._pending[key]
                     return _addresses(host, port)
+            else:
+                self.seams.joined_lookup()
         return pending.result(None if wait is None else _clamped(max(wait, 0.0)))
 
     def _lookup(self, key: tuple[str, int], pending: Future[list[tuple[str, int]]]) -> None:

@@ -87,6 +87,9 @@ class Moments(_Seams):
     def watchdog_woke(self) -> None:
         self._at("woke")
 
+    def joined_lookup(self) -> None:
+        self._at("joined")
+
     def slept_longer_than(self, seconds: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: any(s > seconds for s in self.sleeps), NEVER)
@@ -343,6 +346,41 @@ def test_a_child_forked_after_a_name_was_resolved_resolves_it_again(
         assert isinstance(client.get("parent", timeout=TIMEOUT), Success)
         assert lookups == [name]  # the parent's cache is intact
         transport.close()
+
+
+# -- one lookup per name at a time ---------------------------------------------------------------
+
+
+def test_callers_resolving_one_name_at_once_share_its_one_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"{uuid.uuid4().hex}.hostile.test"
+    lookups: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def lookup(host: str, port: int) -> list[tuple[str, int]]:
+        lookups.append(host)
+        entered.set()
+        release.wait(HOLD_AT_MOST)
+        return [("127.0.0.1", port)]
+
+    moments = Moments()
+    monkeypatch.setattr(_urllib3, "_addresses", lookup)
+    monkeypatch.setattr(_urllib3._resolver, "seams", moments)
+    answers: list[list[tuple[str, int]]] = []
+
+    def resolve() -> None:
+        answers.append(_urllib3._resolver.resolve(name, 443, NEVER))
+
+    first = in_thread(resolve)
+    assert entered.wait(NEVER)  # its lookup is under way, in a resolver thread
+    second = in_thread(resolve)
+    assert moments.reached("joined")  # waiting for that lookup, not starting another
+    release.set()
+    first.join(NEVER)
+    second.join(NEVER)
+    assert answers == [[("127.0.0.1", 443)], [("127.0.0.1", 443)]]
+    assert lookups == [name]
 
 
 # -- caches keyed by everything that tells their entries apart ------------------------------------
