@@ -150,6 +150,27 @@ def test_releasing_the_last_far_deadline_wakes_the_deadline_thread_to_idle_out()
     watchdog.close()
 
 
+def _no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+
+
+def test_a_deadline_thread_that_could_not_start_is_started_by_the_next_watch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watchdog = _Watchdog()
+    with socket_pair() as first, socket_pair() as second:
+        with monkeypatch.context() as no_threads:
+            _no_threads(no_threads)
+            watchdog.watch(time.monotonic() - 1, first)  # no thread to enforce it, for now
+        watchdog.watch(time.monotonic() - 1, second)  # threads again: one starts
+        assert second.recv(1) == b""
+        assert first.recv(1) == b""  # the earlier one is enforced too
+    watchdog.close()
+
+
 # -- a connection handed over as its waiter gives up ----------------------------------------------
 
 
@@ -205,6 +226,18 @@ def test_a_connection_handed_to_a_waiter_as_it_gives_up_is_closed_if_the_pool_cl
     [refused] = outcome
     assert isinstance(refused, AttributeError)  # what urllib3 turns into ClosedPoolError
     assert connection.closed  # nobody else will: a socket would be left open
+
+
+def test_a_waiter_whose_time_runs_out_leaves_the_queue() -> None:
+    queue = _FairQueue(1)
+    outcome: list[object] = []
+    _get_in_thread(queue, outcome).join(NEVER)
+    [refused] = outcome
+    assert isinstance(refused, Empty)
+    assert queue.waiting() == 0  # gone: a connection put back now must not be handed to it
+    connection = Connection()
+    queue.put(connection)
+    assert queue.get(block=False) is connection
 
 
 def _held_until(release: threading.Event) -> Callable[[Request], bytes]:
@@ -381,6 +414,25 @@ def test_callers_resolving_one_name_at_once_share_its_one_lookup(
     second.join(NEVER)
     assert answers == [[("127.0.0.1", 443)], [("127.0.0.1", 443)]]
     assert lookups == [name]
+
+
+def test_a_lookup_that_could_not_start_a_thread_is_done_by_the_caller_and_not_left_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"{uuid.uuid4().hex}.hostile.test"
+    lookups: list[str] = []
+
+    def lookup(host: str, port: int) -> list[tuple[str, int]]:
+        lookups.append(threading.current_thread().name)
+        return [("127.0.0.1", port)]
+
+    monkeypatch.setattr(_urllib3, "_addresses", lookup)
+    with monkeypatch.context() as no_threads:
+        _no_threads(no_threads)
+        assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
+    # Nothing left pending that no thread will ever finish: the next caller looks it up.
+    assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
+    assert lookups == [threading.current_thread().name, "cdsessions-resolve"]
 
 
 # -- caches keyed by everything that tells their entries apart ------------------------------------
