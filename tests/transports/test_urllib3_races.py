@@ -4,7 +4,8 @@ go. Nothing here sleeps and hopes; a bug makes a wait on an event run out and th
 
 Added after an outside review slipped these bugs past the suite: the deadline thread not woken
 by an earlier deadline; a connection handed to a waiter at the instant its wait runs out; state
-a forked child inherits (held locks, the resolver's cache); a cache keyed too coarsely.
+a forked child inherits (held locks, the resolver's cache); a cache keyed too coarsely. The
+resolver's cache (one lookup shared, remembered for a while, bounded) is tested here too.
 """
 
 from __future__ import annotations
@@ -433,6 +434,30 @@ def test_a_lookup_that_could_not_start_a_thread_is_done_by_the_caller_and_not_le
     # Nothing left pending that no thread will ever finish: the next caller looks it up.
     assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
     assert lookups == [threading.current_thread().name, "cdsessions-resolve"]
+
+
+def test_a_remembered_name_is_looked_up_again_once_its_time_is_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"{uuid.uuid4().hex}.hostile.test"
+    lookups: list[str] = []
+
+    def lookup(host: str, port: int) -> list[tuple[str, int]]:
+        lookups.append(host)
+        return [("127.0.0.1", port)]
+
+    monkeypatch.setattr(_urllib3, "_addresses", lookup)
+    monkeypatch.setattr(_urllib3, "_RESOLVED_FOR", 0.0)  # remembered for no time at all
+    for _ in range(2):
+        assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
+    assert lookups == [name, name]
+
+
+def test_the_remembered_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_urllib3, "_addresses", lambda host, port: [("127.0.0.1", port)])
+    for n in range(300):  # a client talks to a few hosts; a crawler's worth must not pile up
+        _urllib3._resolver.resolve(f"{n}.{uuid.uuid4().hex}.hostile.test", 443, NEVER)
+    assert len(_urllib3._resolver._known) <= 256
 
 
 # -- caches keyed by everything that tells their entries apart ------------------------------------
