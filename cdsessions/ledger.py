@@ -85,6 +85,9 @@ IntentState: TypeAlias = Literal["pending", "created", "refused", "not_sent", "l
 _CREATE_WINDOW: Final = timedelta(minutes=11)
 _CLOCK_SLACK: Final = timedelta(seconds=60)
 _BUSY_MS: Final = 5000
+# SQLite gives up on a lock without waiting its busy timeout in a few cases (a WAL recovery or
+# a checkpoint racing another process's open): a busy file is tried again, for this long.
+_PATIENCE_S: Final = 10.0
 _COLUMNS: Final = (
     "id",
     "requested_at",
@@ -452,24 +455,32 @@ class Ledger:
         self._report(LedgerProblem(str(self.path), why, str(target)))
 
     def _run(self, work: Callable[[sqlite3.Connection], object], doing: str) -> object | None:
-        """``work`` on a fresh connection; a problem is reported (an unreadable file set aside
-        and ``work`` tried once more on a fresh one) and gives None."""
-        for attempt in (1, 2):
+        """``work`` on a fresh connection; a busy file is tried again for a while; a problem is
+        reported (an unreadable file set aside and ``work`` tried once more on a fresh one) and
+        gives None."""
+        give_up_at = time.monotonic() + _PATIENCE_S
+        pause = 0.01
+        set_aside = False
+        while True:
             try:
                 with self._open() as connection:
                     return work(connection)
             except (_Unusable, sqlite3.DatabaseError) as error:
                 if isinstance(error, sqlite3.OperationalError) and not _torn(error):
+                    if _busy(error) and time.monotonic() + pause < give_up_at:
+                        _pause(pause)
+                        pause = min(pause * 2, 0.5)
+                        continue
                     self._report(LedgerProblem(str(self.path), f"cannot {doing}: {_why(error)}"))
                     return None
-                if attempt == 2:
+                if set_aside:
                     self._report(LedgerProblem(str(self.path), f"cannot {doing}: {_why(error)}"))
                     return None
                 self._set_aside(f"unreadable ({_why(error)})")
+                set_aside = True
             except (OSError, sqlite3.Error, ValueError) as error:
                 self._report(LedgerProblem(str(self.path), f"cannot {doing}: {_why(error)}"))
                 return None
-        return None  # pragma: no cover (the loop always returns)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -577,6 +588,16 @@ def _torn(error: sqlite3.Error) -> bool:
     """An OperationalError that says the file is broken (not busy, locked or read-only)."""
     text = str(error).lower()
     return any(word in text for word in ("malformed", "not a database", "corrupt", "no such col"))
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    """An OperationalError that says another connection holds the file for now."""
+    text = str(error).lower()
+    return any(word in text for word in ("locked", "busy", "locking protocol"))
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _why(error: BaseException) -> str:

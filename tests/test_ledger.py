@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
+import cdsessions.ledger as ledger_module
 from cdsessions import CreateSessionBody, MachineGPU, Session, SessionsClient, TransportFailed
 from cdsessions._core.retry import Outcome
 from cdsessions._core.wire import HttpRequest
@@ -294,7 +295,7 @@ _CHILD: Final = textwrap.dedent(
     for _ in range(int(sys.argv[4])):
         made = client.create(CreateSessionBody(machine_id=fake.DEFAULT_MACHINE_ID)).unwrap()
         client.cancel(made.session_id).unwrap()
-    print("problems", len(ledger.problems), flush=True)
+    print("problems", len(ledger.problems), [str(p) for p in ledger.problems], flush=True)
     """
 )
 
@@ -315,7 +316,7 @@ def test_several_processes_creating_at_once_record_every_create(tmp_path: Path) 
     go.touch()
     outputs = [child.communicate(timeout=90) for child in children]
     assert [child.returncode for child in children] == [0] * 6, outputs
-    assert all(out.strip().endswith("problems 0") for out, _ in outputs), outputs
+    assert all(out.strip().endswith("problems 0 []") for out, _ in outputs), outputs
     intents = Ledger(path).intents()
     assert len(intents) == 120
     assert {i.state for i in intents} == {"created"}
@@ -323,6 +324,52 @@ def test_several_processes_creating_at_once_record_every_create(tmp_path: Path) 
     assert {i.label for i in intents} == {f"p{n}" for n in range(6)}
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_file_held_by_another_writer_is_tried_again_until_it_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    assert ledger.record_intent("m", "A10G") is not None  # the file exists, in WAL mode
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of its write
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # the other writer finishes while this one waits
+        pauses.append(seconds)
+        if holder.in_transaction:
+            holder.execute("COMMIT")
+
+    monkeypatch.setattr(ledger_module, "_BUSY_MS", 20)
+    monkeypatch.setattr(ledger_module, "_pause", pause)
+    try:
+        row = ledger.record_intent("m", "A10G")
+    finally:
+        holder.close()
+    assert pauses, "the write never met the lock"
+    assert row is not None
+    assert ledger.problems == ()
+    assert len(Ledger(path).intents()) == 2
+
+
+def test_a_file_held_longer_than_the_patience_is_a_problem_not_a_wait_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    assert ledger.record_intent("m", None) is not None
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(ledger_module, "_BUSY_MS", 20)
+    monkeypatch.setattr(ledger_module, "_PATIENCE_S", 0.2)
+    try:
+        assert ledger.record_intent("m", None) is None
+    finally:
+        holder.close()
+    assert [problem.what for problem in ledger.problems] == [
+        "cannot record the create: database is locked"
+    ]
 
 
 def test_a_process_killed_between_intent_and_answer_leaves_an_unresolved_intent_of_a_gone_owner(

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import runpy
 import sys
@@ -60,7 +61,13 @@ def test_every_test_module_with_properties_is_in_the_seeds_session() -> None:
 def test_every_path_mutation_testing_names_exists(key: str) -> None:
     paths = _mutmut()[key]
     assert paths
-    missing = [path for path in paths if not (ROOT / path).exists()]
+    missing = [path for path in paths if not any(ROOT.glob(path))]
+    assert missing == []
+
+
+def test_mutation_testing_ignores_only_test_files_that_exist() -> None:
+    ignored = [arg.removeprefix("--ignore=") for arg in _mutmut()["pytest_add_cli_args"]]
+    missing = [path for path in ignored if "/" in path and not (ROOT / path).exists()]
     assert missing == []
 
 
@@ -95,3 +102,77 @@ def test_the_pythons_session_runs_every_python_the_classifiers_name(
     assert options.download_python == "never"
     assert "pythons" not in options.sessions
     assert options.sessions == ["tests", "lint", "typecheck"]
+
+
+def _noxfile_namespace(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    stand_in = types.ModuleType("nox")
+    stand_in.options = types.SimpleNamespace()  # type: ignore[attr-defined]
+    stand_in.session = lambda function=None, **options: (  # type: ignore[attr-defined]
+        function if function is not None else (lambda decorated: decorated)
+    )
+    stand_in.parametrize = lambda *args, **kwargs: lambda decorated: decorated  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nox", stand_in)
+    return runpy.run_path(str(ROOT / "noxfile.py"))
+
+
+def test_the_mutation_report_scores_each_package_and_names_unexplained_survivors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = _noxfile_namespace(monkeypatch)["mutation_report"]
+    metas = {
+        "cdsessions/client.py.meta": {
+            "cdsessions.client.x_a__mutmut_1": 1,  # a test failed
+            "cdsessions.client.x_a__mutmut_2": 0,  # survived, listed below
+            "cdsessions.client.x_a__mutmut_3": 0,  # survived, not listed
+            "cdsessions.client.x_a__mutmut_4": None,  # not run (outside the sample)
+            "cdsessions.client.x_a__mutmut_5": 33,  # no test reaches it
+        },
+        "cdsessions/_core/retry.py.meta": {
+            "cdsessions._core.retry.x_b__mutmut_1": 36,  # a timeout counts as killed
+            "cdsessions._core.retry.x_b__mutmut_2": 37,  # so does the type checker
+            "cdsessions._core.retry.x_b__mutmut_3": 3,
+        },
+        "cdsessions/fake/clock.py.meta": {"cdsessions.fake.clock.x_c__mutmut_1": None},
+    }
+    for name, codes in metas.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"exit_code_by_key": codes}))
+    equivalent = {"cdsessions.client.x_a__mutmut_2": "the same value either way"}
+    lines, unexplained = report(tmp_path, equivalent)
+    assert lines == [
+        "cdsessions: 1/2 killed (50.0 %); 1 equivalent",
+        "cdsessions._core: 3/3 killed (100.0 %); 0 equivalent",
+    ]
+    assert unexplained == ["cdsessions.client.x_a__mutmut_3"]
+
+
+def test_every_equivalent_mutant_is_named_and_argued() -> None:
+    listed = tomllib.loads((ROOT / "tests" / "equivalent_mutants.toml").read_text())
+    malformed = {
+        name: reason
+        for name, reason in listed.items()
+        if not re.fullmatch(r"cdsessions(\.\w+)+\.x\w*__mutmut_\d+", name.replace("ǁ", "_"))
+        or not isinstance(reason, str)
+        or len(reason.split()) < 4
+    }
+    assert malformed == {}
+
+
+def test_the_mutation_sample_is_a_seeded_share_of_every_generated_mutant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = _noxfile_namespace(monkeypatch)["mutation_sample"]
+    names = [f"cdsessions.{module}.x_f__mutmut_{n}" for module in "abcd" for n in range(1, 51)]
+    for module in "abcd":
+        meta = tmp_path / "cdsessions" / "sub" / f"{module}.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        codes = {name: None for name in names if name.startswith(f"cdsessions.{module}.")}
+        meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    chosen = sample(tmp_path, 0.05, 7)
+    assert len(chosen) == 10
+    assert set(chosen) <= set(names)
+    assert chosen == sample(tmp_path, 0.05, 7)  # the same names for the same code and seed
+    assert chosen != sample(tmp_path, 0.05, 8)
+    assert len({name.split(".")[1] for name in sample(tmp_path, 0.5, 7)}) == 4
+    assert sample(tmp_path, 0.0, 7) != []  # at least one

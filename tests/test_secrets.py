@@ -229,6 +229,25 @@ def test_the_key_is_never_sent_over_plain_http_to_a_remote_host(
     assert len(transport.sent) == 2
 
 
+@pytest.mark.parametrize("truthy", [1, "yes", "False", [True], 1.0])
+def test_only_true_itself_lets_the_key_go_over_plain_http(truthy: object) -> None:
+    """``allow_insecure_http=True`` is the opt-in, not any truthy value: a string read from
+    the environment or a config file must not turn it on. Written for the promise map (issue
+    23): a check by truthiness passed every other test."""
+    transport = Recording()
+    client = SessionsClient(
+        KEY,
+        server="http://api.example.com/api",
+        transport=transport,
+        allow_insecure_http=truthy,  # type: ignore[arg-type]  # what an untyped caller passes
+    )
+    for call in CALLS.values():
+        error = call(client).failure()
+        assert isinstance(error, InvalidRequest)
+        assert error.field == "server"
+    assert transport.sent == []
+
+
 def test_transport_failures_never_quote_the_address_or_the_key() -> None:
     with (
         serve(lambda _: Raw(b"HTTP/1.1 200 OK\r\n", reset=True)) as server,

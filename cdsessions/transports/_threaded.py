@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
@@ -24,6 +23,7 @@ from typing import Final
 import msgspec
 from returns.result import Failure, Result
 
+from cdsessions._core.clocks import SYSTEM_CLOCK, Clock
 from cdsessions._core.logs import Piece
 from cdsessions._core.retry import attempt_timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
@@ -60,8 +60,16 @@ class ThreadedTransport:
     """
 
     def __init__(
-        self, transport: Transport, *, max_workers: int = 10, close_transport: bool = True
+        self,
+        transport: Transport,
+        *,
+        max_workers: int = 10,
+        close_transport: bool = True,
+        _clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        # Tests only: the clock that times a wait for a worker, so a test can make that wait
+        # last exactly as long as it says without sleeping (the wait itself is asyncio's).
+        self._clock = _clock
         self.transport = transport
         self._max_workers = max_workers
         self._close_transport = close_transport
@@ -85,9 +93,10 @@ class ThreadedTransport:
         self._running: set[Future[Result[HttpResponse, TransportFailed]]] = set()
         self._lock = threading.Lock()  # _running shrinks from the worker threads
         self._closes = 0  # aclose() calls: an attempt waiting for a worker meanwhile is refused
+        self._queued = 0  # calls waiting for a worker now: a test waits for one to be queued
 
     async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
-        queued, began = time.monotonic(), self._closes
+        queued, began = self._clock.monotonic(), self._closes
         loop = asyncio.get_running_loop()
         if self._workers is None:
             self._workers = ThreadPoolExecutor(
@@ -98,11 +107,14 @@ class ThreadedTransport:
             # second asyncio.run) gets a fresh one rather than an error.
             self._free, self._loop = asyncio.Semaphore(self._max_workers), loop
         free = self._free
+        self._queued += 1
         try:
             async with asyncio.timeout(request.timeout.total):
                 await free.acquire()
         except TimeoutError:
             return Failure(_queued_too_long(request))
+        finally:
+            self._queued -= 1
         workers = self._workers
         if workers is None or began != self._closes:  # aclose() began while this one waited
             free.release()
@@ -119,7 +131,7 @@ class ThreadedTransport:
     def _send(self, queued: float, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
         timeout = request.timeout
         if timeout.total is not None:
-            remaining = timeout.total - (time.monotonic() - queued)
+            remaining = timeout.total - (self._clock.monotonic() - queued)
             if remaining <= 0:
                 return Failure(_queued_too_long(request))
             shortened = attempt_timeout(timeout, remaining)

@@ -170,6 +170,42 @@ def _sent_failure(operation: str, error: BaseException) -> TransportFailed:
     return sent("broken", f"{type(error).__name__}: the response was cut short")
 
 
+class _Seams:
+    """The moments the transport's races turn on, as hooks that do nothing by default.
+
+    A test subclasses this and passes it as ``Urllib3Transport(_seams=...)`` (or to a
+    :class:`_Watchdog` or :class:`_FairQueue` directly) to stop a thread at one of these moments
+    with a ``threading.Event`` and drive the other side meanwhile: each race is then run in one
+    chosen order, never left to timing. Private, and not a clock: every wait here is on a lock,
+    a condition or a socket, which a :class:`~cdsessions._core.clocks.Clock` cannot drive, so the
+    transport reads the real ``time.monotonic`` (deadlines are tested with ones already passed
+    or far off). Called only off the fast path (a caller that must wait, a wake-up).
+    """
+
+    def waiting(self) -> None:
+        """A caller found no free connection and is queued, about to wait for one."""
+
+    def gave_up(self) -> None:
+        """A waiter's time ran out; it has not yet looked whether a connection came meanwhile."""
+
+    def handed(self) -> None:
+        """A connection was handed straight to a waiter. Called under the queue's lock."""
+
+    def watchdog_sleeping(self, seconds: float) -> None:
+        """The watchdog is about to sleep ``seconds`` (or until woken). Under its lock."""
+
+    def watchdog_woke(self) -> None:
+        """The watchdog woke: a deadline came, or it was notified. Under its lock."""
+
+    def joined_lookup(self) -> None:
+        """A caller is about to wait for a name's lookup another caller started. Under the
+        resolver's lock."""
+
+
+#: The default: every hook a no-op.
+_NO_SEAMS: Final = _Seams()
+
+
 _DEADLINE_PASSED: Final = "the overall deadline passed before the answer was complete"
 _DEADLINE_BEFORE_SENDING: Final = "the overall deadline passed before the request was written"
 
@@ -187,7 +223,8 @@ class _Watchdog:
     :meth:`watch` starts another.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seams: _Seams = _NO_SEAMS) -> None:
+        self._seams = seams
         self._changed = threading.Condition(threading.Lock())
         self._watched: dict[int, tuple[float, socket.socket]] = {}
         self._fired: set[int] = set()
@@ -250,13 +287,18 @@ class _Watchdog:
                 idle_since = None
                 wait = min(d for d, _ in self._watched.values()) - now
                 self._wake_at = now + wait
-                self._changed.wait(_clamped(wait))
+                self._sleep(_clamped(wait))
                 continue
             idle_since = now if idle_since is None else idle_since
             if self._closing or now - idle_since >= _WATCHDOG_IDLE:
                 return
             self._wake_at = now + _WATCHDOG_IDLE
-            self._changed.wait(_WATCHDOG_IDLE)
+            self._sleep(_WATCHDOG_IDLE)
+
+    def _sleep(self, seconds: float) -> None:
+        self._seams.watchdog_sleeping(seconds)
+        self._changed.wait(seconds)
+        self._seams.watchdog_woke()
 
     def close(self) -> None:
         """Let the thread exit as soon as nothing is watched, rather than after a pause."""
@@ -296,6 +338,9 @@ class _FairQueue:
     and deque updates; an uncontended ``get`` or ``put`` never hands over to another thread.
     """
 
+    #: Set by the transport once it has the pool (urllib3 makes the queue: ``QueueCls(maxsize)``).
+    seams: _Seams = _NO_SEAMS
+
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._lock = threading.Lock()
@@ -324,10 +369,13 @@ class _FairQueue:
                 raise internals.EMPTY_QUEUE_ERROR
             waiter = _Waiter()
             self._waiters.append(waiter)
+        self.seams.waiting()
         if timeout is None:
             in_time = waiter.ready.acquire()
         else:
             in_time = waiter.ready.acquire(timeout=_clamped(max(timeout, 0.0)))
+        if not in_time:
+            self.seams.gave_up()  # a connection may still be handed over until the lock is ours
         with self._lock:
             if waiter.handed and in_time and not self._closed:
                 return waiter.item
@@ -349,6 +397,7 @@ class _FairQueue:
     def _put(self, item: Any) -> None:
         if self._waiters:
             self._waiters.popleft().hand(item)
+            self.seams.handed()
         elif len(self._idle) >= self.maxsize:
             raise Full
         else:
@@ -399,6 +448,9 @@ class _Resolver:
     never resolved at all, and reused keep-alive connections never get here.
     """
 
+    #: One resolver serves every transport: a test sets this (see _Seams), then restores it.
+    seams: _Seams = _NO_SEAMS
+
     def __init__(self) -> None:
         self._after_fork_in_child()
 
@@ -428,6 +480,8 @@ class _Resolver:
                 except RuntimeError:  # no thread to be had: resolve here, unbounded
                     del self._pending[key]
                     return _addresses(host, port)
+            else:
+                self.seams.joined_lookup()
         return pending.result(None if wait is None else _clamped(max(wait, 0.0)))
 
     def _lookup(self, key: tuple[str, int], pending: Future[list[tuple[str, int]]]) -> None:
@@ -648,12 +702,23 @@ def _declared_length(response: BaseHTTPResponse) -> int | None:
     if value is None or _present(headers, "transfer-encoding"):
         return None  # chunked (or another coding) overrides any Content-Length
     if value.isascii() and value.isdigit():
-        return int(value)  # the usual "1234": what the checks below would accept unchanged
+        return _length(value)  # the usual "1234": what the checks below would accept unchanged
     lengths = {part.strip() for part in value.split(",")}
     length = lengths.pop() if len(lengths) == 1 else ""
     if not (length.isascii() and length.isdigit()):
         raise InvalidHeader("the response's Content-Length is invalid")
-    return int(length)
+    return _length(length)
+
+
+#: More significant digits than any body the cap allows could need.
+_MOST_DIGITS: Final = 30
+
+
+def _length(digits: str) -> int:
+    """ASCII ``digits`` as a number. int() refuses more than 4300 digits (ValueError, which
+    would escape as an unexpected error); so many are simply more than any cap: too large."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MOST_DIGITS else 10**_MOST_DIGITS
 
 
 def _fired(watchdog: _Watchdog, token: int | None) -> bool:
@@ -728,7 +793,9 @@ class Urllib3Transport:
         max_connections: int = 10,
         ca_certs: str | os.PathLike[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        _seams: _Seams = _NO_SEAMS,
     ) -> None:
+        self._seams = _seams  # tests only: see _Seams
         self._max_connections = max_connections
         self._tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
         if ca_certs is not None:
@@ -758,7 +825,7 @@ class Urllib3Transport:
             num_pools=4, maxsize=self._max_connections, block=True, retries=False, **self._tls
         )
         self._pool.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-        self._watchdog = _Watchdog()
+        self._watchdog = _Watchdog(self._seams)
         self._pools: dict[str, tuple[HTTPConnectionPool, str]] = {}
 
     @property
@@ -777,6 +844,9 @@ class Urllib3Transport:
         if found is not None and internals.pool_queue(found[0]) is not None:  # closed, evicted
             return found
         pool = self._pool.connection_from_url(base_url)
+        queue = internals.pool_queue(pool)
+        if isinstance(queue, _FairQueue):
+            queue.seams = self._seams
         found = (pool, urlsplit(base_url).path.rstrip("/"))
         self._pools[base_url] = found
         return found

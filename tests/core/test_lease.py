@@ -238,3 +238,30 @@ def test_a_lease_of_zero_minutes_or_less_is_refused_before_anything_is_sent(
     assert (error.field, error.problem) == ("lease", problem)
     assert service.requests_seen[seen:] == ()
     assert len(service.live_sessions()) == 1
+
+
+def test_the_state_is_a_frozen_account_of_the_lease_at_one_moment() -> None:
+    """What ``scope.lease`` reads (docs/lifecycle.md): status, time left, the last extension,
+    the extensions and minutes granted, the cost so far with a budget, and nothing can change
+    it afterwards. Written for the promise map (issue 23), which found no test of its fields."""
+    record = LeaseRecord(5)
+    assert state_of(record, 0.0) is None  # no session yet: nothing to tell
+    record.session_id = "s"
+    record.created, record.end = 100.0, 100.0 + 10 * 60
+    record.extensions, record.extended_at = 2, 300.0
+    state = state_of(record, 400.0)
+    assert state is not None
+    assert (state.session_id, state.status, state.lease_minutes) == ("s", "held", 5)
+    assert (state.time_left, state.last_extension) == (300.0, 100.0)
+    assert (state.extensions, state.minutes_granted, state.spent_usd) == (2, 10, None)
+    with pytest.raises(AttributeError):
+        state.status = "ended"  # type: ignore[misc]  # frozen: the test is that it refuses
+    record.allowance = Allowance(Decimal("1.00"), Price("A10G", A10G), 12)
+    budgeted = state_of(record, 400.0)
+    assert budgeted is not None
+    assert budgeted.spent_usd == 300 * A10G  # from the session's creation, exact
+    assert budgeted.minutes_granted == 12  # what the budget has allowed so far
+    record.status = "released"
+    released = state_of(record, 400.0)
+    assert released is not None
+    assert released.time_left == 0.0  # no longer the lease's to keep

@@ -409,35 +409,3 @@ def test_plain_http_is_refused_with_its_reason_code(
     )
     assert refuse_plain_http(base_url, allowed=allowed) == expected
 
-
-@pytest.mark.parametrize("allowed", ["yes", "false", "True", 1, 1.0, [True], object()])
-def test_only_true_switches_on_plain_http_for_the_key(allowed: object) -> None:
-    """``allow_insecure_http`` must be exactly ``True``: a truthy look-alike ("yes", 1, even
-    "false") leaves the key refused over plain http, before anything is sent. Added for a bug
-    an outside review slipped past the suite (issue 23)."""
-    transport = Recording()
-    client = SessionsClient(
-        KEY,
-        server="http://10.0.0.1/api",
-        transport=transport,
-        allow_insecure_http=allowed,  # type: ignore[arg-type]
-    )
-    aclient = AsyncSessionsClient(
-        KEY,
-        server="http://10.0.0.1/api",
-        transport=InlineTransport(transport),
-        allow_insecure_http=allowed,  # type: ignore[arg-type]
-    )
-    for result in (client.get("s"), client.create(BODY), run(aclient.list())):
-        error = failure_of(result)
-        assert isinstance(error, InvalidRequest)
-        assert (error.field, error.why) == ("server", "insecure_http")
-    assert transport.sent == []
-    # The one value that opts in:
-    assert isinstance(
-        SessionsClient(
-            KEY, server="http://10.0.0.1/api", transport=transport, allow_insecure_http=True
-        ).get("s"),
-        Success,
-    )
-    assert len(transport.sent) == 1

@@ -25,7 +25,7 @@ from cdsessions import (
 from cdsessions._core.timeouts import MAX_SECONDS, ready_timeout_from
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import REPR_LIMIT, ApiError
-from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport
+from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, FakeTransport, ManualClock
 from cdsessions.lifecycle import (
     Backoff,
     NotReady,
@@ -47,6 +47,7 @@ from tests.support.transports import FailingDeletes, Recording, Rewriting
 
 KEY = "fake-key-alice"
 BODY = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
+LOG_STREAM = "/v2/stream-logs"
 
 
 def _client(service: FakeService, key: str = KEY) -> SessionsClient:
@@ -398,6 +399,51 @@ def test_wait_until_ready_with_nan_does_not_poll() -> None:
     result = wait_until_ready(get, "s", timeout=math.nan, sleep=lambda _: None)
     assert isinstance(failure_of(result), InvalidRequest)
     assert polls == []
+
+
+def test_a_ready_timeout_of_zero_looks_once_and_waits_for_nothing() -> None:
+    """A ready timeout may be 0 (docs/reliability.md, "Timeouts are checked"): one look, no
+    wait; the scope then cancels what it started. Written for the promise map (issue 23), which
+    found no test of it."""
+    clock = ManualClock()
+    service = FakeService(clock=clock, ready_after_polls=None)
+    client = SessionsClient(KEY, transport=FakeTransport(service), retry=False, clock=clock)
+    session_id = _new_session(client)
+    sent_before = len(service.requests_seen)
+    error = client.wait_until_ready(session_id, timeout=0).failure()
+    assert isinstance(error, NotReady)
+    assert error.polls == 1
+    looked = f"/session/{session_id}"
+    assert [path for _, path in service.requests_seen[sent_before:]] == [looked, LOG_STREAM]
+    with client.session(BODY, ready_timeout=0) as started:
+        refused = started.failure()
+    assert isinstance(refused, NotReady)
+    assert (refused.polls, refused.cancelled) == (1, True)
+    started_id = refused.session_id
+    assert service.requests_seen[sent_before + 2 :] == (
+        ("POST", "/session"),
+        ("GET", f"/session/{started_id}"),
+        ("GET", LOG_STREAM),  # why it is not ready: the last log lines
+        ("DELETE", f"/session/{started_id}"),
+    )
+    assert clock.slept == 0
+    assert [s.session_id for s in service.live_sessions()] == [session_id]
+
+
+def test_the_ready_wait_gives_up_after_600_seconds_by_default() -> None:
+    """docs/lifecycle.md: ``ready_timeout`` (seconds, default 600) bounds the wait, in the scope
+    and in ``wait_until_ready``. Written for the promise map (issue 23): no test held the
+    default."""
+    clock = ManualClock()
+    service = FakeService(clock=clock, ready_after_polls=None)
+    client = SessionsClient(KEY, transport=FakeTransport(service), retry=False, clock=clock)
+    waited = client.wait_until_ready(_new_session(client)).failure()
+    with client.session(BODY) as started:
+        in_scope = started.failure()
+    for error in (waited, in_scope):
+        assert isinstance(error, NotReady)
+        assert error.waited == 600  # the clock only moves by the waits, up to the deadline
+    assert clock.slept == 1200
 
 
 def test_a_huge_ready_timeout_is_clamped() -> None:

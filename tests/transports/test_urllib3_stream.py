@@ -6,12 +6,14 @@ hang; memory stays bounded."""
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
 import pytest
 from returns.result import Result, Success
 
@@ -24,7 +26,9 @@ from cdsessions import (
     Timeout,
     TransportFailed,
 )
+from cdsessions._core.wire import HttpRequest
 from cdsessions.testing import expect_failure, expect_success
+from cdsessions.transports import Urllib3Transport
 from tests.support.hostile import Peer, hostile, response
 
 KEY: Final = "test-key-0123456789"
@@ -81,6 +85,19 @@ def follow(base_url: str, timeout: Timeout) -> tuple[list[Result[LogLine, ApiErr
     got = list(client.follow_logs(SESSION))
     client.close()
     return got, time.monotonic() - began
+
+
+def test_a_stream_that_cannot_connect_ends_with_one_failure_unsent() -> None:
+    with socket.socket() as probe:  # a port of 127.0.0.1 nobody listens on (just freed)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = Urllib3Transport()
+    request = HttpRequest("GET", "/stream", base_url=f"http://127.0.0.1:{port}/api")
+    pieces = list(transport.stream(msgspec.structs.replace(request, operation="logs")))
+    transport.close()
+    [piece] = pieces
+    error = expect_failure(piece, TransportFailed)
+    assert (error.kind, error.sent) == ("connect", False), error
 
 
 def test_lines_then_a_clean_end_of_chunks_is_a_clean_end() -> None:
