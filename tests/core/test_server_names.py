@@ -408,4 +408,3 @@ def test_plain_http_is_refused_with_its_reason_code(
         else Success(base_url)
     )
     assert refuse_plain_http(base_url, allowed=allowed) == expected
-
