@@ -72,6 +72,7 @@ PROPERTY_MODULES = (
     "tests/contracts/test_comfy_contract.py",
     "tests/core/test_comfy.py",
     "tests/core/test_comfy_run.py",
+    "tests/cli/test_output.py",
 )
 
 

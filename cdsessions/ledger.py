@@ -312,7 +312,8 @@ class LedgerProblem(msgspec.Struct, frozen=True):
     set_aside_as: str | None = None
 
     def __str__(self) -> str:
-        moved = f"; set aside as {self.set_aside_as}" if self.set_aside_as else ""
+        # Both paths escaped: a line break in one must not start a warning line of its own.
+        moved = f"; set aside as {escape(self.set_aside_as)}" if self.set_aside_as else ""
         return f"ledger {escape(self.path)}: {self.what}{moved}"
 
 

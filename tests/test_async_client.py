@@ -14,6 +14,7 @@ from pathlib import Path
 from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, Timeout
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport
 from cdsessions.transports._cassette import CassetteTransport
@@ -183,3 +184,58 @@ def test_import_cdsessions_loads_no_asyncio_until_the_async_client_is_asked_for(
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown == ["False", "True"]
+
+
+class _TwoGates(AsyncFakeTransport):
+    """The fake in memory; a create and a cancel each wait at a gate of their own, and say
+    when they arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = {"POST": asyncio.Event(), "DELETE": asyncio.Event()}
+        self.arrived = {"POST": asyncio.Event(), "DELETE": asyncio.Event()}
+
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        if request.method in self.gates:
+            self.arrived[request.method].set()
+            await self.gates[request.method].wait()
+        return await super().send(request)
+
+
+async def _turns(count: int) -> None:
+    """Let every ready task run ``count`` times: no timing, only the loop's order."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def test_aclose_waits_for_background_work_that_began_while_it_waited() -> None:
+    """A scope cancelled while ``aclose`` already waits for its create hands the session's
+    cancel to the background then: ``aclose`` returns only once that cancel is done too, and
+    no session is left running. Added for a bug an outside review slipped past the suite
+    (issue 23): the background work awaited once, not until there is none."""
+
+    async def scenario() -> None:
+        transport = _TwoGates()
+        client = AsyncSessionsClient(KEY, transport=transport, retry=False)
+
+        async def scope() -> None:
+            async with client.session(BODY, wait=False):
+                pass
+
+        user = asyncio.ensure_future(scope())
+        await transport.arrived["POST"].wait()  # the create is in flight, in the background
+        closing = asyncio.ensure_future(client.aclose())
+        await _turns(5)  # aclose now waits for the create
+        user.cancel()  # the scope's caller goes away: the cancel will follow the create
+        await _turns(5)
+        transport.gates["POST"].set()
+        await transport.arrived["DELETE"].wait()
+        await _turns(20)
+        assert not closing.done()  # the cancel is still held at its gate
+        transport.gates["DELETE"].set()
+        await closing
+        assert transport.service.live_sessions() == ()
+        assert [m for m, _ in transport.service.requests_seen] == ["POST", "DELETE"]
+        assert user.cancelled()
+
+    asyncio.run(scenario())

@@ -13,7 +13,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -301,6 +301,12 @@ def echo_server() -> Iterator[LoopbackServer]:
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(session_id=_ids)
+@example(session_id="-x")
+@example(session_id="--help")
+@example(session_id="--")
+@example(session_id="x" * 40)
+@example(session_id="\U0001f600")
+@example(session_id="a b")
 def test_any_accepted_id_routes_to_its_session_and_decodes_back(
     session_id: str, echo_server: LoopbackServer
 ) -> None:

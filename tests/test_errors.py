@@ -215,6 +215,10 @@ def test_str_and_repr_are_one_bounded_printable_line(error: ApiError) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(FAILURES)
+@example(InvalidRequest("", "", ""))
+@example(HttpError("o", 500, None))
+@example(OverBudget("o", "max_cost", "", budget=Decimal(0), worst_case=Decimal(0)))
+@example(SessionGone("\U0001f600", "-x"))
 def test_a_failure_equals_itself_rebuilt_from_its_fields(error: ApiError) -> None:
     fields = {name: getattr(error, name) for name in error.__struct_fields__}
     rebuilt = type(error)(**fields)

@@ -6,7 +6,7 @@ from typing import Final, get_args
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure
 
@@ -180,6 +180,11 @@ def test_detail_text_reads_as_before() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(detail=_JSON_VALUES, depth=st.sampled_from([0, 7, 8, 9, 1000, 10_000]))
+@example(detail="", depth=0)
+@example(detail="x" * 100_000, depth=0)
+@example(detail="\U0001f600\x1b[2J\n" * 1000, depth=9)
+@example(detail={"": None}, depth=10_000)
+@example(detail=None, depth=8)
 def test_str_and_repr_of_errors_never_raise_for_any_detail(detail: object, depth: int) -> None:
     """From issue 10: the boundary never raises."""
     for _ in range(depth):

@@ -18,7 +18,7 @@ from typing import Final
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -31,6 +31,7 @@ from cdsessions.ledger import (
     LEDGER_ENV,
     Intent,
     Ledger,
+    LedgerProblem,
     Owner,
     default_ledger_path,
     judge_owners,
@@ -445,6 +446,9 @@ def test_a_ledger_that_cannot_be_written_is_reported_and_the_create_goes_ahead(
         st.builds(lambda tail: b"SQLite format 3\x00" + tail, st.binary(max_size=3000)),
     )
 )
+@example(data=b"")
+@example(data=b"SQLite format 3\x00")
+@example(data=b"\x00" * 3000)
 def test_any_bytes_as_the_ledger_file_are_reported_and_set_aside_never_raised(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
 ) -> None:
@@ -459,3 +463,24 @@ def test_any_bytes_as_the_ledger_file_are_reported_and_set_aside_never_raised(
     for problem in ledger.problems:
         assert problem.set_aside_as is not None, problem  # reported, and the bytes kept aside
         assert Path(problem.set_aside_as).read_bytes() == data
+
+
+def test_a_ledger_warning_is_one_printable_line_whatever_its_paths_hold(tmp_path: Path) -> None:
+    """A path with a line break or an escape sequence (a user's ``--ledger``, a directory's
+    name) is shown escaped in the warning, and so is where the file was set aside: never a
+    second line, nothing a terminal acts on. Added for a bug an outside review slipped past
+    the suite (issue 23): a warning line that skipped escaping."""
+    folder = tmp_path / "a\nforged\x1b[2J\u202e"
+    folder.mkdir()
+    path = folder / "ledger.sqlite3"
+    path.write_bytes(b"not a ledger at all" * 100)
+    problems: list[LedgerProblem] = []
+    ledger = Ledger(path, command=["x"], on_problem=problems.append)
+    ledger.record_intent(MACHINE, None)
+    assert problems
+    problem = problems[0]
+    assert problem.set_aside_as is not None
+    assert "\n" in problem.path  # kept as it is in the value...
+    shown = str(problem)
+    assert shown.isprintable()  # ...and shown escaped
+    assert shown.count("a\\x0aforged\\x1b[2J\\u202e") == 2  # the file and where it went

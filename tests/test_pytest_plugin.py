@@ -105,6 +105,60 @@ def test_overriding_the_fake_configures_every_client_fixture(pytester: pytest.Py
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
+def test_each_client_fixture_closes_its_client_after_the_test(pytester: pytest.Pytester) -> None:
+    """After each test its client is closed (``close``, ``aclose``), not before. Added for a
+    bug an outside review slipped past the suite (issue 23): a fixture that never closed its
+    client."""
+    pytester.makeconftest(
+        """
+        from cdsessions import AsyncSessionsClient, SessionsClient
+
+        CLOSED = []
+        _close, _aclose = SessionsClient.close, AsyncSessionsClient.aclose
+
+
+        def close(self):
+            CLOSED.append(id(self))
+            _close(self)
+
+
+        async def aclose(self):
+            CLOSED.append(id(self))
+            await _aclose(self)
+
+
+        SessionsClient.close = close
+        AsyncSessionsClient.aclose = aclose
+        """
+    )
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        from conftest import CLOSED
+
+        USED = {}
+
+
+        def test_sync(cdsessions_client):
+            USED["sync"] = id(cdsessions_client)
+            assert id(cdsessions_client) not in CLOSED
+
+
+        def test_async(cdsessions_async_client):
+            USED["async"] = id(cdsessions_async_client)
+            assert asyncio.run(cdsessions_async_client.list()).unwrap() == []
+            assert id(cdsessions_async_client) not in CLOSED
+
+
+        def test_after():
+            assert USED["sync"] in CLOSED
+            assert USED["async"] in CLOSED
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=3)
+
+
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
     # One at a time: pytest lists them in an order of its own.

@@ -42,6 +42,7 @@ __all__ = [
     "err",
     "exact",
     "exact_or_none",
+    "fields",
     "hint",
     "json_text",
     "lost_output",
@@ -260,7 +261,13 @@ def session_text(session: Session, show_url: bool) -> str:
     ]
     if show_url and session.url is not None:
         rows.append(("url", session.url))
-    return "\n".join(f"{name:<8} {value}" for name, value in rows)
+    return fields(rows)
+
+
+def fields(rows: Sequence[tuple[str, str]]) -> str:
+    """``name value`` lines, each value escaped whole: a line break in a server's value is
+    shown as ``\\x0a``, never as a line of its own that could pass for another field."""
+    return "\n".join(f"{name:<8} {escape(value)}" for name, value in rows)
 
 
 def progress(session_id: str) -> Callable[[int, float], None] | None:

@@ -28,6 +28,7 @@ from cdsessions._cli._output import (
 from cdsessions._cli._parser import Command, add_now_option, duration, gpu, machine_id, now, usd
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import GpuPricing
+from cdsessions._core.text import escape
 from cdsessions.costs.reaper import Reaped, ReapProgress, ReapReport, Selection, reap
 
 __all__ = ["PRICES", "REAP"]
@@ -168,7 +169,7 @@ def _dry_run_text(report: ReapReport) -> str:
 def _done_text(report: ReapReport) -> str:
     lines = []
     for item in report.reaped:
-        sid = item.session_id
+        sid = escape(item.session_id)  # one line each, whatever the server's id holds
         if item.outcome == "failed":
             lines.append(f"failed        {sid}: {item.error}")
         elif item.outcome == "cancelled":
@@ -189,15 +190,15 @@ def _interrupted_text(word: str, progress: ReapProgress | None, args: argparse.N
     if progress is None:
         return f"{word} before any session was selected; none was cancelled"
     lines = [f"{word}; reap stopped after {len(progress.reaped)} of {len(progress.selected)}:"]
-    lines += [f"{item.outcome:<14}{item.session_id}" for item in progress.reaped]
+    lines += [f"{item.outcome:<14}{escape(item.session_id)}" for item in progress.reaped]
     for index, costs in enumerate(progress.pending):
         sid = costs.session.session_id
         if index == 0:  # its cancel may have reached the server
             check = hint(args, "get", sid)
             maybe = f"may or may not be cancelled: check with {check}"
-            lines.append(f"{'in flight':<14}{sid} ({maybe})")
+            lines.append(f"{'in flight':<14}{escape(sid)} ({maybe})")
         else:
-            lines.append(f"{'not attempted':<14}{sid}")
+            lines.append(f"{'not attempted':<14}{escape(sid)}")
     return "\n".join(lines)
 
 

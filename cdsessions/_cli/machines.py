@@ -11,7 +11,7 @@ import msgspec
 
 from cdsessions._cli._failures import OK, ok
 from cdsessions._cli._keyfile import client_for
-from cdsessions._cli._output import columns, out, print_json
+from cdsessions._cli._output import columns, fields, out, print_json
 from cdsessions._cli._parser import Command, machine_id
 from cdsessions.models import Machine
 
@@ -33,7 +33,7 @@ def machine_text(machine: Machine) -> str:
         ("builder", machine.machine_builder_version or "-"),
         ("version", machine.machine_version_id or "-"),
     ]
-    return "\n".join(f"{name:<8} {value}" for name, value in rows)
+    return fields(rows)
 
 
 def _machine_arguments(parser: argparse.ArgumentParser) -> None:

@@ -126,14 +126,15 @@ def _run(args: argparse.Namespace) -> int:
             ok(leased)
             session = wait_ready(client, created.session_id, args)
             result = _ran(client, session, workflow, args)
-        err(f"{PROG}: session {created.session_id} cancelled")
+        err(f"{PROG}: session {escape(created.session_id)} cancelled")
         return _report(result, session.gpu)
 
 
 def _ran(
     client: SessionsClient, session: Any, workflow: Any, args: argparse.Namespace
 ) -> RunResult:
-    err(f"{PROG}: running {escape(Path(args.workflow).name)} on session {session.session_id}")
+    named = escape(Path(args.workflow).name)
+    err(f"{PROG}: running {named} on session {escape(session.session_id)}")
     try:
         got = client.run(
             session,

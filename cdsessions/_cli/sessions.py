@@ -56,6 +56,7 @@ from cdsessions._core.builders import check_id, describe_id
 from cdsessions._core.money import format_usd
 from cdsessions._core.pricing import NO_TABLE, GpuPricing
 from cdsessions._core.session_steps import counts_as_closed
+from cdsessions._core.text import escape
 from cdsessions.client import SessionsClient
 from cdsessions.costs.figures import costs_of
 from cdsessions.costs.reaper import known_from
@@ -236,7 +237,7 @@ def _print_created(
     args: argparse.Namespace, session_id: str, url: str | None, *, waitable: bool
 ) -> None:
     if args.quiet:
-        out(session_id)
+        out(escape(session_id))  # one line, even if the server's id holds a line break
         return
     if args.json:
         data: dict[str, Any] = {"session_id": session_id, "ready": url is not None}
@@ -248,9 +249,9 @@ def _print_created(
         state = "ready"
     else:
         state = f"starting; run {hint(args, 'wait', session_id)}" if waitable else "starting"
-    out(f"created session {session_id} ({state})")
+    out(f"created session {escape(session_id)} ({state})")
     if args.show_url and url is not None:
-        out(f"url {url}")
+        out(f"url {escape(url)}")
 
 
 CREATE: Final = Command(
@@ -368,7 +369,7 @@ def _list(args: argparse.Namespace) -> int:
         sessions = [s for s in sessions if _kept(owners.get(s.session_id), args)]
     if args.quiet:
         for session in sessions:
-            out(session.session_id)
+            out(escape(session.session_id))
         return OK
     if isinstance(pricing, ApiError):
         err(f"{PROG}: warning: costs unknown: {pricing}")
@@ -493,7 +494,8 @@ def _extend(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"session_id": args.session_id, "message": answer.message})
     else:
-        out(f"extended session {args.session_id} by {args.minutes} min ({answer.message})")
+        message = escape(answer.message)  # the server's words, on this one line
+        out(f"extended session {escape(args.session_id)} by {args.minutes} min ({message})")
     return OK
 
 
@@ -518,9 +520,9 @@ def _wait_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(session_json(session, args.show_url))
     else:
-        out(f"session {session.session_id} is ready")
+        out(f"session {escape(session.session_id)} is ready")
         if args.show_url and session.url is not None:
-            out(f"url {session.url}")
+            out(f"url {escape(session.url)}")
     return OK
 
 

@@ -25,7 +25,7 @@ from unittest import mock
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdsessions._cli._failures import EXIT_CODES, INTERNAL, NO_OUTPUT, STRANDED, USAGE
@@ -605,6 +605,16 @@ def _loopback_only() -> Iterator[None]:
     ),
     st.lists(_WORD, max_size=8),
 )
+@example("-x", [])
+@example("--help", [])
+@example("--", ["get"])
+@example("", [])
+@example("get", ["--", "-x"])
+@example("get", ["-x"])
+@example("cancel", ["--", "--help"])
+@example("list", ["--server", "user:pass@host"])
+@example("get", ["\U0001f600"])
+@example("extend", ["--", "-1", "0"])
 def test_any_argv_ends_with_a_documented_code_and_no_traceback(first: str, rest: list[str]) -> None:
     argv = [first, *rest]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -621,3 +631,71 @@ def test_any_argv_ends_with_a_documented_code_and_no_traceback(first: str, rest:
     if code == USAGE:
         assert stdout.getvalue() == ""
         assert len(stderr.getvalue().splitlines()) == 1, (argv, stderr.getvalue())
+
+
+# -- the signal handlers main() sets, and gives back ---------------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): an ignored SIGTERM
+# overridden by the CLI's handler, and a handler not restored after an in-process main().
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise AssertionError(f"signal {signum} reached the test's own handler")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["completion", "bash"], ["get", "s1", "--server", "local"], ["no-such-command"]],
+    ids=["succeeds", "fails", "unparsed"],
+)
+def test_main_gives_back_the_signal_handlers_it_found(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMFY_DEPLOY_API_KEY", raising=False)  # "get" fails before any I/O
+    before = {
+        number: signal.signal(number, _on_signal) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    seen: list[object] = []
+    real = signal.signal
+
+    def watched(number: int, handler: Any) -> Any:
+        seen.append(handler)
+        return real(number, handler)
+
+    try:
+        with mock.patch("signal.signal", watched):
+            main(argv)
+        assert signal.getsignal(signal.SIGINT) is _on_signal
+        assert signal.getsignal(signal.SIGTERM) is _on_signal
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    if argv[0] != "no-such-command":  # parsed: it ran under the CLI's own SIGTERM handler
+        assert len(seen) == 2
+        assert seen[-1] is _on_signal
+    capsys.readouterr()
+
+
+def test_an_ignored_sigterm_stays_ignored_while_a_command_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Started under ``nohup`` (or a supervisor that ignores SIGTERM), a SIGTERM that arrives
+    mid-command does nothing: the command finishes and succeeds."""
+    import cdsessions._cli.completion as completion
+    from cdsessions._cli._output import out_verbatim as real
+
+    during: list[object] = []
+
+    def print_under_sigterm(text: str) -> None:
+        during.append(signal.getsignal(signal.SIGTERM))
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, while the command runs
+        real(text)
+
+    monkeypatch.setattr(completion, "out_verbatim", print_under_sigterm)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert main(["completion", "bash"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert during == [signal.SIG_IGN]
+    assert "complete" in capsys.readouterr().out

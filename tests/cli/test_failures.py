@@ -15,7 +15,7 @@ from typing import Final, get_args
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Result
 
@@ -149,6 +149,10 @@ ANY_TEXT: Final = st.text(max_size=200)
 
 @settings(max_examples=100, deadline=None)
 @given(ANY_TEXT, ANY_TEXT)
+@example("", "")
+@example("x" * 200, "")
+@example("\U0001f600", "is empty")
+@example("--help", "http://")
 def test_reasons_not_words_decide_the_message(problem: str, other: str) -> None:
     for why in ("empty_key", "insecure_http"):
         field = "bearer" if why == "empty_key" else "server"
@@ -160,6 +164,10 @@ def test_reasons_not_words_decide_the_message(problem: str, other: str) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(ANY_TEXT)
+@example("")
+@example("x" * 200)
+@example("\n\x1b[2J")
+@example("\U0001f600")
 def test_a_problem_without_a_reason_is_shown_never_acted_on(problem: str) -> None:
     """An empty-looking or http-looking problem with no ``why`` is just a problem."""
     error = InvalidRequest("list sessions", "bearer", f"is empty {problem} http://", None)

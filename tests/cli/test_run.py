@@ -172,3 +172,29 @@ def test_a_run_against_the_fake_server_command(files: tuple[Path, Path, Path]) -
         process.communicate(timeout=10)
     assert done.returncode == 0, done.stderr
     assert (out / "o_00001_.png").read_bytes() == b"PNG bytes"
+
+
+def test_a_runs_text_output_is_printed_escaped_on_one_line(
+    served: tuple[FakeService, str], files: tuple[Path, Path, Path]
+) -> None:
+    """A node's text (ComfyUI's, so anyone's) with a line break, an escape sequence and a bidi
+    override is printed escaped, on the run's one ``text`` line: it cannot forge an output
+    line. Added for a bug an outside review slipped past the suite (issue 23)."""
+    _, url = served
+    workflow, image, out = files
+    hostile = "a\nforged\x1b[2J\u202e"
+    workflow.write_text(
+        json.dumps(
+            {
+                **WORKFLOW,
+                "3": {"class_type": "PrimitiveString", "inputs": {"value": hostile}},
+                "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+            }
+        )
+    )
+    done = run_cli(*_args(url, workflow, image, out, "--gpu", "A10G"), key=KEY)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[1] == "text  node 4  a\\x0aforged\\x1b[2J\\u202e"
+    assert all(char.isprintable() for char in done.stdout + done.stderr if char != "\n")

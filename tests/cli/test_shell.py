@@ -87,6 +87,13 @@ def _no_raw_controls(text: str) -> None:
     assert not raw, [hex(ord(char)) for char in raw]
 
 
+def _no_forged_lines(text: str) -> None:
+    """A line break in a server's text is shown escaped (``\\x0a``), never as a line of its
+    own: EVIL's ``\\r\\n\\tend`` would otherwise start a line with ``\\tend``."""
+    forged = [line for line in text.splitlines() if line.startswith(("\\x09end", "\tend"))]
+    assert not forged, forged
+
+
 def _no_python_advice(line: str) -> None:
     for python in ("bearer", "allow_insecure_http", "=True", "pass "):
         assert python not in line, line
@@ -130,6 +137,9 @@ def _hostile(request: Received) -> Reply:
         return _json(200, {EVIL: 0.0001, "A10G": 0.000337})
     if path == "/api/sessions":
         return _json(200, [_session(EVIL, None, EVIL)])
+    if path.startswith(("/api/machines", "/api/machine/")):
+        machine = {"id": EVIL, "name": EVIL, "gpu": EVIL, "status": EVIL, "type": EVIL}
+        return _json(200, [machine] if path == "/api/machines" else machine)
     return _json(200, _session(EVIL, EVIL_URL, EVIL))
 
 
@@ -175,12 +185,19 @@ _COMMANDS = [
     pytest.param(["cancel", "sid"], id="cancel"),
     pytest.param(["wait", "sid", "--show-url"], id="wait"),
     pytest.param(["prices"], id="prices"),  # the costs commands print through the same helpers
+    pytest.param(["machines"], id="machines"),
+    pytest.param(["machine", "0a0a0a0a-0000-4000-8000-00000000000a"], id="machine"),
+    pytest.param(["reap", "--all"], id="reap-dry-run"),
+    pytest.param(["reap", "--all", "--yes"], id="reap"),
 ]
 
 
 def _code_for(args: list[str]) -> int:
     """The hostile id has control characters: ``create`` starts a session no command can name,
-    so it says so with exit 10 (after printing what it created, escaped); all else succeeds."""
+    so it says so with exit 10 (after printing what it created, escaped); ``reap --yes`` cannot
+    cancel it; all else succeeds."""
+    if args[:3] == ["reap", "--all", "--yes"]:
+        return 2  # the cancel refuses that id before sending it: the reap reports it failed
     return 10 if args[0] == "create" else 0
 
 
@@ -189,6 +206,7 @@ def test_server_text_is_escaped(hostile: LoopbackServer, args: list[str]) -> Non
     result = run(*args, "--server", hostile.base_url)
     assert result.returncode == _code_for(args), result.stderr
     _no_raw_controls(result.stdout + result.stderr)
+    _no_forged_lines(result.stdout + result.stderr)
     if args[0] != "cancel":  # the one answer without server text in it
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202eevil\\u2066\\x7f\\x00" in result.stdout
 
@@ -233,6 +251,35 @@ def test_error_details_are_escaped(status: int, body: object) -> None:
     line = _one_line(result, 3 if status == 404 else 5)
     _no_raw_controls(result.stderr)
     assert "\\x1b" in line or status == 418
+
+
+def _refusing_cancels(request: Received) -> Reply:
+    """One live session, whose every cancel is refused with half a megabyte of ``detail``."""
+    path = request.target.split("?")[0]
+    if request.method == "DELETE":
+        return _json(500, {"detail": EVIL * 5_000})  # half a megabyte, under the cap
+    if path == "/api/platform/gpu-pricing":
+        return _json(200, {"A10G": 0.000337})
+    return _json(200, [_session("sid-1", None, "A10G")])
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_huge_error_detail_is_bounded_in_every_output(as_json: bool) -> None:
+    """A failure's ``detail`` of half a megabyte reaches the reap report (text and ``--json``) and
+    the exit line bounded, escaped, one line each. Added for a bug an outside review slipped
+    past the suite (issue 23): error details bounded only in ``str()``."""
+    with serve(_refusing_cancels) as server:
+        args = ["reap", "--all", "--yes", "--server", server.base_url]
+        result = run(*args, *(["--json"] if as_json else []))
+    assert result.returncode == 5, result.stderr
+    _no_raw_controls(result.stdout + result.stderr)
+    for line in (result.stdout + result.stderr).splitlines():
+        assert len(line) <= 1000, len(line)
+    if as_json:
+        (item,) = json.loads(result.stdout)["sessions"]
+        assert item["outcome"] == "failed"
+        assert "\\x1b]0;pwned" in item["error"]
+        assert len(item["error"]) <= 700
 
 
 def test_the_progress_line_on_a_terminal_is_escaped() -> None:

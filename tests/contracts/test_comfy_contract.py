@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdsessions._core.comfy import decode_history, decode_prompt, decode_queue
@@ -55,6 +55,8 @@ def _file_json(file: ComfyFile) -> dict[str, str]:
 
 @settings(max_examples=100, deadline=None)
 @given(number=st.integers(min_value=0, max_value=2**31), prompt_id=st.uuids().map(str))
+@example(number=0, prompt_id="00000000-0000-0000-0000-000000000000")
+@example(number=2**31, prompt_id="ffffffff-ffff-ffff-ffff-ffffffffffff")
 def test_an_accepted_prompt_decodes(number: int, prompt_id: str) -> None:
     body = {"prompt_id": prompt_id, "number": number, "node_errors": {}}
     assert decode_prompt(_json(200, body), "q").unwrap() == PromptQueued(prompt_id, number)

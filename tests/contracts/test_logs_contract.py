@@ -12,7 +12,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Success
 
@@ -64,6 +64,9 @@ def _events(body: bytes) -> list[Any]:
 
 @PROPERTIES
 @given(st.lists(st.tuples(TEXT, TEXT, MOMENTS), max_size=8), st.sampled_from([None, *MARKERS]))
+@example([], None)
+@example([("", "", datetime(2000, 1, 1, tzinfo=UTC))], MARKERS[0])
+@example([("\U0001f600" * 60, "\n\x1b", datetime(2000, 1, 1, tzinfo=UTC))], None)
 def test_every_event_the_contract_allows_is_read_as_its_line(
     lines: list[tuple[str, str, datetime]], marker: str | None
 ) -> None:
@@ -84,6 +87,7 @@ def test_every_event_the_contract_allows_is_read_as_its_line(
 
 @PROPERTIES
 @given(st.dictionaries(st.sampled_from(sorted(LINE["properties"])), TEXT, max_size=2))
+@example({})
 def test_a_line_missing_what_the_contract_requires_is_a_decode_failure(
     data: dict[str, str],
 ) -> None:
@@ -98,6 +102,13 @@ def test_a_line_missing_what_the_contract_requires_is_a_decode_failure(
     st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]), min_size=1, max_size=80),
     st.none() | st.sampled_from(["info", "error", "warning", "debug"]),
 )
+@example("-x", None)
+@example("--help", "info")
+@example("--", None)
+@example("x" * 80, "debug")
+@example("\U0001f600", None)
+@example(" ", None)
+@example("..", None)
 def test_the_builder_sends_what_the_contract_describes(session_id: str, level: str | None) -> None:
     built = build_logs(session_id, level)
     if not isinstance(built, Success):

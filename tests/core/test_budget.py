@@ -12,6 +12,7 @@ import pytest
 from returns.result import Failure, Success
 
 from cdsessions import CreateSessionBody, InvalidRequest, MachineGPU, OverBudget
+from cdsessions._core.budget import Allowance, check_create, check_extend
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs import GpuPricing, Price
 from cdsessions.errors import HttpError
@@ -138,6 +139,37 @@ def test_within_budget_the_create_is_sent_after_the_check(setup: tuple[str, bool
         assert isinstance(again, Success), again
         assert list(fake.requests_seen) == [PRICES, CREATE, CREATE]  # the table was kept
     assert len(fake.live_sessions()) == 2
+
+
+@pytest.mark.parametrize("max_cost", [0, "0.00", Decimal("-0")])
+def test_a_free_gpu_fits_a_budget_of_zero(setup: tuple[str, bool], max_cost: object) -> None:
+    """A price of exactly zero is a price: its worst case is 0, within a budget of 0 (or any).
+    Added for bugs an outside review slipped past the suite (issue 23)."""
+    fake = FakeService(prices={**DEFAULT_GPU_PRICES, "A10G": 0})
+    with _face(setup, fake) as face:
+        created = face.create(_body("A10G", 30), max_cost=max_cost)
+        assert isinstance(created, Success), created
+        priced = face.create(_body("H100", 1), max_cost=max_cost)  # not free: over a zero budget
+    error = priced.failure()
+    assert isinstance(error, OverBudget)
+    assert (error.budget, error.worst_case) == (Decimal(0), Decimal(60) * Decimal("0.002338"))
+    assert fake.requests_seen.count(CREATE) == 1
+
+
+def test_the_guard_at_zero_allows_zero_and_refuses_the_least_cost() -> None:
+    free = Price("A10G", Decimal(0))
+    allowed = check_create(
+        _body("A10G", 30), GpuPricing.from_table({"A10G": 0}), Decimal(0), "create"
+    )
+    assert allowed == Success(Allowance(Decimal(0), free, 30))
+    assert allowed.unwrap().worst_case == 0
+    assert check_extend(allowed.unwrap(), 600, "extend") == Success(
+        Allowance(Decimal(0), free, 630)
+    )
+    tiny = Allowance(Decimal(0), Price("A10G", Decimal("1e-28")), 1)
+    refused = check_extend(tiny, 1, "extend")
+    assert isinstance(refused, Failure)
+    assert refused.failure().worst_case == Decimal("1.2e-26")
 
 
 @pytest.mark.parametrize("max_cost", [-1, "-0.01", "NaN", float("nan"), float("inf"), True, "ten"])

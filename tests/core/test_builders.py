@@ -7,7 +7,7 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -113,6 +113,9 @@ def test_extend_sends_minutes() -> None:
     assert request.target == "/session/s1/increase-timeout"
     assert request.body == b'{"minutes":10}'
     assert _refused(build_extend("s1", 0)).field == "minutes"
+    # Issue 23: below zero too (a check for == 0 alone would send these).
+    assert _refused(build_extend("s1", -1)).field == "minutes"
+    assert _refused(build_extend("s1", -(10**9))).field == "minutes"
 
 
 @pytest.mark.parametrize(
@@ -172,6 +175,16 @@ _ACCEPTABLE_IDS = st.text(
 
 @settings(max_examples=300, deadline=None)
 @given(_ACCEPTABLE_IDS)
+@example("-x")
+@example("--help")
+@example("--")
+@example("-")
+@example("x" * 80)
+@example("\U0001f600")
+@example("a b")
+@example(" .")
+@example("%2F")
+@example("\u202e")
 def test_any_acceptable_id_is_accepted_and_round_trips_through_one_path_segment(
     session_id: str,
 ) -> None:
@@ -186,6 +199,11 @@ def test_any_acceptable_id_is_accepted_and_round_trips_through_one_path_segment(
     st.sampled_from([chr(c) for c in (*range(32), *range(127, 160))]),
     st.integers(0, 80),
 )
+@example("-x", "\n", 0)
+@example("--help", "\x1b", 6)
+@example("x" * 80, "\x9b", 80)
+@example("\U0001f600", "\x00", 1)
+@example("--", "\x7f", 2)
 def test_an_id_with_a_control_character_anywhere_is_refused(
     session_id: str, control: str, where: int
 ) -> None:

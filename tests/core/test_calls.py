@@ -13,6 +13,7 @@ from returns.result import Failure, Result, Success
 from cdsessions import (
     CreateSessionBody,
     HttpError,
+    InvalidRequest,
     RetryPolicy,
     SessionsClient,
     Timeout,
@@ -230,3 +231,37 @@ def test_create_and_wait_gets_a_read_timeout_long_enough_for_the_server(
     body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID, wait_for_server=wait_for_server)
     assert isinstance(client.create(body, timeout=timeout), Success)
     assert [timeout for _, timeout in transport.sent] == [expected]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-key with-a-space",
+        " sk-leading-space",
+        "sk-trailing-space ",
+        "sk-tab\there",
+        "sk-no-break\u00a0space",
+        "sk-ideographic\u3000space",
+        "sk-line\u2028separator",
+        "sk-zero\u200bwidth",
+        "sk-nul\x00byte",
+        "sk-del\x7fbyte",
+        "sk-crlf\r\nX-Injected: 1",
+    ],
+)
+def test_a_key_with_whitespace_or_a_control_character_is_refused_and_nothing_sent(
+    key: str,
+) -> None:
+    """Added for a bug an outside review slipped past the suite (issue 23): a key with a space
+    sent instead of refused. The refusal is about the field, never quoting the key."""
+    transport = Recording()
+    client = SessionsClient(key, transport=transport)
+    body = CreateSessionBody(machine_id=DEFAULT_MACHINE_ID)
+    for result in (client.get("s-1"), client.list(), client.create(body)):
+        assert isinstance(result, Failure)
+        error = result.failure()
+        assert isinstance(error, InvalidRequest)
+        assert (error.field, error.why) == ("bearer", None)
+        assert error.problem == "must be printable ASCII without spaces"
+        assert key.strip() not in str(error) + repr(error)
+    assert transport.sent == []

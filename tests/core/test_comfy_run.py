@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure
 
@@ -20,6 +20,13 @@ WORKFLOW = {
 
 @settings(max_examples=500, deadline=None)
 @given(filename=st.text(max_size=300), subfolder=st.text(max_size=40))
+@example(filename="", subfolder="")
+@example(filename="..", subfolder="..")
+@example(filename="-x", subfolder="--")
+@example(filename="x" * 300, subfolder="y" * 40)
+@example(filename="\U0001f600" * 100, subfolder="")
+@example(filename=" ", subfolder="/")
+@example(filename="a\x00b", subfolder="..\\..")
 def test_a_local_name_names_a_file_directly_in_the_directory(filename: str, subfolder: str) -> None:
     name = local_name(ComfyFile(filename, subfolder))
     assert name

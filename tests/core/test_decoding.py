@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -215,6 +215,10 @@ def test_json_with_charset_and_problem_json_are_accepted() -> None:
     body=st.binary(max_size=300),
     content_type=st.sampled_from(["application/json", "text/plain", "", "application/x"]),
 )
+@example(status=200, body=b"", content_type="application/json")
+@example(status=422, body=b"", content_type="")
+@example(status=500, body=b"\xff" * 300, content_type="text/plain")
+@example(status=204, body=b"null", content_type="application/json")
 def test_decoding_never_raises(status: int, body: bytes, content_type: str) -> None:
     response = HttpResponse(status, (("content-type", content_type),) if content_type else (), body)
     for result in (
@@ -247,6 +251,11 @@ def assert_status_decides(result: Result[object, ApiError], status: int) -> None
         lambda c: st.lists(c) | st.dictionaries(st.text(), c),
     )
 )
+@example("")
+@example([])
+@example({"": None})
+@example("\U0001f600")
+@example(2**64)
 def test_any_json_value_decodes_to_a_value(value: object) -> None:
     body = msgspec.json.encode(value)
     for status in (200, 404, 422):
@@ -713,3 +722,157 @@ def test_a_204_is_not_an_http_failure_but_its_empty_body_cannot_be_the_model() -
     error = result.failure()
     assert type(error) is DecodeFailed
     assert error.status == 204
+
+
+# -- error values bounded in the value, not only when shown ------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): an excerpt of a body
+# that is not JSON kept whole in the value, bounded only by str().
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        (b"x" * 1_000_000, "x" * 300),
+        (b"  " + b"y" * 299 + b"  ", "y" * 299),  # stripped, then kept whole
+        (b"z" * 300, "z" * 300),
+        (b"\xe2\x82\xac" * 5000, "\u20ac" * 300),  # counted in characters, not bytes
+        (b"\n" * 1_000_000 + b"late", None),  # only the start is looked at: blank
+    ],
+    ids=["a-megabyte", "blanks-around", "exactly-the-limit", "multibyte", "blank-start"],
+)
+def test_the_excerpt_of_a_body_that_is_not_json_is_bounded_in_the_value(
+    body: bytes, kept: str | None
+) -> None:
+    error = error_from(HttpResponse(502, (("content-type", "text/html"),), body), "get session s")
+    assert error == HttpError("get session s", 502, kept)
+    assert_renders_bounded(error)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"detail": "d" * 1_000_000},
+        {"detail": ["x" * 100_000] * 50},
+        {"detail": {"k" * 10_000: "v" * 100_000}},
+    ],
+    ids=["long-string", "long-list", "long-keys"],
+)
+def test_a_huge_json_detail_renders_bounded(body: object) -> None:
+    response = HttpResponse(500, JSON, json.dumps(body).encode())
+    error = error_from(response, "get session s")
+    assert isinstance(error, HttpError)
+    assert error.detail == body["detail"]  # type: ignore[index]  # the server's value, kept
+    assert_renders_bounded(error)
+
+
+def test_a_validation_failure_with_thousands_of_items_renders_bounded() -> None:
+    item = {"loc": ["body", "x" * 5000], "msg": "m" * 5000, "type": "t" * 5000}
+    response = HttpResponse(422, JSON, json.dumps({"detail": [item] * 5000}).encode())
+    error = error_from(response, "create session")
+    assert isinstance(error, ValidationFailed)
+    assert len(error.items) == 5000
+    assert_renders_bounded(error)
+
+
+# -- the seed's list shape, converted field by field ---------------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): conversions from the seed
+# OpenAPI shape (GPUEventModel) that no test pinned. Each field once, both ways in: through
+# ``list`` (SeedListItem) and through ``GPUEventModel.to_session``.
+
+_EVENT: Final[dict[str, Any]] = {
+    "id": "ev-1",
+    "user_id": "user-1",
+    "org_id": "org-1",
+    "machine_id": "m-1",
+    "start_time": "2025-11-02T09:00:00Z",
+    "end_time": "2025-11-02T11:00:00Z",
+    "gpu": "A10G",
+    "gpu_provider": "modal",
+    "ws_gpu": "ws",
+    "created_at": "2025-11-02T10:00:00+02:00",
+    "updated_at": "2025-11-02T10:05:00Z",
+    "session_timeout": 30,
+    "session_id": "sid-1",
+    "modal_function_id": "fn",
+    "tunnel_url": "https://tunnel.example.invalid",
+    "cost_item_title": "t",
+    "cost": 1.5,
+}
+_FULL: Final = Session(
+    session_id="sid-1",
+    gpu_event_id="ev-1",
+    url="https://tunnel.example.invalid",
+    gpu="A10G",
+    created_at=datetime(2025, 11, 2, 8, 0, tzinfo=UTC),  # +02:00 read as the UTC instant
+    timeout=30,
+    machine_id="m-1",
+    user_id="user-1",
+    org_id="org-1",
+)
+
+
+def _converted(event: dict[str, Any]) -> Session:
+    body = json.dumps([event]).encode()
+    listed = decode_session_list(HttpResponse(200, JSON, body), "list sessions")
+    assert isinstance(listed, Success), listed
+    through_list: Session
+    [through_list] = listed.unwrap()
+    through_model = msgspec.json.decode(json.dumps(event), type=GPUEventModel).to_session()
+    assert through_list == through_model
+    return through_list
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, _FULL),
+        # No session_id: the event's id names the session.
+        ({"session_id": None}, msgspec.structs.replace(_FULL, session_id="ev-1")),
+        # No created_at: the start time stands in for it.
+        (
+            {"created_at": None},
+            msgspec.structs.replace(_FULL, created_at=datetime(2025, 11, 2, 9, tzinfo=UTC)),
+        ),
+        ({"created_at": None, "start_time": None}, msgspec.structs.replace(_FULL, created_at=None)),
+        # A naive date-time means UTC.
+        (
+            {"created_at": "2025-11-02T10:00:00"},
+            msgspec.structs.replace(_FULL, created_at=datetime(2025, 11, 2, 10, tzinfo=UTC)),
+        ),
+        ({"gpu": None}, msgspec.structs.replace(_FULL, gpu=None)),
+        ({"gpu": "Z99"}, msgspec.structs.replace(_FULL, gpu="Z99")),  # a GPU not known yet
+        ({"tunnel_url": None}, msgspec.structs.replace(_FULL, url=None)),
+        ({"session_timeout": None}, msgspec.structs.replace(_FULL, timeout=None)),
+        ({"machine_id": None}, msgspec.structs.replace(_FULL, machine_id=None)),
+        ({"org_id": None}, msgspec.structs.replace(_FULL, org_id=None)),
+        ({"user_id": "u"}, msgspec.structs.replace(_FULL, user_id="u")),
+        ({"end_time": None, "cost": None, "ws_gpu": None}, _FULL),  # not carried over
+    ],
+    ids=[
+        "full",
+        "no-session-id",
+        "start-for-created",
+        "no-times",
+        "naive-utc",
+        "no-gpu",
+        "unknown-gpu",
+        "no-url",
+        "no-timeout",
+        "no-machine",
+        "no-org",
+        "user",
+        "dropped-fields",
+    ],
+)
+def test_each_field_of_a_seed_list_item_becomes_its_session_field(
+    change: dict[str, Any], expected: Session
+) -> None:
+    session = _converted({**_EVENT, **change})
+    assert session == expected
+    assert (session.id, session.timeout_end, session.status, session.machine_version_id) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert session.created_at is None or session.created_at.tzinfo is UTC

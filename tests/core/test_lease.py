@@ -25,7 +25,7 @@ from cdsessions._core.lease import (
 )
 from cdsessions._core.pricing import Price
 from cdsessions._core.wire import HttpRequest
-from cdsessions.errors import HttpError, OverBudget, SessionGone
+from cdsessions.errors import HttpError, InvalidRequest, OverBudget, SessionGone
 from cdsessions.fake import FakeService, FakeTransport, ManualClock
 
 KEY = "sk-lease-0123456789"
@@ -89,6 +89,24 @@ def test_no_extension_is_sent_past_the_budget() -> None:
     assert isinstance(seen[0].reason, OverBudget)
     assert seen[0].status == "ending"
     assert service.live_sessions() == ()
+
+
+def test_a_refused_extension_is_not_counted_against_the_budget() -> None:
+    """Only the extensions the server took count: two refused ones (503) leave the allowance
+    as it was, so the lease still gets every minute the budget pays for. Added for a bug an
+    outside review slipped past the suite (issue 23): the allowance grown before the answer."""
+    budget = Decimal("0.50")  # 24 whole minutes at 0.000337 USD/s
+    service, clock, client, record = _setup(minutes=4, allowance_budget=budget)
+    service.answer_next("extend", 503, times=2)
+    seen: list[LeaseState] = []
+    client._run(lease_steps(client._core, record, clock.monotonic, seen.append))
+    assert record.allowance is not None
+    granted = record.allowance.minutes
+    # The allowance is exactly the session's minutes: the first ones and each accepted one.
+    assert granted * 60 == record.end - record.created
+    assert granted * 60 * A10G <= budget < (granted + 1) * 60 * A10G
+    assert len(_extensions(service)) == record.extensions + 2  # the two refused were sent
+    assert isinstance(seen[0].reason, OverBudget)
 
 
 def test_a_failing_extension_is_retried_then_the_owner_is_told_and_the_session_cancelled() -> None:
@@ -189,6 +207,37 @@ def test_leasing_an_existing_session_over_budget_is_refused_before_any_extension
     assert not isinstance(refused, Success)
     assert isinstance(refused.failure(), OverBudget)
     assert _extensions(service) == []
+
+
+@pytest.mark.parametrize(
+    ("minutes", "problem"),
+    [
+        (0, "must be from 1 to 60 minutes"),
+        (-1, "must be from 1 to 60 minutes"),
+        (-(10**6), "must be from 1 to 60 minutes"),
+        (61, "must be from 1 to 60 minutes"),
+        (True, "must be a whole number of minutes"),
+        (1, None),
+        (60, None),
+    ],
+)
+def test_a_lease_of_zero_minutes_or_less_is_refused_before_anything_is_sent(
+    minutes: int, problem: str | None
+) -> None:
+    """Added for a bug an outside review slipped past the suite (issue 23): attempt counts and
+    lengths of zero or less. A refused lease sends nothing: no extension, no cancel."""
+    service, _clock, client, record = _setup(minutes=5)
+    assert record.session_id is not None
+    seen = len(service.requests_seen)
+    with client.lease(record.session_id, minutes) as leased:
+        if problem is None:
+            assert isinstance(leased, Success)
+            return
+        error = leased.failure()
+    assert isinstance(error, InvalidRequest)
+    assert (error.field, error.problem) == ("lease", problem)
+    assert service.requests_seen[seen:] == ()
+    assert len(service.live_sessions()) == 1
 
 
 def test_the_state_is_a_frozen_account_of_the_lease_at_one_moment() -> None:

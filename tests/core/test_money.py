@@ -225,6 +225,9 @@ def test_comparisons_never_raise_and_nan_is_never_within(a: Decimal, b: Decimal)
 
 @PROPERTY
 @given(values=st.lists(_wild_decimals(), max_size=5), minutes=st.integers(0, 10**40))
+@example(values=[], minutes=0)
+@example(values=[Decimal(0), Decimal("-0")], minutes=10**40)
+@example(values=[Decimal("NaN"), Decimal("-Infinity")], minutes=24 * 60 + 1)
 def test_the_arithmetic_never_raises_even_on_unchecked_values(
     values: list[Decimal], minutes: int
 ) -> None:
@@ -257,6 +260,11 @@ def test_every_text_is_bounded_whatever_the_value(amount: Decimal, places: int) 
 
 @PROPERTY
 @given(amount=_checked_amounts(), places=st.integers(0, 12))
+@example(amount=Decimal(0), places=0)
+@example(amount=Decimal("-0.005"), places=2)
+@example(amount=Decimal("0.005"), places=2)
+@example(amount=Decimal("2.5"), places=0)
+@example(amount=Decimal("0.0000005"), places=6)
 def test_display_rounds_half_up_within_the_range(amount: Decimal, places: int) -> None:
     shown = money.format_usd(amount, places)
     digits = shown.replace("$", "").replace(",", "")

@@ -9,7 +9,7 @@ from email.utils import formatdate
 from typing import get_args
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -63,6 +63,12 @@ def failed(kind: str, sent: bool) -> Outcome:
 
 @settings(max_examples=300, deadline=None)
 @given(policy=policies, attempt=st.integers(1, 10_000), unit=units)
+@example(policy=RetryPolicy(max_attempts=1, backoff=0, jitter=0), attempt=1, unit=0.0)
+@example(
+    policy=RetryPolicy(backoff=30, multiplier=10, max_delay=120, jitter=1),
+    attempt=10_000,
+    unit=0.999,
+)
 def test_a_jittered_delay_stays_within_its_bounds(
     policy: RetryPolicy, attempt: int, unit: float
 ) -> None:
@@ -108,6 +114,9 @@ def test_delays_follow_the_documented_formula() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(seconds=st.integers(0, 10**6))
+@example(seconds=0)
+@example(seconds=86401)
+@example(seconds=10**6)
 def test_retry_after_in_seconds(seconds: int) -> None:
     assert parse_retry_after(str(seconds), NOW) == seconds
     assert parse_retry_after(f" {seconds} ", NOW) == seconds
@@ -115,6 +124,10 @@ def test_retry_after_in_seconds(seconds: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(offset=st.integers(-(10**6), 10**6))
+@example(offset=0)
+@example(offset=-1)
+@example(offset=86401)
+@example(offset=-(10**6))
 def test_retry_after_as_an_http_date(offset: int) -> None:
     header = formatdate(NOW + offset, usegmt=True)  # "Wed, 15 Jan 2027 08:00:00 GMT"
     assert parse_retry_after(header, NOW) == pytest.approx(max(0, offset), abs=1)
@@ -135,6 +148,9 @@ def test_an_unreadable_retry_after_is_ignored(header: str | None) -> None:
     remaining=st.one_of(st.none(), st.floats(0, 500, allow_nan=False)),
     unit=units,
 )
+@example(policy=RetryPolicy(max_retry_after=0), asked=0, as_date=False, remaining=0.0, unit=0.0)
+@example(policy=RetryPolicy(max_retry_after=300), asked=400, as_date=True, remaining=None, unit=0.5)
+@example(policy=RetryPolicy(), asked=60, as_date=False, remaining=60.0, unit=0.0)
 def test_retry_after_is_honoured_but_never_past_the_cap_or_the_deadline(
     policy: RetryPolicy, asked: int, as_date: bool, remaining: float | None, unit: float
 ) -> None:
@@ -358,6 +374,12 @@ def test_a_wait_that_overruns_the_deadline_ends_with_the_last_outcome() -> None:
         (RetryPolicy(statuses=frozenset({100, 599}), read_statuses=frozenset()), None),
         (RetryPolicy(max_attempts=1), None),
         (RetryPolicy(max_attempts=0), "max_attempts must be at least 1 (1 means no retries)"),
+        # Issue 23: below zero too, however far (a check for == 0 alone would let these loop).
+        (RetryPolicy(max_attempts=-1), "max_attempts must be at least 1 (1 means no retries)"),
+        (
+            RetryPolicy(max_attempts=-(10**9)),
+            "max_attempts must be at least 1 (1 means no retries)",
+        ),
         (RetryPolicy(max_attempts=2.0), "max_attempts must be a whole number"),  # type: ignore[arg-type]
         (RetryPolicy(max_attempts=True), "max_attempts must be a whole number"),
         (RetryPolicy(backoff=True), "backoff must be a number"),
@@ -520,6 +542,11 @@ def test_retry_after_is_read_or_ignored(value: str, seconds: float | None) -> No
     ),
     st.floats(min_value=0, max_value=4e9),
 )
+@example("", 0.0)
+@example("-1", 0.0)
+@example("86401", 4e9)
+@example("Mon, 01 Jan 999999 00:00:00 GMT", 4e9)
+@example("\U0001f600", 1.0)
 def test_retry_after_never_raises(value: str, now: float) -> None:
     """From issue 10: the boundary never raises."""
     seconds = parse_retry_after(value, now)

@@ -7,7 +7,7 @@ import math
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdsessions._core import money
@@ -64,6 +64,11 @@ def test_an_absurd_price_in_a_hand_built_table_is_unknown_never_an_exception(
     price=st.decimals(min_value=0, max_value=Decimal("9.99e29"), places=30, allow_nan=False),
     seconds=st.floats(min_value=0, max_value=8.6e13, allow_nan=False),
 )
+@example(price=Decimal(0), seconds=0.0)
+@example(price=Decimal(0), seconds=8.6e13)
+@example(price=Decimal("9.99e29"), seconds=8.6e13)
+@example(price=Decimal("0.000337"), seconds=86401.0)
+@example(price=Decimal("1e-30"), seconds=5e-324)
 def test_any_checked_price_and_real_time_give_a_finite_cost_with_bounded_text(
     price: Decimal, seconds: float
 ) -> None:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import urllib3.util
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -208,6 +208,10 @@ def test_resolved_urls_are_normalised_and_checked_by_their_parsed_scheme() -> No
         st.text(max_size=8).map(lambda t: "/" + t),
     ),
 )
+@example(scheme="https", userinfo="u:p@", host="api.example.com", port=":8080", path="/api")
+@example(scheme="http", userinfo="", host="localhost", port=":0", path="")
+@example(scheme="https", userinfo="@", host="", port=":65536", path="/")
+@example(scheme="", userinfo="u:p@", host="host", port=":8080", path="")
 def test_every_accepted_url_reads_the_same_to_urllib3_and_the_stdlib(
     scheme: str, userinfo: str, host: str, port: str, path: str
 ) -> None:
@@ -318,6 +322,13 @@ _NAMES = "production, staging, local"
         ("user:pw", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
         ("host/api", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
         ("me@host", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        # Issue 23: userinfo or a port without "://" is still never repeated.
+        (
+            "user:pass@host",
+            f"the server is neither a server name ({_NAMES}) nor an http(s):// URL",
+        ),
+        ("host:8080", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
+        ("pass@host", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
         ("x" * 41, f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),
         ("x" * 40, f"'{'x' * 40}' is neither a server name ({_NAMES}) nor an http(s):// URL"),
         ("a\tb", f"the server is neither a server name ({_NAMES}) nor an http(s):// URL"),

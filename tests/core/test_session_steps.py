@@ -265,6 +265,22 @@ def test_interrupted_again_during_that_cancel_one_plain_try_then_it_goes_on() ->
     assert record.closed == Success("cancelled")
 
 
+def test_a_ctrl_c_during_the_closing_cancel_cancels_then_goes_on() -> None:
+    """The block ended normally and Ctrl-C comes while its session is being cancelled: one
+    last plain try cancels it, and the KeyboardInterrupt still reaches the caller (swallowed,
+    the program would carry on as if the user had not asked it to stop). Added for a bug an
+    outside review slipped past the suite (issue 23)."""
+    stop = KeyboardInterrupt()
+    script, record = Script(cancel=[stop, CANCELLED]), ScopeRecord()
+    record.session_id = SID
+    with pytest.raises(KeyboardInterrupt) as raised:
+        script.run(close_steps(Scripted(), record))
+    assert raised.value is stop
+    assert script.names == ["cancel", "cancel"]
+    assert script.waits == []
+    assert record.closed == Success("cancelled")
+
+
 def test_interrupted_during_the_create_there_is_nothing_to_cancel() -> None:
     script, record = Script(create=[KeyboardInterrupt()]), ScopeRecord()
     with pytest.raises(KeyboardInterrupt):

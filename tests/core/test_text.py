@@ -74,6 +74,13 @@ def test_clip_is_one_bounded_printable_line(text: str, limit: int) -> None:
 
 @PROPERTIES
 @given(ANY_TEXT, LIMITS)
+@example("", 1)
+@example("x" * 400, 1)
+@example("x" * 400, 399)
+@example("\U0001f600" * 400, 5)
+@example(" " * 400 + "tail", 4)
+@example("\x1b" * 10, 3)
+@example("ab\ncd" * 80, 500)
 def test_a_cut_is_marked_and_keeps_the_start(text: str, limit: int) -> None:
     shown = clip(text, limit)
     if shown.endswith(ELLIPSIS) and not text.endswith(ELLIPSIS):

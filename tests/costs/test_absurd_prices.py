@@ -105,6 +105,9 @@ def _check_decoded(decoded: Result[GpuPricing, ApiError]) -> None:
 @example(body=b'{"A10G": 1' + b"0" * 5000 + b"}")
 @example(body=b'{"T4": 0.1, "T4": 0.2}')
 @example(body=b"\xff\xfe{}")
+@example(body=b'{"A10G": 0}')
+@example(body=b'{"A10G": -0.0, "T4": 0e5}')
+@example(body=b"")
 def test_any_bytes_decode_to_a_table_or_a_failure(body: bytes) -> None:
     _check_decoded(decode_gpu_pricing(_response(body), "get GPU prices"))
 
@@ -114,6 +117,10 @@ def test_any_bytes_decode_to_a_table_or_a_failure(body: bytes) -> None:
 @example(pairs=[("A10G", "9e999999")])
 @example(pairs=[("A10G", "0.000337"), ("T4", "1e-999999")])
 @example(pairs=[("T4", "0.1"), ("T4", "0.1")])
+@example(pairs=[("A10G", "0")])
+@example(pairs=[])
+@example(pairs=[("", "0.1")])
+@example(pairs=[("\U0001f600", "0.000")])
 def test_a_table_decodes_only_when_every_price_is_one_clear_amount(pairs: Pairs) -> None:
     decoded = decode_gpu_pricing(_response(body_of(pairs)), "get GPU prices")
     _check_decoded(decoded)
@@ -203,6 +210,9 @@ def _refusal_is_safe(pairs: Pairs, gpu: str, timeout: int | None, budget: object
 @example(pairs=[("A10G", "9e999999")], gpu="A10G", timeout=30, budget="1e29")
 @example(pairs=[("A10G", "0")], gpu="A10G", timeout=10**400, budget="0")
 @example(pairs=[("A10G", "1e-30")], gpu="A10G", timeout=10**30, budget="0.00000000001")
+@example(pairs=[("A10G", "0")], gpu="A10G", timeout=None, budget="0")
+@example(pairs=[("A10G", "0.000337")], gpu="A10G", timeout=24 * 60 + 1, budget="0")
+@example(pairs=[("T4", "0")], gpu="T4", timeout=0, budget=0)
 def test_the_pure_guard_allows_only_what_the_true_table_allows(
     pairs: Pairs, gpu: str, timeout: int | None, budget: object
 ) -> None:
@@ -227,6 +237,8 @@ def test_the_pure_guard_allows_only_what_the_true_table_allows(
 @example(pairs=[("A10G", "1e-999999")], gpu="A10G", timeout=30, budget="1")
 @example(pairs=[("A10G", "1e-30")], gpu="A10G", timeout=None, budget="1")
 @example(pairs=[("A10G", "0.1"), ("A10G", "0")], gpu="A10G", timeout=1, budget="0")
+@example(pairs=[("A10G", "0")], gpu="A10G", timeout=30, budget="0")
+@example(pairs=[("H100", "0.002338")], gpu="H100", timeout=1, budget="0")
 def test_no_create_is_sent_that_the_true_table_would_refuse(
     pairs: Pairs, gpu: str, timeout: int | None, budget: object
 ) -> None:
@@ -280,6 +292,9 @@ def _budgeted(way: str, fake: FakeService, body: CreateSessionBody, budget: obje
     minutes=10**7,
 )
 @example(pairs=[("A10G", "1e-30")], gpu="A10G", age=timedelta(microseconds=1), minutes=0)
+@example(pairs=[("A10G", "0")], gpu="A10G", age=timedelta(days=1, seconds=1), minutes=24 * 60)
+@example(pairs=[("A10G", "0.000337")], gpu="A10G", age=timedelta(days=400), minutes=0)
+@example(pairs=[], gpu=None, age=timedelta(days=1), minutes=10**7)
 def test_the_cost_figures_are_values_and_their_text_is_bounded(
     pairs: Pairs, gpu: str | None, age: timedelta, minutes: int
 ) -> None:
@@ -330,6 +345,8 @@ def _dry_run(fake: FakeService, selection: Selection, form: str) -> Result[ReapR
 @example(pairs=[("A10G", "9e999999")], form="blocking")
 @example(pairs=[("A10G", "1e-999999")], form="asyncio")
 @example(pairs=[("A10G", "1e70"), ("A10G", "1")], form="blocking")
+@example(pairs=[("A10G", "0")], form="asyncio")
+@example(pairs=[], form="blocking")
 def test_a_selection_by_machine_or_age_works_whatever_the_prices(pairs: Pairs, form: str) -> None:
     fake = _serving(body_of(pairs))
     ids = _sessions_on(fake, 2)

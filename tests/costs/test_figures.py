@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import Final
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
@@ -27,6 +27,7 @@ from cdsessions._core.pricing import (
     NoPrice,
     Price,
     decode_gpu_pricing,
+    run_cost,
 )
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.costs.figures import (
@@ -186,6 +187,8 @@ def _exact_cost(session: Session, now: datetime) -> Fraction:
 
 @PROPERTY
 @given(session=sessions())
+@example(session=_session("A10G", START, 24 * 60))
+@example(session=_session("X9", START, 1))
 def test_cost_is_zero_at_creation(session: Session) -> None:
     assert session.created_at is not None
     cost = cost_so_far(session, TABLE, session.created_at)
@@ -221,6 +224,9 @@ def test_cost_is_never_negative_and_never_decreases(
 
 @PROPERTY
 @given(session=sessions(), beyond=st.integers(0, 10**7))
+@example(session=_session("A10G", START, 24 * 60), beyond=86401)
+@example(session=_session("H100", START, 1), beyond=0)
+@example(session=_session("X9", START, 24 * 60), beyond=10**7)
 def test_cost_is_capped_at_timeout_end(session: Session, beyond: int) -> None:
     assert session.timeout_end is not None
     now = session.timeout_end + timedelta(seconds=beyond)
@@ -352,6 +358,12 @@ def test_an_extension_is_checked_as_the_whole_sessions_new_worst_case() -> None:
     gpu=st.sampled_from(sorted(DEFAULT_GPU_PRICES)),
     budget=st.decimals(min_value=0, max_value=500, places=4),
 )
+@example(minutes=0, gpu="A10G", budget=Decimal(0))
+@example(minutes=1, gpu="T4", budget=Decimal(0))
+@example(minutes=24 * 60 + 1, gpu="H100", budget=Decimal(500))
+@example(minutes=7 * 24 * 60, gpu="T4", budget=Decimal("108.8640"))
+@example(minutes=30, gpu="A10G", budget=Decimal("0.6066"))
+@example(minutes=30, gpu="A10G", budget=Decimal("0.6065"))
 def test_the_guard_allows_exactly_what_fits(minutes: int, gpu: str, budget: Decimal) -> None:
     body = CreateSessionBody(machine_id="m", gpu=MachineGPU(gpu), timeout=minutes)
     exact = Fraction(minutes or 15) * 60 * Fraction(DEFAULT_GPU_PRICES[gpu])
@@ -438,3 +450,32 @@ def test_time_left_after_the_timeout_is_zero_not_negative() -> None:
 def test_format_usd_rounds_to_the_places_asked_for(amount: str, places: int, shown: str) -> None:
     """Found by applying a deliberate bug the older tests let through."""
     assert format_usd(Decimal(amount), places) == shown
+
+
+# -- a price of exactly zero ---------------------------------------------------------------------
+# Added for bugs an outside review slipped past the suite (issue 23): a free GPU taken for one
+# with no price, or its zero cost for an unknown one.
+
+FREE: Final = GpuPricing.from_table({"A10G": 0, "T4": "0.000"})
+
+
+@pytest.mark.parametrize("gpu", ["A10G", "T4"])
+def test_a_price_of_zero_is_a_price_not_a_missing_one(gpu: str) -> None:
+    assert FREE.price_per_second(gpu) == Price(gpu, Decimal(0))
+    assert decode_gpu_pricing(_response(b'{"A10G": 0}'), "prices") == Success(
+        GpuPricing.from_table({"A10G": Decimal(0)})
+    )
+
+
+def test_every_cost_figure_of_a_free_gpu_is_zero_not_unknown() -> None:
+    session = _session("A10G", START, 30)
+    later = START + timedelta(minutes=10)
+    costs = costs_of(session, FREE, later)
+    assert costs.price == Price("A10G", Decimal(0))
+    assert costs.usd_per_hour == 0
+    assert costs.cost_so_far == 0
+    assert costs.max_cost == 0
+    assert costs.remaining_cost == 0
+    assert costs.age == timedelta(minutes=10)  # the times are known as for any price
+    assert costs.time_left == timedelta(minutes=20)
+    assert run_cost(FREE, "A10G", 3600.0) == 0

@@ -151,6 +151,7 @@ def _price_route_then_created(raw: bytes) -> Callable[[Request], bytes]:
 @given(raw=price_bytes(), gpu=st.sampled_from(GPUS), budget=_BUDGETS)
 @example(raw=b'{"T4": 0.00018, "T4": 0}', gpu="T4", budget="0")
 @example(raw=b'{"T4": 0.00018}', gpu="T4", budget="1")
+@example(raw=b'{"T4": 0}', gpu="T4", budget="0")
 def test_over_a_raw_socket_a_create_is_sent_only_when_the_true_table_allows_it(
     raw: bytes, gpu: str, budget: object
 ) -> None:
@@ -209,6 +210,20 @@ def _moved(moment: datetime, span: timedelta) -> datetime | None:
     now=datetime(9999, 12, 31, tzinfo=UTC),
 )
 @example(raw=b'{"A10G": 1e-30}', gpu="A10G", created=T0, length=timedelta(-3), now=T0)
+@example(
+    raw=b'{"A10G": 0}',
+    gpu="A10G",
+    created=T0,
+    length=timedelta(days=1, seconds=1),
+    now=T0 + timedelta(days=400),
+)
+@example(
+    raw=b'{"A10G": 0.000337}',
+    gpu="A10G",
+    created=T0,
+    length=timedelta(days=400),
+    now=T0 + timedelta(days=1),
+)
 def test_the_cost_columns_of_any_table_and_any_times_are_bounded_values(
     raw: bytes, gpu: str | None, created: datetime | None, length: timedelta, now: datetime
 ) -> None:
@@ -248,6 +263,8 @@ _SELECTIONS: Final = st.sampled_from(
 @ON_THE_FAKE
 @given(raw=price_bytes(), selection=_SELECTIONS, dry_run=st.booleans(), form=st.booleans())
 @example(raw=b'{"A10G": 9e999999}', selection=Selection(gpu="A10G"), dry_run=False, form=True)
+@example(raw=b'{"A10G": 0}', selection=Selection(cost_over=Decimal(0)), dry_run=True, form=False)
+@example(raw=b'{"A10G": 0}', selection=Selection(gpu="A10G"), dry_run=False, form=True)
 def test_the_reaper_answers_any_price_bytes_with_a_value(
     raw: bytes, selection: Selection, dry_run: bool, form: bool
 ) -> None:

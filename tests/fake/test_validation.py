@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Success
 
@@ -198,6 +198,11 @@ _FIELD_VALUES: Final = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(timeout=_FIELD_VALUES, minutes=_FIELD_VALUES)
+@example(timeout="0", minutes="0")
+@example(timeout="-1", minutes="-5")
+@example(timeout="1441", minutes="1441")
+@example(timeout="9" * 6000, minutes="NaN")
+@example(timeout='"15"', minutes="1e999")
 def test_any_number_in_a_body_gets_an_answer_the_live_server_could_give(
     timeout: str, minutes: str
 ) -> None:

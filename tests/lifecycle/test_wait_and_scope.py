@@ -8,7 +8,7 @@ import math
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -495,6 +495,10 @@ def test_unusable_backoffs_are_refused_before_polling(backoff: Backoff) -> None:
     cap=st.floats() | st.integers(-(10**400), 10**400),
     attempt=st.integers(0, 10**6),
 )
+@example(first=0, factor=0, cap=0, attempt=0)
+@example(first=float("nan"), factor=float("inf"), cap=-1, attempt=10**6)
+@example(first=86401, factor=2, cap=10**400, attempt=0)
+@example(first=-1, factor=-3, cap=float("-inf"), attempt=1)
 def test_backoff_delays_are_always_sleepable(
     first: float, factor: float, cap: float, attempt: int
 ) -> None:
@@ -525,6 +529,25 @@ def test_a_cancel_is_tried_whatever_its_attempts_and_backoff_hold() -> None:
         )
         assert closed == Success("cancelled")
     assert sleeps == [0.0, 0.0]  # what time.sleep accepts
+
+
+@pytest.mark.parametrize("attempts", [0, -1, -(10**6)])
+def test_a_cancel_with_no_attempts_left_is_still_sent_once(attempts: int) -> None:
+    """Attempts of zero or less: the cancel is sent exactly once (never skipped, which would
+    leave a session running; never looped). Added for a bug an outside review slipped past
+    the suite (issue 23)."""
+    from cdsessions.lifecycle import cancel_until_closed
+
+    calls: list[str] = []
+    broken = Failure(TransportFailed("cancel", "broken", "reset", sent=True))
+
+    def cancel(session_id: str) -> Result[DeleteSessionResponse, ApiError]:
+        calls.append(session_id)
+        return broken if len(calls) == 1 else Success(DeleteSessionResponse(success=True))
+
+    sleeps: list[float] = []
+    closed = cancel_until_closed(cancel, "s-1", attempts=attempts, sleep=sleeps.append)
+    assert (closed, calls, sleeps) == (broken, ["s-1"], [])
 
 
 @pytest.mark.parametrize(

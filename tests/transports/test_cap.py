@@ -21,7 +21,7 @@ from typing import Final, TypeVar
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -298,6 +298,9 @@ gzipish = st.one_of(
     coding=st.sampled_from(["gzip", "x-gzip", "gzip, gzip", "deflate, gzip", "gzip, deflate"]),
     cap=st.integers(0, 4096),
 )
+@example(body=b"", coding="gzip", cap=0)
+@example(body=gzip.compress(b"x" * 5000), coding="gzip", cap=0)
+@example(body=gzip.compress(gzip.compress(b"x" * 5000)), coding="gzip, gzip", cap=4096)
 def test_any_bytes_as_a_gzip_body_never_raise_and_never_exceed_the_cap(
     body: bytes, coding: str, cap: int
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
@@ -300,6 +300,10 @@ _YAMLISH: Final = st.recursive(
     | _YAMLISH.map(lambda v: yaml.safe_dump({"version": 1, "interactions": [v]}))
     | _YAMLISH.map(lambda v: yaml.safe_dump(v))
 )
+@example(text="")
+@example(text="version: 1\ninteractions: []\n")
+@example(text="- -x\n- --help\n")
+@example(text="\U0001f600")
 def test_any_text_loads_or_is_a_cassette_error_never_an_exception(text: str) -> None:
     loaded = CassetteTransport.from_yaml(text, name="fuzz.yaml")
     if isinstance(loaded, Failure):
@@ -645,6 +649,9 @@ def _loads_as_a_value(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=2000))
+@example(data=b"")
+@example(data=b"\xff\xfe")
+@example(data=b"\x1f\x8b" + b"\x00" * 100)
 def test_any_bytes_load_as_a_transport_or_a_cassette_error(data: bytes) -> None:
     _loads_as_a_value(data)
 
