@@ -128,6 +128,12 @@ MUTATION_SEED = 23
 #: Survivors argued equivalent to the code (no test can tell them apart): name = "reason".
 EQUIVALENT_MUTANTS = "tests/equivalent_mutants.toml"
 
+#: Imported by every Python the tests start during a mutation run (see ``mutation``).
+MUTATION_SUBPROCESS = """import os
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
+
 # mutmut's exit codes (mutmut.stats.status_by_exit_code): a test failed, a timeout, or the type
 # checker refused the mutant; survived; and never run.
 _KILLED = frozenset({1, 3, 24, -24, 36, 37, 152, 255})
@@ -144,7 +150,11 @@ def mutation(session: nox.Session) -> None:
     reason. Results stay in mutants/ (git ignores it): ``mutmut show NAME`` shows one mutant.
     """
     session.install("-e", ".[test,cassette]", "mutmut>=3.8,<4")
-    # Subprocess tests (the command line, forked servers) import the mutated copy too.
+    # Subprocess tests (the command line, forked servers) import the mutated copy too, and run
+    # the mutant under test; while mutmut maps tests to functions they run the code unmutated
+    # (mutmut's bookkeeping would need the project's directory as theirs).
+    Path("mutants").mkdir(exist_ok=True)
+    Path("mutants/sitecustomize.py").write_text(MUTATION_SUBPROCESS, encoding="utf-8")
     env = {"PYTHONPATH": str(Path("mutants").absolute())}
     run = ["mutmut", "run", "--max-children", str(os.cpu_count() or 2)]
     if session.posargs[:1] == ["sample"]:
