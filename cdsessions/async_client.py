@@ -491,6 +491,14 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
             closing.add_done_callback(self._closed)
         await asyncio.shield(closing)
 
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        # A close and background work under way at the fork are the parent's: their tasks
+        # belong to the parent's loop (awaiting them from another raises) and wait for worker
+        # threads the child does not have. The parent finishes them; the child closes its own.
+        self._closing = None
+        vars(self).pop("_background", None)  # the cached set: a fresh one on next use
+
     def _closed(self, closing: asyncio.Task[None]) -> None:
         if self._closing is closing:  # the next aclose() starts a close of its own
             self._closing = None
