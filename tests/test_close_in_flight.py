@@ -268,3 +268,23 @@ def test_aclose_cancelled_mid_way_then_called_again_still_closes_everything() ->
 
     with serving(service) as base_url:
         asyncio.run(scenario(base_url))
+
+
+def test_aclose_of_a_client_used_again_after_closing_closes_it_again() -> None:
+    """A close that has ended is not waited for again: the next aclose() closes the transport
+    the client made since, on the same event loop or on another one."""
+
+    async def use_and_close(client: AsyncSessionsClient) -> None:
+        assert isinstance(await client.list(), Success)
+        assert _async_workers() != []
+        await client.aclose()
+        assert _async_workers() == []
+
+    async def twice(client: AsyncSessionsClient) -> None:
+        await use_and_close(client)
+        await use_and_close(client)
+
+    with serving(FakeService()) as base_url:
+        client = AsyncSessionsClient(KEY, server=base_url)
+        asyncio.run(twice(client))
+        asyncio.run(use_and_close(client))
