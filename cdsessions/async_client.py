@@ -89,6 +89,10 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
     also finishes the cancels of sessions whose scope was interrupted (see :meth:`session`).
     """
 
+    #: The close under way, if any: every aclose() meanwhile waits for it rather than return
+    #: while it is still closing (the transport is taken at its start).
+    _closing: asyncio.Task[None] | None = None
+
     @cached_property
     def _background(self) -> set[asyncio.Task[Any]]:
         """Work that must finish though nobody awaits it any more (a create whose caller was
@@ -476,7 +480,30 @@ class AsyncSessionsClient(ClientBase[AsyncTransport, AsyncClock]):
         one that was passed in): its worker threads and connections are gone on return. Calls
         still under way end with ``TransportFailed(kind="connect", sent=False)`` for every
         request they had not yet sent (a cancel is still sent); an attempt already running
-        gets its answer. New calls may use the client again."""
+        gets its answer. New calls may use the client again.
+
+        Every call returns only once the client is fully closed: one close runs at a time, as a
+        task, and a concurrent call waits for it. Cancelling a call stops only its own wait; the
+        close goes on, and the next call waits for it too."""
+        closing = self._closing
+        if closing is None:
+            closing = self._closing = asyncio.ensure_future(self._close())
+            closing.add_done_callback(self._closed)
+        await asyncio.shield(closing)
+
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        # A close and background work under way at the fork are the parent's: their tasks
+        # belong to the parent's loop (awaiting them from another raises) and wait for worker
+        # threads the child does not have. The parent finishes them; the child closes its own.
+        self._closing = None
+        vars(self).pop("_background", None)  # the cached set: a fresh one on next use
+
+    def _closed(self, closing: asyncio.Task[None]) -> None:
+        if self._closing is closing:  # the next aclose() starts a close of its own
+            self._closing = None
+
+    async def _close(self) -> None:
         while self._background:  # a finishing create may start a cancel: loop until none
             await asyncio.gather(*self._background, return_exceptions=True)
         self._closes += 1  # after the background work, which must still reach the server

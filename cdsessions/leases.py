@@ -55,6 +55,10 @@ logger = logging.getLogger("cdsessions.lifecycle")
 _POLL: Final = 0.005
 
 
+def _nothing(_: float) -> None:
+    pass
+
+
 class _Stopped(Exception):
     """The owner stopped the lease: thrown into its steps at their next wait or request."""
 
@@ -66,6 +70,9 @@ class _LeaseBase:
         self._record = record
         self._monotonic = monotonic
         self._pid = os.getpid()
+        # Tests only: called with the clock reading a wait on a caller's clock lasts until, as
+        # the thread or task parks there, so a test moves the clock once the lease waits on it.
+        self._parked: Callable[[float], None] = _nothing
         register_for_fork(self)
 
     @property
@@ -141,6 +148,7 @@ class Lease(_LeaseBase):
         else:  # a clock of the caller's: wait until it has moved on by ``seconds``
             clock = self._client._core.clock
             until = clock.monotonic() + seconds
+            self._parked(until)
             while clock.monotonic() < until and not self._stop.wait(_POLL):
                 pass
         if self._stop.is_set():
@@ -255,6 +263,7 @@ class AsyncLease(_LeaseBase):
         else:
             clock = self._client._core.clock
             until = clock.monotonic() + seconds
+            self._parked(until)
             while clock.monotonic() < until and not self._stopped:
                 await asyncio.sleep(_POLL)
         if self._stopped:

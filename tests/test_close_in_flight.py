@@ -200,3 +200,91 @@ def test_a_scope_whose_client_is_closed_during_the_ready_wait_still_cancels_its_
         assert isinstance(started, Failure), started
         assert service.live_sessions() == ()
         assert [m for m, _ in service.requests_seen].count("DELETE") == 1
+
+
+def _async_workers() -> list[str]:
+    """The asyncio client's worker threads still alive (aclose joins them all)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("cdsessions-async")]
+
+
+async def _turns(count: int) -> None:
+    """Let every ready task run ``count`` times: no timing, only the loop's order."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def _one_call_held(service: GatedService, client: AsyncSessionsClient) -> asyncio.Task[Any]:
+    """A list() on the wire, held at the service's gate until the test opens it."""
+    call = asyncio.ensure_future(client.list())
+    while service.arrived < 1:  # a condition, not a guess: the request reached the gate
+        await asyncio.sleep(0.005)
+    return call
+
+
+def test_a_second_aclose_returns_only_once_the_first_has_closed_everything() -> None:
+    """Two aclose() at once, a request in flight: the first parks waiting for that attempt;
+    the second must wait for the first to finish closing, not return because the transport
+    is already taken. Added for a bug an outside review slipped past the suite (issue 23)."""
+    service = GatedService()
+
+    async def scenario(base_url: str) -> None:
+        client = AsyncSessionsClient(KEY, server=base_url, max_connections=1)
+        call = await _one_call_held(service, client)
+        first = asyncio.ensure_future(client.aclose())
+        await _turns(5)
+        assert not first.done()  # parked: waiting for the attempt held at the gate
+        service.gate.set()
+        await client.aclose()  # the second: runs without a turn of the loop if it skips
+        assert first.done()
+        assert _async_workers() == []  # the transport's threads are joined
+        assert isinstance(call.result(), Success)
+        await first
+
+    with serving(service) as base_url:
+        asyncio.run(scenario(base_url))
+
+
+def test_aclose_cancelled_mid_way_then_called_again_still_closes_everything() -> None:
+    """An aclose() cancelled while it waits for an attempt in flight, and a second one
+    cancelled too: a third aclose() returns only once the transport is closed and its threads
+    are gone. Added for a bug an outside review slipped past the suite (issue 23): the
+    cancelled aclose() had already let go of the transport, so nobody closed it."""
+    service = GatedService()
+
+    async def scenario(base_url: str) -> None:
+        client = AsyncSessionsClient(KEY, server=base_url, max_connections=1)
+        call = await _one_call_held(service, client)
+        for _ in range(2):
+            closing = asyncio.ensure_future(client.aclose())
+            await _turns(5)
+            assert not closing.done()  # parked: waiting for the attempt held at the gate
+            closing.cancel()
+            await asyncio.wait([closing])
+            assert closing.cancelled()
+        service.gate.set()
+        await client.aclose()
+        assert _async_workers() == []
+        assert isinstance(call.result(), Success)
+
+    with serving(service) as base_url:
+        asyncio.run(scenario(base_url))
+
+
+def test_aclose_of_a_client_used_again_after_closing_closes_it_again() -> None:
+    """A close that has ended is not waited for again: the next aclose() closes the transport
+    the client made since, on the same event loop or on another one."""
+
+    async def use_and_close(client: AsyncSessionsClient) -> None:
+        assert isinstance(await client.list(), Success)
+        assert _async_workers() != []
+        await client.aclose()
+        assert _async_workers() == []
+
+    async def twice(client: AsyncSessionsClient) -> None:
+        await use_and_close(client)
+        await use_and_close(client)
+
+    with serving(FakeService()) as base_url:
+        client = AsyncSessionsClient(KEY, server=base_url)
+        asyncio.run(twice(client))
+        asyncio.run(use_and_close(client))

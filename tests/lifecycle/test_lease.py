@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -260,4 +261,67 @@ def test_an_async_lease_on_an_existing_session_extends_it_and_cancels_it_at_the_
     methods = _methods(service)
     assert methods.count("DELETE") == 1
     assert methods[-1] == "DELETE"
+    assert service.live_sessions() == ()
+
+
+#: Real seconds to wait for the lease to park on the clock (it does so at once).
+PARK_WAIT = 10.0
+
+
+def test_a_lease_on_a_manual_clock_waits_for_the_clock_and_never_moves_it() -> None:
+    """The lease thread parks on the clock and extends only when the test moves it; at every
+    park the clock reads exactly what the test made it (the lease never moved it, nor slept on
+    it)."""
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+    parks: queue.Queue[float] = queue.Queue()
+    with SessionsClient(KEY, transport=FakeTransport(service), clock=clock) as client:
+        body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+        session_id = client.create(body).unwrap().session_id
+        lease = client.lease(session_id, 2)
+        lease._parked = parks.put
+        with lease as leased:
+            assert isinstance(leased, Success)
+            now = clock.monotonic()
+            for moves in range(4):
+                until = parks.get(timeout=PARK_WAIT)  # the thread waits on the clock now
+                assert clock.monotonic() == now  # and has not moved it
+                assert until > now
+                assert _extended(service) == moves  # one extension per move of the clock
+                clock.advance(until - now)
+                now = clock.monotonic()
+            assert clock.slept == 0
+            assert clock.monotonic() == now
+    assert service.live_sessions() == ()
+
+
+def test_an_async_lease_on_a_manual_clock_waits_for_the_clock_and_never_moves_it() -> None:
+    """The asyncio form of the test above: the lease task parks on the clock, extends only
+    when the test moves it, and never moves it itself."""
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+
+    async def main() -> None:
+        parks: asyncio.Queue[float] = asyncio.Queue()
+        async with AsyncSessionsClient(
+            KEY, transport=AsyncFakeTransport(service), clock=clock
+        ) as client:
+            body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+            session_id = (await client.create(body)).unwrap().session_id
+            lease = client.lease(session_id, 2)
+            lease._parked = parks.put_nowait
+            async with lease as leased:
+                assert isinstance(leased, Success)
+                now = clock.monotonic()
+                for moves in range(4):
+                    until = await asyncio.wait_for(parks.get(), PARK_WAIT)
+                    assert clock.monotonic() == now
+                    assert until > now
+                    assert _extended(service) == moves
+                    clock.advance(until - now)
+                    now = clock.monotonic()
+                assert clock.slept == 0
+                assert clock.monotonic() == now
+
+    asyncio.run(main())
     assert service.live_sessions() == ()

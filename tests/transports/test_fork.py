@@ -21,7 +21,7 @@ from typing import Any, Final
 import pytest
 from returns.result import Failure, Success
 
-from cdsessions import AsyncSessionsClient, SessionsClient, Timeout
+from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient, Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import HttpError
 from cdsessions.fake import FakeService
@@ -335,6 +335,49 @@ def test_an_async_client_forked_while_another_thread_closes_it_works_in_the_chil
             closing.join(HOLD_AT_MOST)
             assert_child_ok(code)
             assert not closing.is_alive()
+
+
+class HoldingCreates(FakeService):
+    """The default fake, except that a create waits at ``gate`` first."""
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.path.endswith("/session"):
+            self.gate.hold()
+        return super().handle(request)
+
+
+def test_an_async_client_forked_while_another_loop_finishes_a_create_closes_in_the_child() -> None:
+    # A scope's create runs as the client's background work (it must finish whatever happens
+    # to its caller) on another thread's loop, held by the server. That work is the parent's:
+    # the child's aclose() must not wait for a task of a loop it does not run (it raised
+    # RuntimeError, "attached to a different loop").
+    gate = Gate()
+    service = HoldingCreates(gate)
+    body = CreateSessionBody(machine_id=FakeService.DEFAULT_MACHINE_ID)
+
+    async def scope(client: AsyncSessionsClient, started: list[object]) -> None:
+        async with client.session(body, wait=False) as created:
+            started.append(created)
+
+    with serving(service) as server:
+        for _ in range(ROUNDS):
+            gate.reset()
+            client = AsyncSessionsClient(KEY, server=server.base_url, retry=False)
+            started: list[object] = []
+            in_scope = in_thread(lambda: asyncio.run(scope(client, started)))  # noqa: B023
+            gate.wait_until_held()
+            code = fork_and_wait(lambda: asyncio.run(async_lists_and_closes(client)))  # noqa: B023
+            gate.released.set()
+            in_scope.join(HOLD_AT_MOST)
+            assert_child_ok(code)
+            [created] = started
+            assert isinstance(created, Success)
+            assert service.live_sessions() == ()  # the parent's scope cancelled its session
+            asyncio.run(client.aclose())
 
 
 async def async_lists_and_closes(client: AsyncSessionsClient) -> int:
