@@ -399,24 +399,31 @@ def serve_in_thread(
         thread.join(timeout=5)
 
 
-class _Stop(Exception):
-    """Raised in the main thread by the SIGTERM handler to leave ``serve_forever``."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
+_SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int | None
 
 
 def run(server: FakeHTTPServer) -> None:
-    """Serve until Ctrl-C or SIGTERM, then close the socket and return normally."""
-    previous = None
+    """Serve until Ctrl-C or SIGTERM, then close the socket and return normally.
+
+    The signal handlers only ask ``serve_forever`` to stop (from a thread: ``shutdown`` waits
+    for the loop), never raise into it: an exception raised by a handler can land between a
+    lock's acquire and its ``with`` block, leave the lock held, and hang the close. A Ctrl-C
+    the parent ignores (a background job) stays ignored."""
+    stopping: list[threading.Thread] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not stopping:  # a second signal needs no second stop
+            stopping.append(threading.Thread(target=server.shutdown, daemon=True))
+            stopping[0].start()
+
+    previous: dict[signal.Signals, _SignalHandler] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                previous[number] = signal.signal(number, stop)
     try:
         server.serve_forever(poll_interval=0.2)
-    except (KeyboardInterrupt, _Stop):
-        pass
     finally:
         server.server_close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -7,6 +7,7 @@ import http.client
 import json
 import signal
 import subprocess
+import threading
 from urllib.parse import urlsplit
 
 from cdsessions import (
@@ -77,3 +78,44 @@ def test_faults_scripted_at_run_time_stall_and_reset_for_real_and_are_logged() -
     assert "Traceback" not in stderr
     assert "GET /api/sessions timeout (scripted)" in stderr
     assert stderr.count("POST /api/session no_answer (scripted)") == 1
+
+
+def test_a_signal_in_the_middle_of_a_burst_of_requests_stops_the_server_at_once() -> None:
+    """A stop signal lands wherever the server's main thread is, accepting included: it must
+    stop the server every time, never leave it hanging (a handler that raised into the accept
+    loop could leave a lock held). Ten rounds, each stopped by a signal sent mid-burst."""
+    for round_ in range(10):
+        process, base_url = start_fake_server("--quiet")
+        parts = urlsplit(base_url)
+        stop = threading.Event()
+
+        def hammer(
+            host: str = parts.hostname or "",
+            port: int | None = parts.port,
+            stop: threading.Event = stop,
+        ) -> None:
+            while not stop.is_set():
+                try:
+                    connection = http.client.HTTPConnection(host, port, timeout=2)
+                    connection.request("GET", "/api/sessions", headers={"Authorization": "x"})
+                    connection.getresponse().read()
+                    connection.close()
+                except (OSError, http.client.HTTPException):
+                    pass  # the server is stopping: refused, reset or cut short
+
+        workers = [threading.Thread(target=hammer) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            _script(base_url, {"match": "nonsense"})  # the burst is under way by its answer
+            process.send_signal(signal.SIGTERM if round_ % 2 else signal.SIGINT)
+            _, stderr = process.communicate(timeout=15)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr
