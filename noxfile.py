@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -119,10 +120,55 @@ def seeds(session: nox.Session) -> None:
     session.log(f"seeds {first}..{first + count - 1}: all passed")
 
 
-#: ``nox -s mutation -- sample [SHARE]``: first the first mutant of each function in one small
-#: module (which also generates every mutant and the test stats), then a seeded random SHARE of
-#: all mutants (default 5 %, about 950), the same names on every machine for the same code.
-MUTATION_WARM_UP = "cdsessions._core.servers.*__mutmut_1"
+#: Each package is mutated against its own tests (the folders that mirror it), in a copy of its
+#: own under .nox/mutation-runs/: small runs that stay independent, any of them repeatable
+#: alone. name: (files mutated, files left alone, tests run, the warm-up: the first mutant of
+#: each function of one small module, whose run also generates every mutant and the stats).
+MUTATION_PACKAGES: dict[str, tuple[list[str], list[str], list[str], str]] = {
+    "cdsessions": (
+        ["cdsessions/*.py"],
+        ["cdsessions/*/*"],  # the subpackages have rows of their own
+        [
+            "tests/lifecycle/",
+            *(f"tests/test_{name}.py" for name in ("client", "async_client", "both_clients")),
+            *(f"tests/test_{name}.py" for name in ("ledger", "runs", "pytest_plugin", "comfy")),
+            *(f"tests/test_{name}.py" for name in ("errors", "errors_and_models", "secrets")),
+            *(f"tests/test_{name}.py" for name in ("testing", "machines", "close_in_flight")),
+            *(f"tests/test_{name}.py" for name in ("concurrency", "leak_guard")),
+        ],
+        "cdsessions.testing.*__mutmut_1",
+    ),
+    "cdsessions._core": (
+        ["cdsessions/_core/*.py"],
+        [],
+        ["tests/core/", "tests/contracts/test_live_facts.py"],
+        "cdsessions._core.text.*__mutmut_1",
+    ),
+    "cdsessions.transports": (
+        ["cdsessions/transports/*.py"],
+        [],
+        ["tests/transports/", "tests/test_client_faults.py", "tests/test_close_in_flight.py"],
+        "cdsessions.transports._cap.*__mutmut_1",
+    ),
+    "cdsessions.fake": (
+        ["cdsessions/fake/*.py"],
+        [],
+        ["tests/fake/"],
+        "cdsessions.fake.clock.*__mutmut_1",
+    ),
+    "cdsessions.costs": (
+        ["cdsessions/costs/*.py"],
+        [],
+        ["tests/costs/"],
+        "cdsessions.costs.figures.*__mutmut_1",
+    ),
+    "cdsessions._cli": (
+        ["cdsessions/_cli/*.py"],
+        [],
+        ["tests/cli/"],
+        "cdsessions._cli._keyfile.*__mutmut_1",
+    ),
+}
 MUTATION_SEED = 23
 
 #: Survivors argued equivalent to the code (no test can tell them apart): name = "reason".
@@ -142,32 +188,76 @@ _SURVIVED = 0
 
 @nox.session
 def mutation(session: nox.Session) -> None:
-    """Mutation testing of every module with mutmut (not in the default run). Each mutant runs
-    only the tests that reach its function. All ~19,000 mutants take hours on 2 cores;
-    ``-- sample`` runs a random 5 % of them (``-- sample 0.1``: 10 %); other arguments are
-    mutant name patterns (``-- 'cdsessions.transports.*'``). Prints the score per package and
-    fails if a survivor is neither killed nor listed in tests/equivalent_mutants.toml with its
-    reason. Results stay in mutants/ (git ignores it): ``mutmut show NAME`` shows one mutant.
-    """
-    session.install("-e", ".[test,cassette]", "mutmut>=3.8,<4")
-    # Subprocess tests (the command line, forked servers) import the mutated copy too, and run
-    # the mutant under test; while mutmut maps tests to functions they run the code unmutated
-    # (mutmut's bookkeeping would need the project's directory as theirs).
-    Path("mutants").mkdir(exist_ok=True)
-    Path("mutants/sitecustomize.py").write_text(MUTATION_SUBPROCESS, encoding="utf-8")
-    env = {"PYTHONPATH": str(Path("mutants").absolute())}
-    run = ["mutmut", "run", "--max-children", str(os.cpu_count() or 2)]
-    if session.posargs[:1] == ["sample"]:
-        share = float(session.posargs[1]) if len(session.posargs) > 1 else 0.05
-        session.run(*run, MUTATION_WARM_UP, env=env)
-        session.run(*run, *mutation_sample(Path("mutants"), share, MUTATION_SEED), env=env)
-    else:
-        session.run(*run, *session.posargs, env=env)
+    """Mutation testing with mutmut, package by package (not in the default run):
+    ``nox -s mutation -- [PACKAGE ...] [SHARE]``. Every package of MUTATION_PACKAGES unless some
+    are named; a seeded random SHARE of each package's mutants (default 0.05; 1 runs them all,
+    ~19,000 in all: hours on 2 cores). Each mutant runs only the tests that reach its function.
+    Prints the score per package and fails if a survivor is neither killed nor listed in
+    tests/equivalent_mutants.toml with its reason. Each run stays in
+    .nox/mutation-runs/PACKAGE/mutants (``mutmut show NAME`` there shows a mutant)."""
+    session.install(".[test,cassette]", "mutmut>=3.8,<4")  # not editable: mutants/ comes first
+    shares = [arg for arg in session.posargs if re.fullmatch(r"[0-9.]+", arg)]
+    share = float(shares[0]) if shares else 0.05
+    packages = [arg for arg in session.posargs if arg not in shares] or list(MUTATION_PACKAGES)
+    unknown = [name for name in packages if name not in MUTATION_PACKAGES]
+    if unknown:
+        session.error(f"no such package {unknown}; the packages: {', '.join(MUTATION_PACKAGES)}")
     equivalent = tomllib.loads(Path(EQUIVALENT_MUTANTS).read_text("utf-8"))
-    lines, unexplained = mutation_report(Path("mutants"), equivalent)
+    here = Path.cwd()
+    cores = str(os.cpu_count() or 2)
+    lines, unexplained = [], []
+    for package in packages:
+        mutate, skip, tests, warm_up = MUTATION_PACKAGES[package]
+        copy = here / ".nox" / "mutation-runs" / package
+        mutation_copy(here, copy)
+        pyproject = copy / "pyproject.toml"
+        pyproject.write_text(mutation_config(pyproject.read_text("utf-8"), mutate, skip, tests))
+        (copy / "mutants").mkdir(exist_ok=True)
+        (copy / "mutants" / "sitecustomize.py").write_text(MUTATION_SUBPROCESS, "utf-8")
+        # Subprocess tests (the command line, forked servers) import the mutated copy too, and
+        # run the mutant under test; while mutmut maps tests to functions they run the code
+        # unmutated (mutmut's bookkeeping would need the project's directory as theirs).
+        env = {"PYTHONPATH": str(copy / "mutants")}
+        session.chdir(copy)
+        session.run("mutmut", "run", "--max-children", cores, warm_up, env=env)
+        sample = mutation_sample(copy / "mutants", share, MUTATION_SEED)
+        session.run("mutmut", "run", "--max-children", cores, *sample, env=env)
+        session.chdir(here)
+        scored, survivors = mutation_report(copy / "mutants", equivalent)
+        lines += scored
+        unexplained += survivors
     session.log("\n".join(lines))
     if unexplained:
         session.error(f"survivors to kill or argue equivalent: {', '.join(unexplained)}")
+
+
+def mutation_copy(source: Path, copy: Path) -> None:
+    """The project's files into ``copy``, keeping the mutants/ of an earlier run there (mutmut
+    reuses what did not change)."""
+    if copy.exists():
+        for entry in copy.iterdir():
+            if entry.name != "mutants":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    ignored = shutil.ignore_patterns(
+        ".git", ".nox", ".venv", "mutants", "__pycache__", ".hypothesis", "*.egg-info"
+    )
+    shutil.copytree(source, copy, ignore=ignored, dirs_exist_ok=True)
+
+
+def mutation_config(text: str, mutate: list[str], skip: list[str], tests: list[str]) -> str:
+    """pyproject.toml's text with ``[tool.mutmut]`` mutating ``mutate`` but ``skip``, and running
+    ``tests``."""
+    settings = {
+        "only_mutate": mutate,
+        "do_not_mutate": skip,
+        "pytest_add_cli_args_test_selection": tests,
+    }
+    for key, value in settings.items():
+        line = f"{key} = {json.dumps(value)}"
+        text, found = re.subn(rf"(?m)^{key} = \[[^\]]*\]$", line, text)
+        if not found:
+            text = text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{line}\n", 1)
+    return text
 
 
 def mutation_sample(mutants: Path, share: float, seed: int) -> list[str]:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import runpy
@@ -176,3 +177,45 @@ def test_the_mutation_sample_is_a_seeded_share_of_every_generated_mutant(
     assert chosen != sample(tmp_path, 0.05, 8)
     assert len({name.split(".")[1] for name in sample(tmp_path, 0.5, 7)}) == 4
     assert sample(tmp_path, 0.0, 7) != []  # at least one
+
+
+def test_the_mutation_packages_cover_every_module_once_with_tests_that_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    packages = _noxfile_namespace(monkeypatch)["MUTATION_PACKAGES"]
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "cdsessions").rglob("*.py"))
+    owners = {
+        module: [
+            name
+            for name, (mutate, skip, _, _) in packages.items()
+            if any(fnmatch.fnmatch(module, g) for g in mutate)
+            and not any(fnmatch.fnmatch(module, g) for g in skip)
+        ]
+        for module in modules
+    }
+    assert {module: names for module, names in owners.items() if len(names) != 1} == {}
+    for name, (_, _, tests, warm_up) in packages.items():
+        assert [path for path in tests if not (ROOT / path).exists()] == [], name
+        module = warm_up.removesuffix(".*__mutmut_1").replace(".", "/") + ".py"
+        assert (ROOT / module).is_file(), warm_up
+        assert owners[module] == [name]
+
+
+def test_the_mutation_config_of_a_package_replaces_the_three_settings_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _noxfile_namespace(monkeypatch)["mutation_config"]
+    text = (ROOT / "pyproject.toml").read_text()
+    changed = tomllib.loads(config(text, ["a/*.py"], ["a/b/*"], ["tests/a/", "tests/x.py"]))
+    original = tomllib.loads(text)
+    section = changed["tool"]["mutmut"]
+    assert section["only_mutate"] == ["a/*.py"]
+    assert section["do_not_mutate"] == ["a/b/*"]
+    assert section["pytest_add_cli_args_test_selection"] == ["tests/a/", "tests/x.py"]
+    unchanged = {"only_mutate", "do_not_mutate", "pytest_add_cli_args_test_selection"}
+    for key, value in original["tool"]["mutmut"].items():
+        if key not in unchanged:
+            assert section[key] == value, key
+    assert {k: v for k, v in changed.items() if k != "tool"} == {
+        k: v for k, v in original.items() if k != "tool"
+    }
