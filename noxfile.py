@@ -174,10 +174,21 @@ MUTATION_SEED = 23
 #: Survivors argued equivalent to the code (no test can tell them apart): name = "reason".
 EQUIVALENT_MUTANTS = "tests/equivalent_mutants.toml"
 
-#: Imported by every Python the tests start during a mutation run (see ``mutation``).
+#: Imported by every Python the tests start during a mutation run (see ``mutation``): while
+#: mutmut maps tests to the functions they reach, a subprocess (the command line, a fake
+#: server) writes the functions it reached to a file, which tests/conftest.py hands to mutmut
+#: as reached by the test that is running (mutmut's own bookkeeping would need the project's
+#: directory as the subprocess's).
 MUTATION_SUBPROCESS = """import os
-if os.environ.get("MUTANT_UNDER_TEST") == "stats":
-    os.environ["MUTANT_UNDER_TEST"] = ""
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("CDSESSIONS_MUTATION_HITS"):
+    import mutmut.mutation.trampoline as _trampoline
+    _reached = set()
+    def _reach(name, caller=None):
+        if name not in _reached:
+            _reached.add(name)
+            with open(os.environ["CDSESSIONS_MUTATION_HITS"], "a") as hits:
+                hits.write(name + "\\n")
+    _trampoline.record_trampoline_hit = _reach
 """
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code): a test failed, a timeout, or the type
@@ -214,10 +225,10 @@ def mutation(session: nox.Session) -> None:
         pyproject.write_text(mutation_config(pyproject.read_text("utf-8"), mutate, skip, tests))
         (copy / "mutants").mkdir(exist_ok=True)
         (copy / "mutants" / "sitecustomize.py").write_text(MUTATION_SUBPROCESS, "utf-8")
-        # Subprocess tests (the command line, forked servers) import the mutated copy too, and
-        # run the mutant under test; while mutmut maps tests to functions they run the code
-        # unmutated (mutmut's bookkeeping would need the project's directory as theirs).
-        env = {"PYTHONPATH": str(copy / "mutants")}
+        # Subprocess tests (the command line, fake servers) import the mutated copy too, run the
+        # mutant under test, and count as reaching what they reach (MUTATION_SUBPROCESS).
+        hits = copy / "mutants" / "subprocess-hits"
+        env = {"PYTHONPATH": str(copy / "mutants"), "CDSESSIONS_MUTATION_HITS": str(hits)}
         session.chdir(copy)
         session.run("mutmut", "run", "--max-children", cores, warm_up, env=env)
         sample = mutation_sample(copy / "mutants", share, MUTATION_SEED)

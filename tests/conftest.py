@@ -11,6 +11,7 @@ leak from any test, whatever it exercises.)
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -127,3 +128,30 @@ def _ledger_in_a_temporary_state_directory(
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Ids that select their test back on a command line (``nox -s mutation`` runs tests by
+    id): pytest writes a character outside printable ASCII as an escape that then selects
+    nothing, so such characters show as ``?`` (pytest numbers any ids made equal)."""
+    if isinstance(val, bytes):
+        val = val.decode("latin-1")
+    if isinstance(val, str):
+        return re.sub(r"[^!-~ ]", "?", val) or "empty"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """While ``nox -s mutation`` maps tests to the functions they reach: what this test's
+    subprocesses reached counts as reached by this test (MUTATION_SUBPROCESS in noxfile.py
+    writes it down). Before mutmut's own teardown hook, which files it under the test."""
+    hits = os.environ.get("CDSESSIONS_MUTATION_HITS")
+    if not hits or os.environ.get("MUTANT_UNDER_TEST") != "stats" or not os.path.exists(hits):
+        return
+    record = importlib.import_module("mutmut.stats").record_trampoline_hit  # only under mutmut
+    with open(hits, "r+", encoding="utf-8") as file:
+        reached = file.read().split()
+        file.truncate(0)
+    for name in reached:
+        record(name)
