@@ -161,8 +161,19 @@ def test_an_unknown_gpu_is_passed_on_as_given() -> None:
         "fa4e0000-0000-4000-8000-00000000000",
         "fa4e0000000040008000000000000001",
         "x" * 500,
+        "fa4e0000-0000-4000-8000-000000000001x",
+        "fa4e0000-0000-4000-8000-000000000001/../other",
+        "xfa4e0000-0000-4000-8000-000000000001",
     ],
-    ids=["name", "short", "no-dashes", "long"],
+    ids=[
+        "name",
+        "short",
+        "no-dashes",
+        "long",
+        "uuid-then-more",
+        "uuid-then-path",
+        "more-then-uuid",
+    ],
 )
 def test_a_malformed_machine_id_is_refused_before_anything_is_sent(
     argv: tuple[str, ...], bad: str
