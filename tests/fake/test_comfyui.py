@@ -174,3 +174,13 @@ def test_a_successful_run_has_comfyuis_history_entry_shape() -> None:
     entry = _history(comfy, prompt_id)[prompt_id]
     assert set(entry) == {"prompt", "outputs", "status", "meta"}
     assert entry["status"] == {"status_str": "success", "completed": True, "messages": []}
+
+
+def test_added_output_files_are_listed_by_every_later_run_under_the_node_extra() -> None:
+    comfy = FakeComfyUI()
+    comfy.add_output_file("odd name.png", b"x", subfolder="sub")
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    outputs = _history(comfy, prompt_id)[prompt_id]["outputs"]
+    assert set(outputs) == {"2", "extra"}
+    added = {"filename": "odd name.png", "subfolder": "sub", "type": "output"}
+    assert outputs["extra"] == {"images": [added]}
