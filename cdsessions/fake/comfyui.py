@@ -100,7 +100,8 @@ class FakeComfyUI:
         self._fail_next = (node_id, message)
 
     def add_output_file(self, filename: str, data: bytes, subfolder: str = "") -> None:
-        """Every later run lists this file among its outputs too (for hostile names)."""
+        """Every later run lists this file among its outputs too, as images of a node
+        ``extra`` (for hostile names)."""
         self.outputs[(subfolder, filename)] = data
         self._extra_files.append({"filename": filename, "subfolder": subfolder, "type": "output"})
 

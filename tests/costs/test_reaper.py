@@ -207,6 +207,8 @@ def test_a_dry_run_sends_no_delete_at_all(form: str) -> None:
         # What it would save: each one's cost from NOW to its timeout (20 and 21 min of A10G).
         assert report.saves == Decimal(41 * 60) * Decimal("0.000337")
         assert report.considered == 4  # the account's sessions on the machine, as listed
+        # The report says what was asked, for whoever shows it.
+        assert (report.selection, report.now, report.dry_run) == (TYPICAL, NOW, True)
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -88,6 +88,9 @@ _NAIVE: Final = datetime(2025, 11, 2, 12, 30)  # naive, on purpose
         (Selection(machine_id=5), T0, False, "machine_id"),  # type: ignore[arg-type]
         (Selection(machine_id=""), T0, False, "machine_id"),
         (Selection(machine_id=b"m"), T0, False, "machine_id"),  # type: ignore[arg-type]
+        # The selection's own fields are judged first, the ledger and the time after them.
+        (Selection(machine_id="", label="nightly"), T0, False, "machine_id"),
+        (Selection(machine_id=""), _NAIVE, True, "machine_id"),
         (Selection(gpu=5), T0, False, "gpu"),  # type: ignore[arg-type]
         (Selection(gpu="  "), T0, False, "gpu"),
         (Selection(everything="yes"), T0, False, "everything"),  # type: ignore[arg-type]

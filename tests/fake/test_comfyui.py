@@ -39,6 +39,13 @@ def test_missing_inputs_and_bad_links_are_node_errors() -> None:
     kinds = [e["type"] for e in body["node_errors"]["2"]["errors"]]
     assert kinds == ["bad_linked_input", "required_input_missing"]
     assert body["node_errors"]["2"]["class_type"] == "SaveImage"
+    # ComfyUI's error object, with every field a caller may read.
+    assert body["error"] == {
+        "type": "prompt_outputs_failed_validation",
+        "message": "Prompt outputs failed validation",
+        "details": "",
+        "extra_info": {},
+    }
 
 
 def test_a_workflow_without_outputs_is_refused() -> None:
@@ -87,3 +94,93 @@ def test_uploads_are_renamed_rather_than_overwritten() -> None:
         names.append(json.loads(body)["name"])
     assert names == ["in.png", "in (1).png"]
     assert comfy.inputs == {"in.png": b"a", "in (1).png": b"b"}
+
+
+def _upload(comfy: FakeComfyUI, name: str, data: bytes) -> tuple[int, Any]:
+    request = build_upload(name, data).unwrap()
+    content_type = dict(request.headers)["Content-Type"]
+    status, _, body = comfy.handle("POST", "/upload/image", request.body or b"", content_type)
+    return status, json.loads(body)
+
+
+def test_each_further_upload_of_a_name_gets_the_next_number() -> None:
+    comfy = FakeComfyUI()
+    answers = [_upload(comfy, "in.png", data) for data in (b"a", b"b", b"c")]
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert [body["name"] for _, body in answers] == ["in.png", "in (1).png", "in (2).png"]
+    assert answers[2][1] == {"name": "in (2).png", "subfolder": "", "type": "input"}
+
+
+def test_an_uploaded_input_is_served_by_view_as_an_input() -> None:
+    comfy = FakeComfyUI()
+    _upload(comfy, "in.png", b"pixels")
+    status, _, data = comfy.handle("GET", "/view?filename=in.png&type=input", b"")
+    assert (status, data) == (200, b"pixels")
+    assert comfy.handle("GET", "/view?filename=in.png&type=output", b"")[0] == 404
+
+
+def test_the_queue_has_one_run_running_and_the_rest_pending() -> None:
+    comfy = FakeComfyUI()
+    comfy.stall()
+    ids = [_post(comfy, SAVE_TEXT)[1]["prompt_id"] for _ in range(3)]
+    queue = json.loads(comfy.handle("GET", "/queue", b"")[2])
+    assert [item[1] for item in queue["queue_running"]] == ids[:1]
+    assert [item[1] for item in queue["queue_pending"]] == ids[1:]
+
+
+def test_only_post_interrupt_interrupts() -> None:
+    comfy = FakeComfyUI()
+    comfy.stall()
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    assert comfy.handle("POST", "/no-such-route", b"")[0] == 404
+    assert comfy.handle("GET", "/interrupt", b"")[0] == 404
+    assert comfy.interrupts == 0
+    assert _history(comfy, prompt_id) == {}  # still queued
+
+
+def test_an_interrupted_run_records_its_start_and_interruption() -> None:
+    comfy = FakeComfyUI()
+    comfy.stall()
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    comfy.handle("POST", "/interrupt", b"")
+    entry = _history(comfy, prompt_id)[prompt_id]
+    assert entry["status"]["messages"] == [
+        ["execution_start", {"prompt_id": prompt_id}],
+        ["execution_interrupted", {"prompt_id": prompt_id}],
+    ]
+    assert entry["outputs"] == {}
+
+
+def test_a_failed_run_records_the_node_and_message_of_its_error() -> None:
+    comfy = FakeComfyUI()
+    comfy.fail_next_run("2", "out of memory")
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    entry = _history(comfy, prompt_id)[prompt_id]
+    assert set(entry) == {"prompt", "outputs", "status", "meta"}
+    assert entry["status"]["status_str"] == "error"
+    assert entry["status"]["completed"] is False
+    error = {
+        "prompt_id": prompt_id,
+        "node_id": "2",
+        "node_type": "SaveImage",
+        "exception_message": "out of memory",
+    }
+    assert entry["status"]["messages"][-1] == ["execution_error", error]
+
+
+def test_a_successful_run_has_comfyuis_history_entry_shape() -> None:
+    comfy = FakeComfyUI()
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    entry = _history(comfy, prompt_id)[prompt_id]
+    assert set(entry) == {"prompt", "outputs", "status", "meta"}
+    assert entry["status"] == {"status_str": "success", "completed": True, "messages": []}
+
+
+def test_added_output_files_are_listed_by_every_later_run_under_the_node_extra() -> None:
+    comfy = FakeComfyUI()
+    comfy.add_output_file("odd name.png", b"x", subfolder="sub")
+    prompt_id = _post(comfy, SAVE_TEXT)[1]["prompt_id"]
+    outputs = _history(comfy, prompt_id)[prompt_id]["outputs"]
+    assert set(outputs) == {"2", "extra"}
+    added = {"filename": "odd name.png", "subfolder": "sub", "type": "output"}
+    assert outputs["extra"] == {"images": [added]}

@@ -42,6 +42,12 @@ def test_answer_next_answers_the_matching_operation_once_with_status_body_and_he
     assert fake.script.pending == 0
 
 
+def test_a_scripted_json_body_is_served_as_json_and_decoded_by_the_client() -> None:
+    fake = FakeService()
+    fake.answer_next("list", 200, [])
+    assert expect_success(_client(fake).list()) == []
+
+
 def test_answer_next_by_method_and_path_with_a_wildcard_segment_and_times() -> None:
     fake = FakeService()
     client = _client(fake)

@@ -187,14 +187,39 @@ def _exchange(port: int, data: bytes) -> bytes:
     return received
 
 
-def _parse_first_response(data: bytes) -> int:
+def _first_response(data: bytes) -> http.client.HTTPResponse:
     class _Socket:
         def makefile(self, mode: str) -> io.BytesIO:
             return io.BytesIO(data)
 
     response = http.client.HTTPResponse(_Socket())  # type: ignore[arg-type]
     response.begin()
-    return response.status
+    return response
+
+
+def _parse_first_response(data: bytes) -> int:
+    return _first_response(data).status
+
+
+def test_an_unreadable_content_length_is_a_400_naming_it() -> None:
+    with serve_in_thread(FakeService()) as base_url:
+        received = _exchange(
+            _port(base_url),
+            b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n{}",
+        )
+    response = _first_response(received)
+    assert response.status == 400
+    assert response.read() == b'{"detail":"Invalid Content-Length"}'
+
+
+def test_a_blank_query_value_reaches_the_service_as_an_empty_string() -> None:
+    # FastAPI reads "?session_id=" as "": no such session (404), not a missing field (422).
+    with serve_in_thread(FakeService()) as base_url:
+        connection = http.client.HTTPConnection("127.0.0.1", _port(base_url), timeout=10)
+        try:
+            assert _get(connection, "/api/v2/stream-logs?session_id=") == 404
+        finally:
+            connection.close()
 
 
 _REQUEST_LINES: Final = st.builds(

@@ -99,6 +99,24 @@ def test_the_control_routes_script_a_running_server() -> None:
         assert expect_success(client.list()) == []  # a read: retried after the reset
 
 
+def test_a_control_rule_without_a_status_answers_200_with_its_headers() -> None:
+    fake = FakeService()
+    with serve_in_thread(fake) as base_url:
+        rule = {"match": "list", "body": [], "headers": {"X-Scripted": "yes"}}
+        assert _post(base_url, "/_fake/script", rule) == (200, {"pending": 1})
+        parts = urlsplit(base_url)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+        try:
+            connection.request("GET", f"{parts.path}/sessions", headers={"Authorization": "k"})
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (200, [])
+            assert response.getheader("X-Scripted") == "yes"
+            assert response.getheader("Content-Type") == "application/json"
+        finally:
+            connection.close()
+    assert fake.script.pending == 0
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [

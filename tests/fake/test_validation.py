@@ -139,6 +139,17 @@ def test_a_body_fastapi_cannot_parse_is_its_400(send: Send, body: bytes) -> None
 
 
 @pytest.mark.parametrize("send", SENDERS)
+def test_a_body_that_is_not_an_object_is_the_422_echoing_it(send: Send) -> None:
+    fake = FakeService()
+    answer = send(fake, "POST", "/session", b'[1,"x"]')
+    assert answer.status == 422
+    message = "Input should be a valid dictionary or object to extract fields from"
+    item = {"type": "model_attributes_type", "loc": ["body"], "msg": message, "input": [1, "x"]}
+    assert json.loads(answer.body) == {"detail": [item]}
+    assert fake.live_sessions() == ()
+
+
+@pytest.mark.parametrize("send", SENDERS)
 @pytest.mark.parametrize("field", ["1e400", "-1e400", "NaN", "Infinity", "-Infinity"])
 def test_a_422_echoing_a_non_finite_number_is_the_plain_500(send: Send, field: str) -> None:
     """pydantic says ``finite_number``, but Starlette cannot render the item's ``input`` (no NaN
