@@ -325,3 +325,28 @@ def test_an_async_lease_on_a_manual_clock_waits_for_the_clock_and_never_moves_it
 
     asyncio.run(main())
     assert service.live_sessions() == ()
+
+
+def test_an_async_lease_entered_a_second_time_is_a_programming_error_saying_so() -> None:
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+
+    async def main() -> str:
+        async with AsyncSessionsClient(
+            KEY, transport=AsyncFakeTransport(service), clock=clock
+        ) as client:
+            body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+            session_id = (await client.create(body)).unwrap().session_id
+            lease = client.lease(session_id, 2)
+            async with lease:
+                pass
+            try:
+                async with lease:
+                    pass
+            except RuntimeError as error:
+                return str(error)
+            return "entered twice"
+
+    said = asyncio.run(main())
+    assert said == "an AsyncLease can be entered only once, from client.lease()"
+    assert _methods(service).count("DELETE") == 1  # the second entry sent nothing
