@@ -92,6 +92,7 @@ def test_a_create_is_recorded_before_it_is_sent_and_completed_with_its_session_i
 
     with SessionsClient(LEDGER_KEY, transport=Watching(fake), ledger=ledger) as client:
         created = client.create(BODY).unwrap()
+        assert client.ledger is ledger  # where the reaper and the command line look
     (before,) = seen_before_send[0]
     assert (before.state, before.session_id, before.machine_id) == ("pending", None, MACHINE)
     assert before.unresolved
