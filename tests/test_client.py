@@ -256,8 +256,11 @@ def test_unusable_keys_are_refused(bad: str) -> None:
 def test_unusable_servers_are_refused(server: str) -> None:
     with SessionsClient(KEY, server=server) as client:
         error = failure_of(client.get("s"))
+        shown = repr(client)
     assert isinstance(error, InvalidRequest)
     assert error.field == "server"
+    # Neither the address as given (it may hold credentials) nor a guess at what it meant.
+    assert shown == "SessionsClient(server='<unusable>')"
 
 
 def test_plain_http_to_a_remote_host_is_refused_unless_allowed() -> None:

@@ -21,9 +21,10 @@ from typing import Any, Final
 from returns.result import Failure, Result, Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient
+from cdsessions._core.logs import SNAPSHOT
 from cdsessions._core.wire import HttpRequest, HttpResponse
-from cdsessions.errors import ApiError, TransportFailed
-from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService
+from cdsessions.errors import ApiError, NotReady, TransportFailed
+from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService, ManualClock
 from cdsessions.fake.server import FakeHTTPServer
 from cdsessions.models import MachineGPU
 from cdsessions.transports import Urllib3Transport
@@ -288,3 +289,52 @@ def test_aclose_of_a_client_used_again_after_closing_closes_it_again() -> None:
         client = AsyncSessionsClient(KEY, server=base_url)
         asyncio.run(twice(client))
         asyncio.run(use_and_close(client))
+
+
+def test_an_async_ready_wait_whose_client_is_closed_mid_poll_reads_no_log_after_the_close() -> None:
+    # The failure's log tail is a request of the call like any other: once the client is
+    # closed (here by another task while the last poll was on the wire) it is not sent.
+    clock = ManualClock()
+    service = FakeService(clock=clock, ready_after_polls=None)
+    clients: list[AsyncSessionsClient] = []
+
+    class ClosedDuringThePoll(AsyncFakeTransport):
+        async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+            if request.method == "GET" and request.path.startswith("/session/"):
+                await clients[0].aclose()
+            return await super().send(request)
+
+    async def main() -> object:
+        client = AsyncSessionsClient(KEY, transport=ClosedDuringThePoll(service), clock=clock)
+        clients.append(client)
+        created = await client.create(BODY)
+        return await client.wait_until_ready(created.unwrap().session_id, timeout=0)
+
+    waited = asyncio.run(main())
+    assert isinstance(waited, Failure)
+    error = waited.failure()
+    assert isinstance(error, NotReady)
+    assert error.last_log == ()
+    assert [method for method, _ in service.requests_seen] == ["POST", "GET"]
+
+
+def test_a_close_between_the_first_check_and_the_lock_makes_no_transport() -> None:
+    # The window another thread's close() can hit: not closed when first asked, closed once
+    # the lock is held. The call is refused and the closed client opens nothing new.
+    client = SessionsClient(KEY, server="http://127.0.0.1:9/api")
+    closed = TransportFailed("get session s", "connect", "the client was closed", sent=False)
+    answers = iter([None, closed])
+    assert client._transport_for_use(lambda: next(answers)) is closed
+    assert client._transport is None
+
+
+def test_a_log_read_of_a_call_begun_before_a_close_is_refused_as_closed() -> None:
+    client = SessionsClient(KEY, server="http://127.0.0.1:9/api")
+    began = client._closes
+    client.close()  # by another thread, once the call had begun
+    fetch = client._core.log_stream("s", None, None, SNAPSHOT).unwrap()
+    [refused] = list(client._read_logs(fetch, SNAPSHOT, began))
+    error = refused.failure()
+    assert isinstance(error, TransportFailed)
+    assert (error.kind, error.sent, error.problem) == ("connect", False, "the client was closed")
+    assert client._transport is None

@@ -224,3 +224,18 @@ def test_a_failure_equals_itself_rebuilt_from_its_fields(error: ApiError) -> Non
     rebuilt = type(error)(**fields)
     assert rebuilt == error
     assert rebuilt.code == error.code
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_not_ready_quotes_the_last_log_lines_whether_or_not_it_was_cancelled(
+    cancelled: bool,
+) -> None:
+    error = NotReady(
+        "wait for session s",
+        "s",
+        60.0,
+        12,
+        last_log=("pulling image", "out of GPUs"),
+        cancelled=cancelled,
+    )
+    assert str(error).endswith("; last log: pulling image | out of GPUs")

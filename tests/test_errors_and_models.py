@@ -25,7 +25,8 @@ from cdsessions import (
     ValidationItem,
 )
 from cdsessions._core.timeouts import Timeout, timeout_from
-from cdsessions.errors import DEPTH_LIMIT, TransportFailureKind, render
+from cdsessions.comfy_models import NodeError
+from cdsessions.errors import DEPTH_LIMIT, RunFailed, TransportFailureKind, render
 from tests.support import samples
 from tests.support.checks import assert_renders_bounded
 
@@ -43,6 +44,10 @@ ERRORS: list[ApiError] = [
     ),
     DecodeFailed("get session x", 200, "$.url", "Expected `str | null`, got `int`"),
     TransportFailed("cancel session x", "timeout", "the server did not answer in time", True),
+    # A workflow with a thousand broken nodes: only the first are named.
+    RunFailed(
+        "run workflow", "rejected", tuple(NodeError(str(n), "K", ("bad",)) for n in range(1000))
+    ),
 ]
 
 
@@ -282,6 +287,16 @@ def test_a_nested_detail_is_shown_exactly_depth_limit_levels_deep() -> None:
     for _ in range(DEPTH_LIMIT + 3):
         nested = [nested]
     assert render(nested, 1000) == "[" * DEPTH_LIMIT + "…" + "]" * DEPTH_LIMIT
+
+
+def test_failures_nested_in_a_detail_are_shown_exactly_depth_limit_levels_deep() -> None:
+    nested: object = "innermost"
+    for _ in range(DEPTH_LIMIT + 3):
+        nested = HttpError("op", 500, nested)  # type: ignore[arg-type]
+    shown = render(nested, 10_000)
+    assert shown.count("HttpError(") == DEPTH_LIMIT
+    assert "innermost" not in shown
+    assert shown.count("…") == 1
 
 
 def test_a_value_of_an_unknown_type_in_a_detail_shows_only_its_type() -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Final
 
 import msgspec
@@ -90,6 +92,7 @@ def test_a_create_is_recorded_before_it_is_sent_and_completed_with_its_session_i
 
     with SessionsClient(LEDGER_KEY, transport=Watching(fake), ledger=ledger) as client:
         created = client.create(BODY).unwrap()
+        assert client.ledger is ledger  # where the reaper and the command line look
     (before,) = seen_before_send[0]
     assert (before.state, before.session_id, before.machine_id) == ("pending", None, MACHINE)
     assert before.unresolved
@@ -226,6 +229,8 @@ def test_a_dead_process_is_judged_gone_and_this_one_is_not(tmp_path: Path) -> No
     reused_pid = Owner(mine.owner.host, os.getpid(), "other-boot:1")
     reused = msgspec.structs.replace(mine, id=98, owner=reused_pid)
     assert judge_owners([mine, dead, reused]) == {mine.id: False, 99: True, 98: True}
+    # The start recorded (and read back) tells this process from a later one given its pid.
+    assert owner_gone(mine.owner, mine.owner.host, alive=True, started_now="later:1") is True
 
 
 def _session(sid: str, created: datetime, machine: str = MACHINE, gpu: str = "A10G") -> Session:
@@ -258,12 +263,13 @@ def test_candidates_are_live_sessions_of_the_machine_created_in_an_unresolved_wi
         _session("s4", t0 + timedelta(seconds=20), machine="other"),
         _session("s5", t0 + timedelta(seconds=20), gpu="H100"),
     ]
-    owned = ownership(sessions, [recorded, lost], {1: True, 2: None})
+    owned = ownership(sessions, [recorded, lost], {1: True, 2: False})
     assert set(owned) == {"s1", "s2"}
     assert owned["s1"].certain
     assert owned["s1"].gone is True
     assert not owned["s2"].certain
     assert owned["s2"].intent.id == 2
+    assert owned["s2"].gone is False  # the candidate's owner, as judged
 
 
 # -- a shared, damaged or unwritable file --------------------------------------------------------
@@ -370,6 +376,7 @@ def test_a_file_held_longer_than_the_patience_is_a_problem_not_a_wait_forever(
     assert [problem.what for problem in ledger.problems] == [
         "cannot record the create: database is locked"
     ]
+    assert str(ledger.problems[0]).startswith(f"ledger {path}: ")
 
 
 def test_a_process_killed_between_intent_and_answer_leaves_an_unresolved_intent_of_a_gone_owner(
@@ -484,3 +491,57 @@ def test_a_ledger_warning_is_one_printable_line_whatever_its_paths_hold(tmp_path
     shown = str(problem)
     assert shown.isprintable()  # ...and shown escaped
     assert shown.count("a\\x0aforged\\x1b[2J\\u202e") == 2  # the file and where it went
+
+
+def test_a_busy_file_is_waited_for_no_longer_than_the_patience(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    assert ledger.record_intent("m", None) is not None
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # held for good
+    now = [0.0]
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # each wait moves the ledger's clock on, and only that
+        pauses.append(seconds)
+        now[0] += seconds
+
+    clock = SimpleNamespace(monotonic=lambda: now[0], time=time.time, sleep=time.sleep)
+    monkeypatch.setattr(ledger_module, "time", clock)
+    monkeypatch.setattr(ledger_module, "_pause", pause)
+    monkeypatch.setattr(ledger_module, "_BUSY_MS", 5)
+    monkeypatch.setattr(ledger_module, "_PATIENCE_S", 0.2)
+    try:
+        assert ledger.record_intent("m", None) is None
+    finally:
+        holder.close()
+    assert pauses, "the write never met the lock"
+    assert sum(pauses) <= 0.2
+    assert [problem.what for problem in ledger.problems] == [
+        "cannot record the create: database is locked"
+    ]
+
+
+def test_a_new_ledger_makes_its_directories_and_is_readable_by_its_user_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "cdsessions" / "ledger.sqlite3"
+    ledger = Ledger(path)
+    assert ledger.record_intent("m", None) is not None
+    assert ledger.problems == ()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds command lines
+
+
+@pytest.mark.parametrize("status", [200, 299])
+def test_a_create_answered_with_a_success_that_cannot_be_read_is_recorded_as_lost(
+    tmp_path: Path, status: int
+) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    fake = FakeService()
+    with _client(fake, ledger) as client:
+        fake.answer_next("create", status=status, body={"not": "a session"})
+        assert isinstance(client.create(BODY, retry=False), Failure)
+    # The server may have made a session: it stays unresolved, offered as a candidate.
+    assert [(i.state, i.unresolved) for i in ledger.intents()] == [("lost", True)]

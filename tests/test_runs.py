@@ -8,12 +8,15 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from returns.result import Result
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, MachineGPU, SessionsClient
+from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.comfy_models import RunProgress, RunResult
 from cdsessions.costs import Unknown
 from cdsessions.errors import (
@@ -27,6 +30,7 @@ from cdsessions.errors import (
 from cdsessions.fake import DEFAULT_MACHINE_ID, FakeService, ManualClock, serve_in_thread
 from cdsessions.fake.comfyui import FakeComfyUI, serve_comfyui
 from cdsessions.testing import expect_failure, expect_success
+from cdsessions.transports import Urllib3Transport
 from tests.support.hostile import Request, answer, hostile, response
 
 KEY = "cds_live_abcdefghijklmnop"
@@ -188,9 +192,13 @@ def test_ctrl_c_while_waiting_interrupts_comfyui_first(image: Path, tmp_path: Pa
 # -- a hostile ComfyUI, byte by byte --------------------------------------------------------
 
 
-def _hostile_comfy(history: bytes, view: bytes) -> object:
+def _hostile_comfy(
+    history: bytes, view: bytes, before_view: Callable[[], object] = lambda: None
+) -> object:
     def reply(request: Request) -> bytes:
         path = request.target.split("?")[0]
+        if path.endswith("/view"):
+            before_view()
         if path.endswith("/prompt"):
             body = json.dumps({"prompt_id": "p", "number": 0, "node_errors": {}}).encode()
         elif "/history/" in path:
@@ -439,3 +447,71 @@ def test_a_run_on_a_bare_url_is_not_priced_and_asks_for_no_prices(tmp_path: Path
     assert isinstance(result.cost, Unknown)
     assert "no GPU named" in result.cost.reason
     assert PRICE_FETCH not in fake.requests_seen
+
+
+def test_inputs_that_are_not_a_list_or_that_share_a_name_are_refused_saying_why(
+    image: Path, tmp_path: Path
+) -> None:
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / image.name).write_bytes(IMAGE)
+    with serve_comfyui() as (comfy, url), _client() as client:
+        one_path = client.run(url, COPY, inputs=str(image), outputs_to=tmp_path / "o")
+        same_name = client.run(url, COPY, inputs=[image, twin / image.name], outputs_to=tmp_path)
+    not_a_list = expect_failure(one_path, InvalidRequest)
+    assert not_a_list.field == "inputs"
+    assert not_a_list.problem == "must be a list of paths or a mapping of name to path"
+    clash = expect_failure(same_name, InvalidRequest)
+    assert clash.field == "inputs"
+    assert clash.problem == "two inputs have the same name"
+    assert comfy.requests == []
+
+
+def test_an_empty_output_file_is_brought_home_empty(tmp_path: Path) -> None:
+    with hostile(_hostile_comfy(_history("empty.png"), _file(b""))) as server, _client() as client:  # type: ignore[arg-type]
+        result = expect_success(client.run(server.base_url, COPY, outputs_to=tmp_path))
+    assert [(p.name, p.read_bytes()) for p in result.paths] == [("empty.png", b"")]
+    assert os.listdir(tmp_path) == ["empty.png"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("data", [b"", b"image bytes"], ids=["empty", "with-bytes"])
+def test_an_output_directory_removed_during_the_download_is_a_write_failure(
+    tmp_path: Path, data: bytes
+) -> None:
+    out = tmp_path / "out"
+    # Removed as another program might, just before the file is written.
+    comfy = _hostile_comfy(_history("out.png"), _file(data), before_view=out.rmdir)
+    with hostile(comfy) as server, _client() as client:  # type: ignore[arg-type]
+        got = client.run(server.base_url, COPY, outputs_to=out)
+    failed = expect_failure(got, TransportFailed)
+    assert "could not write the file: FileNotFoundError" in str(failed)
+    assert not out.exists()
+
+
+class _CannotStream:
+    """An asyncio transport with ``send`` only (no ``astream``): downloads come whole."""
+
+    def __init__(self) -> None:
+        self._inner = Urllib3Transport()
+
+    async def send(self, request: HttpRequest) -> Result[HttpResponse, TransportFailed]:
+        return await asyncio.to_thread(self._inner.send, request)
+
+    async def aclose(self) -> None:
+        self._inner.close()
+
+
+def test_the_async_client_brings_the_outputs_home_over_a_transport_that_cannot_stream(
+    image: Path, tmp_path: Path
+) -> None:
+    async def run(url: str) -> RunResult:
+        transport = _CannotStream()
+        async with AsyncSessionsClient(KEY, transport=transport, clock=ManualClock()) as client:
+            got = await client.run(url, COPY, inputs=[image], outputs_to=tmp_path / "out")
+        await transport.aclose()
+        return expect_success(got)
+
+    with serve_comfyui(FakeComfyUI(polls_before_done=2)) as (_, url):
+        result = asyncio.run(run(url))
+    assert [p.read_bytes() for p in result.paths] == [IMAGE]
+    assert os.listdir(tmp_path / "out") == [result.paths[0].name]  # no temporary file left

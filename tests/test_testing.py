@@ -44,6 +44,14 @@ def test_expect_failure_fails_on_another_failure_or_a_success_saying_what_came()
     assert str(success.value) == "expected a NotReady failure, got a success: [1, 2]"
 
 
+def test_both_helpers_fail_on_something_that_is_not_a_result_naming_its_type() -> None:
+    # A forgotten ``.unwrap()`` or a call that returned its value bare, not a Result.
+    for helper in (expect_success, lambda value: expect_failure(value, NotReady)):
+        with pytest.raises(pytest.fail.Exception) as bare:
+            helper(GONE)  # type: ignore[arg-type]
+        assert str(bare.value) == "expected a Result, got SessionGone"
+
+
 def test_a_huge_or_multiline_value_is_shown_bounded_on_one_line() -> None:
     with pytest.raises(pytest.fail.Exception) as failed:
         expect_failure(Success("x\n" * 10_000), NotReady)

@@ -22,8 +22,10 @@ from returns.result import Success
 
 from cdsessions import AsyncSessionsClient, CreateSessionBody, SessionsClient
 from cdsessions._core.lease import LeaseState
+from cdsessions._core.observe import AttemptFinished
 from cdsessions.fake import AsyncFakeTransport, FakeService, FakeTransport, ManualClock
 from cdsessions.fake.server import serve_in_thread
+from cdsessions.leases import AsyncLease
 from cdsessions.models import MachineGPU
 from tests.support.clocks import ScaledClock, wait_until
 
@@ -322,6 +324,64 @@ def test_an_async_lease_on_a_manual_clock_waits_for_the_clock_and_never_moves_it
                     now = clock.monotonic()
                 assert clock.slept == 0
                 assert clock.monotonic() == now
+
+    asyncio.run(main())
+    assert service.live_sessions() == ()
+
+
+def test_an_async_lease_entered_a_second_time_is_a_programming_error_saying_so() -> None:
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+
+    async def main() -> str:
+        async with AsyncSessionsClient(
+            KEY, transport=AsyncFakeTransport(service), clock=clock
+        ) as client:
+            body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+            session_id = (await client.create(body)).unwrap().session_id
+            lease = client.lease(session_id, 2)
+            async with lease:
+                pass
+            try:
+                async with lease:
+                    pass
+            except RuntimeError as error:
+                return str(error)
+            return "entered twice"
+
+    said = asyncio.run(main())
+    assert said == "an AsyncLease can be entered only once, from client.lease()"
+    assert _methods(service).count("DELETE") == 1  # the second entry sent nothing
+
+
+def test_an_async_lease_stopped_as_it_gives_up_still_cancels_its_session() -> None:
+    # The lease's own cancel, begun when it could not extend in time, is sent even though
+    # stop() comes meanwhile (here from an observer that sees the failed extension).
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+    leases: list[AsyncLease] = []
+    stopping: list[asyncio.Future[None]] = []
+
+    def observer(event: object) -> None:
+        if isinstance(event, AttemptFinished) and event.request.path.endswith("increase-timeout"):
+            stopping.append(asyncio.ensure_future(leases[0].stop()))
+
+    async def main() -> None:
+        async with AsyncSessionsClient(
+            KEY, transport=AsyncFakeTransport(service), clock=clock, observers=[observer]
+        ) as client:
+            body = CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=2)
+            session_id = (await client.create(body)).unwrap().session_id
+            lease = client.lease(session_id, 2)
+            leases.append(lease)
+            async with lease as leased:
+                assert isinstance(leased, Success)
+                service.answer_next("extend", 500)
+                clock.advance(120 - 2)  # the extension is due with too little time to retry
+                while not stopping:
+                    await asyncio.sleep(0.01)
+                await stopping[0]
+                assert service.live_sessions() == ()  # before the scope's own close
 
     asyncio.run(main())
     assert service.live_sessions() == ()
