@@ -833,3 +833,27 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
     error = result.failure()
     assert (error.kind, error.sent) == ("broken", False)
     assert "X-Evil" not in str(error)
+
+
+def _reset_mid_body(peer: Peer) -> None:
+    peer.sock.recv(65536)  # the head and the start of the body: the server has seen some of it
+    peer.reset()
+
+
+def test_a_request_cut_off_while_its_body_is_being_written_counts_as_sent() -> None:
+    # The server has read part of the request when it resets: a create may have reached it,
+    # so the failure is sent=True (and a paid create is not repeated), though it came out of
+    # the write and not out of reading the answer.
+    body = b"x" * (16 * 1024 * 1024)  # more than the socket buffers hold: the write is cut off
+    with hostile(_reset_mid_body) as server:
+        transport = Urllib3Transport()
+        request = HttpRequest("POST", "/session", body=body, base_url=server.base_url)
+        timeout = Timeout(connect=5, read=5, total=10)
+        try:
+            result = transport.send(
+                msgspec.structs.replace(request, timeout=timeout, operation="create session")
+            )
+        finally:
+            transport.close()
+        assert server.connections == 1
+    transport_failure(result, "broken", sent=True)
