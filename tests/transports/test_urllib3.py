@@ -11,6 +11,7 @@ bounds only: the machine is shared).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import os
 import signal
@@ -833,3 +834,30 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
     error = result.failure()
     assert (error.kind, error.sent) == ("broken", False)
     assert "X-Evil" not in str(error)
+
+
+@pytest.mark.parametrize("framing", ["until close", "chunked", "gzip"])
+def test_the_headers_of_a_body_without_a_plain_length_are_handed_back(framing: str) -> None:
+    # A body read until close, chunked or compressed takes another path than one of a plain
+    # Content-Length: its answer keeps the headers as received all the same (a Retry-After of a
+    # 429 is read from them).
+    body = b'{"detail": "slow down"}'
+    framed = {
+        "until close": ((), body),
+        "chunked": (("Transfer-Encoding: chunked",), b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)),
+        "gzip": (("Content-Encoding: gzip",), gzip.compress(body)),
+    }
+    extra, data = framed[framing]
+    head = ("Content-Type: application/json", "Retry-After: 7", *extra)
+    if framing == "gzip":
+        head = (*head, f"Content-Length: {len(data)}")
+    with hostile(answer(response("429 Too Many Requests", *head, body=data))) as server:
+        request = HttpRequest(
+            "GET", "/sessions", base_url=server.base_url, timeout=Timeout(5, 5, 10)
+        )
+        sent = Urllib3Transport().send(msgspec.structs.replace(request, max_response_bytes=1024))
+    assert isinstance(sent, Success), sent
+    got = sent.unwrap()
+    assert (got.status, got.body) == (429, body)
+    assert ("Retry-After", "7") in got.headers
+    assert ("Content-Type", "application/json") in got.headers
