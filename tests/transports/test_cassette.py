@@ -775,6 +775,7 @@ def test_a_stream_with_no_recorded_answer_ends_with_the_miss() -> None:
         HttpRequest("GET", "/other"), timeout=TIMEOUT, max_response_bytes=LIMIT, operation="op"
     )
     (only,) = list(cassette.stream(request))
-    error = _miss(only)
-    assert error.operation == "op"
+    assert isinstance(only, Failure), only
+    error = only.failure()
+    assert (error.operation, error.kind, error.sent) == ("op", "unmatched", False)
     assert "GET /other is not in test.yaml" in error.problem
