@@ -165,7 +165,6 @@ def test_a_masked_body_gets_its_new_content_length() -> None:
     assert saved["headers"]["Content-Length"] == [str(len(f"[{REDACTED}]"))]
 
 
-
 @pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "text"])
 def test_a_machines_auth_token_in_a_plain_body_is_masked(as_text: bool) -> None:
     # A body vcrpy holds as text may carry a lone surrogate (an undecodable byte it kept): it
