@@ -861,3 +861,38 @@ def test_the_headers_of_a_body_without_a_plain_length_are_handed_back(framing: s
     assert (got.status, got.body) == (429, body)
     assert ("Retry-After", "7") in got.headers
     assert ("Content-Type", "application/json") in got.headers
+
+
+def test_the_deadline_thread_is_a_daemon_so_it_never_holds_the_interpreter_open() -> None:
+    # Sent from this (non-daemon) thread: a thread made without daemon=True would take after it.
+    assert not threading.current_thread().daemon
+    seen: list[bool] = []  # whether each deadline thread is a daemon, while a request is watched
+
+    def noting(request: Request) -> bytes:
+        seen.extend(t.daemon for t in threading.enumerate() if t.name == "cdsessions-deadlines")
+        return response("200 OK", "Content-Length: 2", body=b"[]")
+
+    transport = Urllib3Transport()
+    with hostile(answer(noting)) as server:
+        request = HttpRequest("GET", "/sessions", base_url=server.base_url, timeout=TIMEOUT)
+        sent = transport.send(msgspec.structs.replace(request, max_response_bytes=1024))
+    transport.close()
+    assert isinstance(sent, Success), sent
+    assert seen  # the request was watched
+    assert all(seen), seen
+
+
+def test_an_error_no_http_stack_is_known_to_raise_is_a_broken_answer_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The operating system's resolver failing in a way nothing expects.
+    def broken_resolver(name: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the resolver broke")
+
+    monkeypatch.setattr(socket, "getaddrinfo", broken_resolver)
+    base_url = f"http://{uuid.uuid4().hex}.hostile.test:9/api"
+    request = HttpRequest("GET", "/sessions", base_url=base_url, timeout=TIMEOUT)
+    sent = Urllib3Transport().send(msgspec.structs.replace(request, operation="list"))
+    assert sent == Failure(
+        TransportFailed("list", "broken", "unexpected RuntimeError in the HTTP stack", False)
+    )
