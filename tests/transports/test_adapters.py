@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Final
 
 import msgspec
 import pytest
-from returns.result import Failure, Result
+from returns.result import Failure, Result, Success
 
 from cdsessions import Timeout, TransportFailed
+from cdsessions._core.logs import Piece
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.fake import ManualClock
 from cdsessions.transports._inline import InlineTransport
@@ -160,3 +161,31 @@ def test_a_call_waiting_for_a_worker_when_the_adapter_closes_fails_unsent() -> N
     assert (error.kind, error.sent) == ("connect", False), error
     assert "closed" in error.problem
     assert [request.operation for request, _, _ in inner.sent] == ["1"]
+
+
+class Streaming(Recorder):
+    """Streams two pieces, noting the name of the thread each read of the stream ran in."""
+
+    def __init__(self) -> None:
+        super().__init__(ok(b"[]"))
+        self.readers: list[str] = []
+
+    def stream(self, request: HttpRequest) -> Generator[Piece, None, None]:
+        for piece in (b"a", b"b"):
+            self.readers.append(threading.current_thread().name)
+            yield Success(piece)
+
+
+def test_a_stream_is_read_in_a_named_thread_of_its_own_not_a_pool_worker() -> None:
+    inner = Streaming()
+    threaded = ThreadedTransport(inner, max_workers=1)
+
+    async def scene() -> list[Piece]:
+        got = [piece async for piece in threaded.astream(_request("s", WIRE_TIMEOUT))]
+        await threaded.aclose()
+        return got
+
+    assert asyncio.run(scene()) == [Success(b"a"), Success(b"b")]
+    # Named, so a thread dump tells the stream's reader from the pool's workers.
+    assert len(inner.readers) == 2
+    assert all(name.startswith("cdsessions-stream") for name in inner.readers), inner.readers

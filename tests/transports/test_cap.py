@@ -29,7 +29,7 @@ from cdsessions._core.timeouts import Timeout
 from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake import FakeService, FakeTransport
-from cdsessions.transports._cap import capped, content_codings, decode_content
+from cdsessions.transports._cap import capped, content_codings, decode_content, decoded_size
 from cdsessions.transports._cassette import CassetteError, CassetteTransport
 from cdsessions.transports._inline import InlineTransport
 from cdsessions.transports._threaded import ThreadedTransport
@@ -275,6 +275,31 @@ def test_decoding_undoes_stacked_codings_and_leaves_what_is_not_coded() -> None:
     assert decode_content(gzip.compress(data), ("gzip",), 299).failure().too_large
     truncated = decode_content(gzip.compress(data)[:-4], ("gzip",), 300).failure()
     assert not truncated.too_large
+
+
+def test_a_compressed_body_cut_short_is_corrupt_and_says_it_ends_early() -> None:
+    cut = gzip.compress(b"hello " * 50)[:-4]  # no size trailer: the member never ends
+    assert decode_content(cut, ("gzip",), 300).failure().problem == (
+        "the compressed body ends early"
+    )
+    text = _cassette_yaml(cut, {"Content-Encoding": ["gzip"]})
+    loaded = CassetteTransport.from_yaml(text, name="c.yaml")
+    assert "the gzip/deflate body is corrupt: the compressed body ends early" in str(
+        loaded.failure()
+    )
+
+
+def test_stacked_layers_are_undone_as_a_stream_so_the_cap_is_met_before_a_later_fault() -> None:
+    # The outer gzip hands the inner layer on one byte at a time (a member per byte). Read as
+    # a stream, the inner layer passes the cap within its first bytes: too large, before the
+    # outer layer's last member (cut short) is even reached. A decoder that read a layer ahead
+    # would hold all of it and find the fault first.
+    inner = gzip.compress(bytes(4 * MiB))
+    outer = b"".join(gzip.compress(inner[i : i + 1]) for i in range(len(inner)))
+    body = outer + gzip.compress(b"x")[:-4]
+    assert decoded_size(body, ("gzip", "gzip"), MiB).failure().too_large
+    assert decode_content(body, ("gzip", "gzip"), MiB).failure().too_large
+    assert not decode_content(body, ("gzip", "gzip"), 8 * MiB).failure().too_large  # the fault
 
 
 _MAGIC: Final = b"\x1f\x8b"

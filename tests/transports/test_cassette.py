@@ -736,3 +736,46 @@ def _re_valued(draw: st.DrawFn) -> bytes:
 @given(data=_near_valid() | _re_valued())
 def test_a_near_valid_cassette_loads_as_a_transport_or_a_cassette_error(data: bytes) -> None:
     _loads_as_a_value(data)
+
+
+# -- what a failure says ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        ("version: 1\n", "interactions: expected a list, found nothing"),
+        ("version: 1\ninteractions: 3\n", "interactions: expected a list, found int"),
+        ("version: 1\ninteractions: [7]\n", "interactions[0]: expected a mapping, found int"),
+        (
+            "version: 1\ninteractions: [{request: {method: 5, uri: 'http://h/api/x'}}]\n",
+            "interactions[0].request.method: expected text, found int",
+        ),
+        (
+            "version: 1\ninteractions: [{request: {method: GET}}]\n",
+            "interactions[0].request.uri: expected text, found nothing",
+        ),
+    ],
+)
+def test_a_wrong_shape_is_an_error_naming_what_was_found_there(document: str, said: str) -> None:
+    loaded = CassetteTransport.from_yaml(document, name="s.yaml")
+    assert isinstance(loaded, Failure), loaded
+    assert str(loaded.failure()) == f"cassette s.yaml: {said}"
+
+
+def test_a_cassette_path_that_cannot_be_read_is_an_error_saying_why(tmp_path: Path) -> None:
+    # A directory: the read fails with an OSError other than "no such file".
+    loaded = CassetteTransport.load(tmp_path)
+    assert loaded == Failure(CassetteError(str(tmp_path), "file", "Is a directory"))
+
+
+def test_a_stream_with_no_recorded_answer_ends_with_the_miss() -> None:
+    cassette = _cassette(_interaction("GET", "http://h/api/recorded"))
+    request = msgspec.structs.replace(
+        HttpRequest("GET", "/other"), timeout=TIMEOUT, max_response_bytes=LIMIT, operation="op"
+    )
+    (only,) = list(cassette.stream(request))
+    assert isinstance(only, Failure), only
+    error = only.failure()
+    assert (error.operation, error.kind, error.sent) == ("op", "unmatched", False)
+    assert "GET /other is not in test.yaml" in error.problem

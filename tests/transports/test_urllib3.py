@@ -11,6 +11,7 @@ bounds only: the machine is shared).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import os
 import signal
@@ -835,6 +836,7 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
     assert "X-Evil" not in str(error)
 
 
+<<<<<<< HEAD
 def _reset_mid_body(peer: Peer) -> None:
     peer.sock.recv(65536)  # the head and the start of the body: the server has seen some of it
     peer.reset()
@@ -857,3 +859,65 @@ def test_a_request_cut_off_while_its_body_is_being_written_counts_as_sent() -> N
             transport.close()
         assert server.connections == 1
     transport_failure(result, "broken", sent=True)
+=======
+@pytest.mark.parametrize("framing", ["until close", "chunked", "gzip"])
+def test_the_headers_of_a_body_without_a_plain_length_are_handed_back(framing: str) -> None:
+    # A body read until close, chunked or compressed takes another path than one of a plain
+    # Content-Length: its answer keeps the headers as received all the same (a Retry-After of a
+    # 429 is read from them).
+    body = b'{"detail": "slow down"}'
+    framed = {
+        "until close": ((), body),
+        "chunked": (("Transfer-Encoding: chunked",), b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)),
+        "gzip": (("Content-Encoding: gzip",), gzip.compress(body)),
+    }
+    extra, data = framed[framing]
+    head = ("Content-Type: application/json", "Retry-After: 7", *extra)
+    if framing == "gzip":
+        head = (*head, f"Content-Length: {len(data)}")
+    with hostile(answer(response("429 Too Many Requests", *head, body=data))) as server:
+        request = HttpRequest(
+            "GET", "/sessions", base_url=server.base_url, timeout=Timeout(5, 5, 10)
+        )
+        sent = Urllib3Transport().send(msgspec.structs.replace(request, max_response_bytes=1024))
+    assert isinstance(sent, Success), sent
+    got = sent.unwrap()
+    assert (got.status, got.body) == (429, body)
+    assert ("Retry-After", "7") in got.headers
+    assert ("Content-Type", "application/json") in got.headers
+
+
+def test_the_deadline_thread_is_a_daemon_so_it_never_holds_the_interpreter_open() -> None:
+    # Sent from this (non-daemon) thread: a thread made without daemon=True would take after it.
+    assert not threading.current_thread().daemon
+    seen: list[bool] = []  # whether each deadline thread is a daemon, while a request is watched
+
+    def noting(request: Request) -> bytes:
+        seen.extend(t.daemon for t in threading.enumerate() if t.name == "cdsessions-deadlines")
+        return response("200 OK", "Content-Length: 2", body=b"[]")
+
+    transport = Urllib3Transport()
+    with hostile(answer(noting)) as server:
+        request = HttpRequest("GET", "/sessions", base_url=server.base_url, timeout=TIMEOUT)
+        sent = transport.send(msgspec.structs.replace(request, max_response_bytes=1024))
+    transport.close()
+    assert isinstance(sent, Success), sent
+    assert seen  # the request was watched
+    assert all(seen), seen
+
+
+def test_an_error_no_http_stack_is_known_to_raise_is_a_broken_answer_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The operating system's resolver failing in a way nothing expects.
+    def broken_resolver(name: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the resolver broke")
+
+    monkeypatch.setattr(socket, "getaddrinfo", broken_resolver)
+    base_url = f"http://{uuid.uuid4().hex}.hostile.test:9/api"
+    request = HttpRequest("GET", "/sessions", base_url=base_url, timeout=TIMEOUT)
+    sent = Urllib3Transport().send(msgspec.structs.replace(request, operation="list"))
+    assert sent == Failure(
+        TransportFailed("list", "broken", "unexpected RuntimeError in the HTTP stack", False)
+    )
+>>>>>>> i23-mut-transports

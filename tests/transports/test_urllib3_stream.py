@@ -10,8 +10,9 @@ import socket
 import threading
 import time
 import tracemalloc
+import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import pytest
@@ -351,3 +352,29 @@ def test_a_child_forked_while_a_stream_is_open_reads_its_own_and_the_parent_keep
         client.close()
     assert_child_ok(code)
     assert rest == ["conn 0 second"]
+
+
+def test_an_error_no_http_stack_is_known_to_raise_ends_a_stream_as_a_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The operating system's resolver failing in a way nothing expects: the stream's first and
+    # only piece says so, as send() would, and nothing went out.
+    host = f"{uuid.uuid4().hex}.hostile.test"
+
+    def broken_resolver(name: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the resolver broke")
+
+    monkeypatch.setattr(socket, "getaddrinfo", broken_resolver)
+    request = HttpRequest(
+        "GET",
+        "/session/x/logs",
+        base_url=f"http://{host}:9/api",
+        operation="logs",
+        timeout=Timeout(connect=2, read=2, total=5),
+        max_response_bytes=1024,
+    )
+    (only,) = list(Urllib3Transport().stream(request))
+    error = expect_failure(only, TransportFailed)
+    assert error == TransportFailed(
+        "logs", "broken", "unexpected RuntimeError in the HTTP stack", False
+    )
