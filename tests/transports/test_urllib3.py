@@ -836,7 +836,6 @@ def test_an_invalid_header_value_is_not_sent_and_says_so() -> None:
     assert "X-Evil" not in str(error)
 
 
-<<<<<<< HEAD
 def _reset_mid_body(peer: Peer) -> None:
     peer.sock.recv(65536)  # the head and the start of the body: the server has seen some of it
     peer.reset()
@@ -859,7 +858,8 @@ def test_a_request_cut_off_while_its_body_is_being_written_counts_as_sent() -> N
             transport.close()
         assert server.connections == 1
     transport_failure(result, "broken", sent=True)
-=======
+
+
 @pytest.mark.parametrize("framing", ["until close", "chunked", "gzip"])
 def test_the_headers_of_a_body_without_a_plain_length_are_handed_back(framing: str) -> None:
     # A body read until close, chunked or compressed takes another path than one of a plain
@@ -920,4 +920,3 @@ def test_an_error_no_http_stack_is_known_to_raise_is_a_broken_answer_naming_it(
     assert sent == Failure(
         TransportFailed("list", "broken", "unexpected RuntimeError in the HTTP stack", False)
     )
->>>>>>> i23-mut-transports
