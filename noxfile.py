@@ -134,7 +134,7 @@ MUTATION_PACKAGES: dict[str, tuple[list[str], list[str], list[str], str]] = {
             *(f"tests/test_{name}.py" for name in ("ledger", "runs", "pytest_plugin", "comfy")),
             *(f"tests/test_{name}.py" for name in ("errors", "errors_and_models", "secrets")),
             *(f"tests/test_{name}.py" for name in ("testing", "machines", "close_in_flight")),
-            *(f"tests/test_{name}.py" for name in ("concurrency", "leak_guard")),
+            *(f"tests/test_{name}.py" for name in ("concurrency", "leak_guard", "package")),
         ],
         "cdsessions.testing.*__mutmut_1",
     ),
