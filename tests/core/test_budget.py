@@ -268,7 +268,11 @@ def test_an_extension_too_long_to_price_is_over_budget_and_says_why() -> None:
     assert isinstance(got, Failure)
     error = got.failure()
     assert isinstance(error, OverBudget)
-    assert (error.operation, error.field, error.worst_case) == ("extend session s", "max_cost", None)
+    assert (error.operation, error.field, error.worst_case) == (
+        "extend session s",
+        "max_cost",
+        None,
+    )
     assert error.problem == (
         "a timeout of more than 1e+30 minutes cannot be priced; the budget is 1 USD"
     )

@@ -277,7 +277,9 @@ def test_leasing_an_existing_session_with_a_budget_grants_the_minutes_it_already
     assert isinstance(created, Success)
     record = LeaseRecord(5)
     session_id = created.unwrap().session_id
-    steps = leased_session_steps(client._core, record, session_id, "100", clock.monotonic, clock.time)
+    steps = leased_session_steps(
+        client._core, record, session_id, "100", clock.monotonic, clock.time
+    )
     leased = client._run(steps)
     assert isinstance(leased, Success)
     assert leased.unwrap().session_id == session_id  # the session, as the server told it

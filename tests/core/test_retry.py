@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import get_args

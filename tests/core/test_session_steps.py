@@ -546,7 +546,9 @@ def test_a_budgeted_create_is_sent_with_the_calls_timeout_and_retry() -> None:
 
 def test_an_unusable_ready_timeout_names_the_wait_and_polls_nothing() -> None:
     script = Script()
-    waited = script.run(ready_steps(lambda sid: Scripted().get(sid, None, None), SID, timeout=math.nan))
+    waited = script.run(
+        ready_steps(lambda sid: Scripted().get(sid, None, None), SID, timeout=math.nan)
+    )
     error = waited.failure()
     assert isinstance(error, InvalidRequest)
     assert (error.operation, error.field) == ("wait for session s-1", "timeout")
