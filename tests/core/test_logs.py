@@ -339,7 +339,8 @@ def test_a_refusal_body_is_read_only_up_to_its_cap() -> None:
     [failure] = reading.end()
     error = failure.failure()
     assert isinstance(error, HttpError)
-    assert (error.detail or "").startswith('{"detail": "Session not found", "pad": "xxx')
+    assert isinstance(error.detail, str)
+    assert error.detail.startswith('{"detail": "Session not found", "pad": "xxx')
 
 
 def test_a_stream_that_ends_before_its_head_is_broken() -> None:
