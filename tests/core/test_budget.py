@@ -260,3 +260,19 @@ def test_extend_in_a_scope_without_a_budget_just_extends(setup: tuple[str, bool]
         assert isinstance(started, Success)
         assert isinstance(_run(face, face.scope.extend(30)), Success)
     assert PRICES not in fake.requests_seen
+
+
+def test_an_extension_too_long_to_price_is_over_budget_and_says_why() -> None:
+    allowance = Allowance(Decimal("1.00"), Price("A10G", Decimal("0.000337")), 10)
+    got = check_extend(allowance, 10**30, "extend session s")
+    assert isinstance(got, Failure)
+    error = got.failure()
+    assert isinstance(error, OverBudget)
+    assert (error.operation, error.field, error.worst_case) == (
+        "extend session s",
+        "max_cost",
+        None,
+    )
+    assert error.problem == (
+        "a timeout of more than 1e+30 minutes cannot be priced; the budget is 1 USD"
+    )

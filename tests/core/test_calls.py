@@ -265,3 +265,23 @@ def test_a_key_with_whitespace_or_a_control_character_is_refused_and_nothing_sen
         assert error.problem == "must be printable ASCII without spaces"
         assert key.strip() not in str(error) + repr(error)
     assert transport.sent == []
+
+
+def test_cancel_asks_the_server_to_wait_for_shutdown_only_when_told() -> None:
+    transport = Recorder(ok(b'{"success": true}'), ok(b'{"success": true}'))
+    client = client_with(transport)
+    assert isinstance(client.cancel("s-1", wait_for_shutdown=True), Success)
+    assert isinstance(client.cancel("s-1"), Success)
+    queries = [request.query for request, _, _ in transport.sent]
+    assert queries == [(("wait_for_shutdown", "true"),), ()]
+
+
+def test_an_unusable_retry_setting_names_the_retry_argument_and_sends_nothing() -> None:
+    transport = Recorder()
+    got = client_with(transport).get("s-1", retry="often")  # type: ignore[arg-type]
+    assert isinstance(got, Failure)
+    error = got.failure()
+    assert isinstance(error, InvalidRequest)
+    assert error.field == "retry"
+    assert error.problem == "must be a RetryPolicy, True or False, not str"
+    assert transport.sent == []

@@ -286,3 +286,85 @@ def test_any_answer_decodes_to_a_result(status: int, body: bytes) -> None:
         assert isinstance(got, Success | Failure)
         if isinstance(got, Failure):
             assert isinstance(got.failure(), ApiError)
+
+
+# -- what a user reads when a name or an answer is refused ------------------------------
+
+
+def test_a_lone_surrogate_in_a_file_name_is_refused_with_the_reason() -> None:
+    for name in ("a\ud800.png", "a\x07.png"):
+        got = build_view(ComfyFile(name))
+        assert isinstance(got, Failure), repr(name)
+        error = got.failure()
+        assert (error.operation, error.field) == ("download file", "file")
+        assert error.problem == "contains a control character or a lone surrogate"
+
+
+def test_a_node_without_class_type_is_named_by_its_first_40_characters() -> None:
+    node_id = "n" * 39 + "XYZ"
+    got = build_prompt({node_id: {"inputs": {}}})
+    assert isinstance(got, Failure)
+    assert got.failure().problem == f"node {'n' * 39 + 'X'!r} has no class_type"
+
+
+def test_a_refused_history_id_names_the_operation() -> None:
+    got = build_history("a\nb")
+    assert isinstance(got, Failure)
+    assert (got.failure().operation, got.failure().field) == ("read history", "prompt_id")
+
+
+def test_an_upload_without_a_subfolder_goes_to_the_top_folder() -> None:
+    request = build_upload("in.png", b"x").unwrap()
+    assert b'name="subfolder"\r\n\r\n\r\n' in (request.body or b"")
+
+
+def test_an_upload_path_is_refused_saying_a_bare_name_is_wanted() -> None:
+    got = build_upload("a/b.png", b"x")
+    assert isinstance(got, Failure)
+    assert got.failure().problem == "must be a bare file name, not a path"
+
+
+def test_a_rejected_prompt_shows_node_errors_given_as_plain_strings() -> None:
+    body = {
+        "error": {"type": "x", "message": "Prompt outputs failed validation"},
+        "node_errors": {"2": {"errors": ["bad input", 7], "class_type": "SaveImage"}},
+    }
+    got = decode_prompt(_json(400, body), "q").unwrap()
+    assert isinstance(got, PromptRejected)
+    assert got.node_errors == (NodeError("2", "SaveImage", ("bad input", "(no message)")),)
+
+
+def test_an_accepted_prompt_without_an_id_says_what_was_expected() -> None:
+    got = decode_prompt(_json(200, {"number": 1}), "q")
+    assert isinstance(got, Failure)
+    error = got.failure()
+    assert isinstance(error, DecodeFailed)
+    assert (error.where, error.problem) == ("$.prompt_id", "expected a non-empty string")
+
+
+def test_a_queue_that_is_not_an_object_says_what_was_expected() -> None:
+    got = decode_queue(_json(200, []), "q")
+    assert isinstance(got, Failure)
+    error = got.failure()
+    assert isinstance(error, DecodeFailed)
+    assert (error.where, error.problem) == ("$", "expected an object")
+
+
+def test_history_of_a_failed_prompt_names_the_failed_node() -> None:
+    error = {"node_id": "5", "node_type": "KSampler", "exception_message": "out of memory"}
+    entry = {
+        "outputs": {},
+        "status": {
+            "status_str": "error",
+            "completed": False,
+            "messages": [["execution_start", {}], ["execution_error", error]],
+        },
+    }
+    got = decode_history("p-1")(_json(200, {"p-1": entry}), "h").unwrap()
+    assert got.failed_nodes == (NodeError("5", "KSampler", ("out of memory",)),)
+
+
+def test_system_stats_reads_the_python_version() -> None:
+    body = {"system": {"comfyui_version": "0.3.10", "python_version": "3.12.1"}, "devices": []}
+    got = decode_system_stats(_json(200, body), "s").unwrap()
+    assert got.python_version == "3.12.1"

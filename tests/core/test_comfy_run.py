@@ -88,3 +88,23 @@ def test_run_settings_are_checked() -> None:
         got = run_plan(*args)
         assert isinstance(got, Failure), args
         assert got.failure().field == field, args
+
+
+def test_long_names_without_an_extension_are_cut_without_a_trailing_dot() -> None:
+    name = local_name(ComfyFile("a" * 400))
+    assert name == "a" * 149  # a byte is kept for a dot even without an extension
+
+
+def test_uploaded_names_leave_nodes_that_are_not_objects_alone() -> None:
+    workflow: dict[str, Any] = {"1": ["not", "a", "node"], "2": {"inputs": {"image": "in.png"}}}
+    changed = with_uploaded_names(workflow, {"in.png": "in (1).png"})
+    assert changed == {"1": ["not", "a", "node"], "2": {"inputs": {"image": "in (1).png"}}}
+
+
+def test_a_run_setting_out_of_range_says_what_is_accepted() -> None:
+    got = run_plan(WORKFLOW, 10, -1, 100)
+    assert isinstance(got, Failure)
+    assert (got.failure().field, got.failure().problem) == (
+        "poll_every",
+        "must be a finite number above 0",
+    )

@@ -69,6 +69,8 @@ def test_extensions_stop_at_the_24_hour_cap_and_the_session_is_cancelled_as_it_r
     assert reason is not None
     assert reason.code == "invalid_request"
     assert getattr(reason, "why", None) == "session_cap"
+    problem = "the session has reached the platform's 24-hour cap: no further extension"
+    assert getattr(reason, "problem", None) == problem  # what the owner reads
     assert service.requests_seen[-1][0] == "DELETE"  # cancelled as its time ran out
     assert service.live_sessions() == ()
     assert record.status == "ended"
@@ -265,3 +267,47 @@ def test_the_state_is_a_frozen_account_of_the_lease_at_one_moment() -> None:
     released = state_of(record, 400.0)
     assert released is not None
     assert released.time_left == 0.0  # no longer the lease's to keep
+
+
+def test_leasing_an_existing_session_with_a_budget_grants_the_minutes_it_already_has() -> None:
+    clock = ManualClock()
+    service = FakeService(clock=clock, ready_after_polls=0)
+    client = SessionsClient(KEY, transport=FakeTransport(service), clock=clock)
+    created = client.create(CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=90))
+    assert isinstance(created, Success)
+    record = LeaseRecord(5)
+    session_id = created.unwrap().session_id
+    steps = leased_session_steps(
+        client._core, record, session_id, "100", clock.monotonic, clock.time
+    )
+    leased = client._run(steps)
+    assert isinstance(leased, Success)
+    assert leased.unwrap().session_id == session_id  # the session, as the server told it
+    state = state_of(record, clock.monotonic())
+    assert state is not None
+    assert state.minutes_granted == 90
+
+
+def test_a_lease_of_bad_minutes_names_the_lease_operation_and_sends_nothing() -> None:
+    service, clock, client, record = _setup(minutes=5)
+    assert record.session_id is not None
+    seen = len(service.requests_seen)
+    steps = leased_session_steps(
+        client._core, LeaseRecord(0), record.session_id, None, clock.monotonic, clock.time
+    )
+    refused = client._run(steps)
+    assert not isinstance(refused, Success)
+    error = refused.failure()
+    assert isinstance(error, InvalidRequest)
+    assert (error.operation, error.field) == ("lease session", "lease")
+    assert service.requests_seen[seen:] == ()
+
+
+def test_a_lease_that_is_ending_still_has_its_time_left() -> None:
+    record = LeaseRecord(5)
+    record.session_id = "s"
+    record.created, record.end = 100.0, 100.0 + 10 * 60
+    record.status = "ending"
+    state = state_of(record, 400.0)
+    assert state is not None
+    assert state.time_left == 300.0  # the session runs until its end even as the lease stops

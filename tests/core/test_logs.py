@@ -327,3 +327,33 @@ def test_the_async_client_reports_a_404_and_a_cut_stream_as_values() -> None:
     assert expect_failure(missing, HttpError).status == 404  # type: ignore[arg-type]
     assert expect_success(followed[0]).message == "whole"  # type: ignore[arg-type]
     assert expect_failure(followed[-1], TransportFailed).kind == "broken"  # type: ignore[arg-type]
+
+
+def test_a_refusal_body_is_read_only_up_to_its_cap() -> None:
+    # 64 KiB is kept: the closing of this JSON falls past it, so the detail is the raw text.
+    reading = LogReading("logs", SNAPSHOT)
+    reading.take(Success(HttpResponse(503, (("content-type", "application/json"),))))
+    first = b'{"detail": "Session not found", "pad": "'
+    assert reading.take(Success(first)) == []
+    assert reading.take(Success(b"x" * (64 * 1024 - len(first)) + b'"}')) == []
+    [failure] = reading.end()
+    error = failure.failure()
+    assert isinstance(error, HttpError)
+    assert isinstance(error.detail, str)
+    assert error.detail.startswith('{"detail": "Session not found", "pad": "xxx')
+
+
+def test_a_stream_that_ends_before_its_head_is_broken() -> None:
+    [failure] = LogReading("logs", FOLLOW).end()
+    error = failure.failure()
+    assert isinstance(error, TransportFailed)
+    assert (error.kind, error.sent) == ("broken", True)
+
+
+def test_a_reading_that_failed_is_done_and_takes_nothing_more() -> None:
+    reading = LogReading("logs", FOLLOW)
+    [failure] = reading.take(Success(HttpResponse(200, (("content-type", "text/html"),))))
+    assert isinstance(failure, Failure)
+    assert reading.done
+    assert reading.take(Success(line("after"))) == []
+    assert reading.end() == []

@@ -306,6 +306,12 @@ def test_the_exact_text_is_plain_for_amounts_and_scientific_only_when_absurd() -
     assert money.exact_text(Decimal("1e-999999")) == "1E-999999"
 
 
+def test_the_exact_text_of_what_is_not_an_amount_says_which() -> None:
+    assert money.exact_text(Decimal("-Infinity")) == "-Infinity"
+    assert money.exact_text(Decimal("Infinity")) == "Infinity"
+    assert money.exact_text(Decimal("NaN")) == "NaN"
+
+
 def test_nothing_depends_on_the_threads_decimal_context() -> None:
     with decimal.localcontext() as context:
         context.prec = 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import get_args
@@ -602,3 +603,32 @@ def test_a_retry_after_date_in_the_minus_0000_form_is_gmt(far_from_utc: None) ->
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", moment - 30) == 30.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 +0100", moment - 30) == 0.0  # past
     assert parse_retry_after(email.utils.formatdate(moment + 5, usegmt=True), moment) == 5.0
+
+
+def test_a_200_ends_the_call_without_reading_the_clocks_or_drawing_jitter() -> None:
+    # The usual call's cost: one clock read for the deadline, none of the wall clock or jitter.
+    reads: list[str] = []
+
+    def reader(name: str, value: float) -> Callable[[], float]:
+        def read() -> float:
+            reads.append(name)
+            return value
+
+        return read
+
+    steps = plan(
+        RetryPolicy(),
+        "get",
+        Timeout(1, 1, total=3),
+        clock=reader("clock", 0.0),
+        wallclock=reader("wallclock", NOW),
+        unit=reader("unit", 0.0),
+    )
+    next(steps)
+    assert steps.send(status(200)) == Done(status(200), 1, "succeeded")
+    assert reads == ["clock"]
+
+
+def test_a_retry_setting_of_the_wrong_type_names_the_type_given() -> None:
+    got = policy_from("often", DEFAULT_RETRY)
+    assert got == Failure("must be a RetryPolicy, True or False, not str")

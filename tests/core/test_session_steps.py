@@ -26,6 +26,7 @@ from cdsessions._core.session_steps import (
     close_steps,
     extend_steps,
     open_steps,
+    ready_steps,
 )
 from cdsessions._core.steps import Finish, Flow, drive, drive_async
 from cdsessions.errors import (
@@ -529,3 +530,26 @@ def test_the_asyncio_driver_hands_each_region_and_its_undo_to_the_hook() -> None
     assert regions == [True, False]  # the create (undone by a cancel), then that cancel
     assert script.names == ["create", "cancel"]
     assert record.closed == Success("cancelled")
+
+
+def test_a_budgeted_create_is_sent_with_the_calls_timeout_and_retry() -> None:
+    class ShowsSettings(Scripted):
+        def create(
+            self, body: CreateSessionBody, timeout: object, retry: object
+        ) -> Generator[Any, Any, Any]:
+            return self._ask("create", body.machine_id, timeout, retry)
+
+    script = Script(gpu_pricing=[Success(PRICES)], create=[CREATED])
+    assert script.run(budgeted_create(ShowsSettings(), BODY, 1, 7, False)) == CREATED
+    assert script.asked == [("gpu_pricing",), ("create", "m-1", 7, False)]
+
+
+def test_an_unusable_ready_timeout_names_the_wait_and_polls_nothing() -> None:
+    script = Script()
+    waited = script.run(
+        ready_steps(lambda sid: Scripted().get(sid, None, None), SID, timeout=math.nan)
+    )
+    error = waited.failure()
+    assert isinstance(error, InvalidRequest)
+    assert (error.operation, error.field) == ("wait for session s-1", "timeout")
+    assert script.asked == []
