@@ -20,6 +20,7 @@ from cdsessions._core.wire import HttpRequest, HttpResponse
 from cdsessions.errors import TransportFailed
 from cdsessions.fake import DEFAULT_MACHINE_ID, AsyncFakeTransport, FakeService
 from cdsessions.fake.server import FakeHTTPServer
+from cdsessions.leases import AsyncLease
 from cdsessions.lifecycle import AsyncSessionScope
 from cdsessions.models import MachineGPU
 
@@ -296,3 +297,38 @@ def test_a_scope_over_real_http_cancelled_repeatedly_leaves_no_session_running(
     assert service.live_sessions() == ()
     methods = [m for m, _ in service.requests_seen]
     assert (methods.count("POST"), methods.count("DELETE")) == (1, 1)
+
+
+def test_a_leased_scope_cancelled_again_while_its_lease_stops_still_cancels_its_session() -> None:
+    service = FakeService()
+
+    async def main() -> None:
+        client = AsyncSessionsClient(KEY, transport=AsyncFakeTransport(service))
+        inside = asyncio.Event()
+        scopes: list[AsyncSessionScope] = []
+
+        async def owner() -> None:
+            scope = client.session(BODY, lease=2)
+            scopes.append(scope)
+            async with scope as started:
+                assert isinstance(started, Success)
+                inside.set()
+                await asyncio.Event().wait()  # until cancelled
+
+        task = asyncio.ensure_future(owner())
+        await inside.wait()
+        lease = scopes[0]._lease
+        assert isinstance(lease, AsyncLease)
+        task.cancel()
+        # The owner's exit stops the lease at once (no await before), then waits for its task.
+        while not lease._stopped:
+            await asyncio.sleep(0)
+        assert lease._task is not None
+        assert not lease._task.done()  # the lease is still stopping: cancel the owner again now
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert [m for m, _ in service.requests_seen].count("DELETE") == 1
+    assert service.live_sessions() == ()

@@ -385,3 +385,28 @@ def test_an_async_lease_stopped_as_it_gives_up_still_cancels_its_session() -> No
 
     asyncio.run(main())
     assert service.live_sessions() == ()
+
+
+def test_a_lease_closed_in_a_forked_child_cancels_nothing() -> None:
+    # Parent and child both leave the block; the child has its own copy of the fake service
+    # and exits 0 only if its leaving sent nothing (no cancel of the parent's session).
+    clock = ManualClock()
+    service = FakeService(clock=clock)
+    with SessionsClient(KEY, transport=FakeTransport(service), clock=clock) as client:
+        created = client.create(CreateSessionBody(machine_id=service.DEFAULT_MACHINE_ID, timeout=3))
+        assert isinstance(created, Success)
+        pid = -1
+        try:
+            with client.lease(created.unwrap().session_id, 3) as leased:
+                assert isinstance(leased, Success)
+                seen = len(service.requests_seen)
+                pid = os.fork()
+            if pid == 0:
+                os._exit(0 if len(service.requests_seen) == seen else 1)
+        finally:
+            if pid == 0:  # the child never returns to pytest
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _methods(service).count("DELETE") == 1  # the parent's own close cancels it
+        assert service.live_sessions() == ()

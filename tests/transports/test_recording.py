@@ -174,3 +174,16 @@ def test_a_machines_auth_token_in_a_plain_body_is_masked(as_text: bool) -> None:
     saved = _saved(_response(b"") | {"body": {"string": body}})["body"]["string"]
     shown = saved if as_text else saved.decode("utf-8", "surrogatepass")
     assert shown == f'{{"auth_token": "{REDACTED}", "note": "\udcff"}}'
+
+
+def test_a_machines_auth_token_in_a_compressed_body_is_stored_decoded_and_masked() -> None:
+    # No key in it: the token alone is reason enough to decode the body and mask it.
+    plain = b'{"machine": {"auth_token": "runner-secret-2"}}'
+    saved = _saved(_response(gzip.compress(plain), "gzip"))
+    body = f'{{"machine": {{"auth_token": "{REDACTED}"}}}}'.encode()
+    assert saved["body"]["string"] == body
+    assert b"runner-secret-2" not in saved["body"]["string"]
+    assert saved["headers"] == {
+        "Content-Length": [str(len(body))],
+        "Content-Type": ["application/json"],
+    }
