@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from queue import Empty
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import pytest
@@ -351,34 +351,50 @@ def test_a_child_forked_while_the_deadline_thread_holds_its_lock_keeps_its_deadl
         transport.close()
 
 
-@needs_fork
-def test_a_child_forked_after_a_name_was_resolved_resolves_it_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The parent's remembered addresses are its own; the child starts with an empty cache.
-    name = f"{uuid.uuid4().hex}.hostile.test"
-    lookups: list[str] = []
+class Lookup(NamedTuple):
+    host: str
+    port: int
+    thread: str  # the thread that made it
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[Lookup]:
+    """Every name lookup the transport makes from now on, each answered with loopback."""
+    made: list[Lookup] = []
 
     def lookup(host: str, port: int) -> list[tuple[str, int]]:
-        lookups.append(host)
+        made.append(Lookup(host, port, threading.current_thread().name))
         return [("127.0.0.1", port)]
 
     monkeypatch.setattr(_urllib3, "_addresses", lookup)
+    return made
+
+
+def hosts(lookups: list[Lookup]) -> list[str]:
+    return [made.host for made in lookups]
+
+
+@needs_fork
+def test_a_child_forked_after_a_name_was_resolved_resolves_it_again(
+    lookups: list[Lookup],
+) -> None:
+    # The parent's remembered addresses are its own; the child starts with an empty cache.
+    name = f"{uuid.uuid4().hex}.hostile.test"
     with hostile(answer(ok("get")), tls=True) as server:
         transport = Urllib3Transport(ca_certs=ca_file())
         base_url = f"https://{name}:{server.port}/api"
         client = SessionsClient(KEY, server=base_url, transport=transport, retry=False)
         assert isinstance(client.get("parent", timeout=TIMEOUT), Success)
-        assert lookups == [name]
+        assert hosts(lookups) == [name]
 
         def in_child() -> int:
             if gets(client) != 0:
                 return 3
-            return 0 if lookups == [name, name] else 4  # looked up again, here
+            return 0 if hosts(lookups) == [name, name] else 4  # looked up again, here
 
         assert_child_ok(fork_and_wait(in_child))
         assert isinstance(client.get("parent", timeout=TIMEOUT), Success)
-        assert lookups == [name]  # the parent's cache is intact
+        assert hosts(lookups) == [name]  # the parent's cache is intact
         transport.close()
 
 
@@ -418,39 +434,28 @@ def test_callers_resolving_one_name_at_once_share_its_one_lookup(
 
 
 def test_a_lookup_that_could_not_start_a_thread_is_done_by_the_caller_and_not_left_pending(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, lookups: list[Lookup]
 ) -> None:
     name = f"{uuid.uuid4().hex}.hostile.test"
-    lookups: list[str] = []
-
-    def lookup(host: str, port: int) -> list[tuple[str, int]]:
-        lookups.append(threading.current_thread().name)
-        return [("127.0.0.1", port)]
-
-    monkeypatch.setattr(_urllib3, "_addresses", lookup)
     with monkeypatch.context() as no_threads:
         _no_threads(no_threads)
         assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
     # Nothing left pending that no thread will ever finish: the next caller looks it up.
     assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
-    assert lookups == [threading.current_thread().name, "cdsessions-resolve"]
+    assert [made.thread for made in lookups] == [
+        threading.current_thread().name,
+        "cdsessions-resolve",
+    ]
 
 
 def test_a_remembered_name_is_looked_up_again_once_its_time_is_up(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, lookups: list[Lookup]
 ) -> None:
     name = f"{uuid.uuid4().hex}.hostile.test"
-    lookups: list[str] = []
-
-    def lookup(host: str, port: int) -> list[tuple[str, int]]:
-        lookups.append(host)
-        return [("127.0.0.1", port)]
-
-    monkeypatch.setattr(_urllib3, "_addresses", lookup)
     monkeypatch.setattr(_urllib3, "_RESOLVED_FOR", 0.0)  # remembered for no time at all
     for _ in range(2):
         assert _urllib3._resolver.resolve(name, 443, NEVER) == [("127.0.0.1", 443)]
-    assert lookups == [name, name]
+    assert hosts(lookups) == [name, name]
 
 
 def test_the_remembered_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -485,22 +490,18 @@ def test_one_transport_keeps_a_pool_per_scheme_host_port_and_path() -> None:
     transport.close()
 
 
-def test_a_resolved_name_is_remembered_per_port(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resolved_name_is_remembered_per_port(lookups: list[Lookup]) -> None:
     name = f"{uuid.uuid4().hex}.hostile.test"
-    lookups: list[tuple[str, int]] = []
-
-    def lookup(host: str, port: int) -> list[tuple[str, int]]:
-        lookups.append((host, port))
-        return [("127.0.0.1", port)]
-
-    monkeypatch.setattr(_urllib3, "_addresses", lookup)
     transport = Urllib3Transport()
     # A new connection for every request: each one resolves (or remembers) the name.
     with hostile(answer(ok("get"))) as first, hostile(answer(ok("get"))) as second:
         for server in (first, second, first, second):
             assert isinstance(_get(transport, f"http://{name}:{server.port}/api"), Success)
         assert (len(first.requests), len(second.requests)) == (2, 2)
-        assert lookups == [(name, first.port), (name, second.port)]  # once per port
+        assert [(made.host, made.port) for made in lookups] == [
+            (name, first.port),
+            (name, second.port),
+        ]  # once per port
     transport.close()
 
 
